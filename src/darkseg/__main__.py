@@ -1,0 +1,3 @@
+from darkseg.cli import main
+
+raise SystemExit(main())

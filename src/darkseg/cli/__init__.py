@@ -1,0 +1,57 @@
+"""The ``darkseg`` command line.
+
+Each sub-command lives in its own module ``darkseg.cli.<name>`` exposing
+
+* ``HELP: str`` - one line shown by ``darkseg --help``;
+* ``add_arguments(parser: argparse.ArgumentParser) -> None``;
+* ``run(args: argparse.Namespace) -> int`` - the exit status.
+
+Modules are imported only when their command runs, so ``darkseg --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from darkseg import __version__
+
+#: command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("darkseg.cli.synth", "turn sRGB images + COCO annotations into synthetic low-light RAW"),
+    "train": ("darkseg.cli.train", "train a detector from a config file"),
+    "evaluate": ("darkseg.cli.evaluate", "COCO bbox/segm AP of a results file or of a checkpoint"),
+    "predict": ("darkseg.cli.predict", "instance masks for sRGB, LIS RAW PNG and camera RAW files"),
+    "export": ("darkseg.cli.export", "export a fused model to TorchScript or ONNX"),
+    "demo": ("darkseg.cli.demo", "the main job on embedded procedural data: synth, train, evaluate, report"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Build the parser; only the module of ``command`` (if given) is imported for its arguments."""
+    parser = argparse.ArgumentParser(prog="darkseg", description="Instance segmentation in the dark.")
+    parser.add_argument("--version", action="version", version=f"darkseg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

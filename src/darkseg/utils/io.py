@@ -1,0 +1,133 @@
+"""File helpers shared by every stage.
+
+All writers are *atomic*: data goes to a temporary file in the destination folder, is flushed and
+fsynced, then renamed over the destination. A run killed mid-write therefore never leaves a partial
+file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+__all__ = [
+    "ImageReadError",
+    "atomic_open",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_torch_save",
+    "read_image",
+    "write_image",
+    "load_json",
+]
+
+
+class ImageReadError(RuntimeError):
+    """An image file could not be read; the message names the file and the reason."""
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file next to ``path``; on success fsync and rename it to ``path``.
+
+    On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = None) -> None:
+    """Serialise ``obj`` as JSON to ``path`` atomically."""
+    with atomic_open(path, "w") as fh:
+        json.dump(obj, fh, indent=indent)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to ``path`` atomically."""
+    import torch
+
+    with atomic_open(path, "wb") as fh:
+        torch.save(obj, fh)
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    """Load a JSON file; raise ``ValueError`` naming the file and position when it is malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+
+
+def read_image(path: str | os.PathLike, *, unchanged: bool = False) -> np.ndarray:
+    """Read an image file into a NumPy array in **RGB** channel order.
+
+    Args:
+        path: image file (PNG, JPEG, TIFF, ... anything OpenCV decodes).
+        unchanged: keep the stored bit depth (e.g. ``uint16`` for 16-bit PNG) and channel count;
+            otherwise the result is 8-bit, 3 channels.
+
+    Returns:
+        ``(H, W, 3)`` (or ``(H, W)`` / ``(H, W, C)`` with ``unchanged``) array, RGB order.
+
+    Raises:
+        ImageReadError: the file is missing, empty, or cannot be decoded (message names the file).
+    """
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    if data.size == 0:
+        raise ImageReadError(f"{path}: file is empty")
+    flag = cv2.IMREAD_UNCHANGED if unchanged else cv2.IMREAD_COLOR
+    img = cv2.imdecode(data, flag)
+    if img is None:
+        raise ImageReadError(f"{path}: not a decodable image (corrupt or unsupported format)")
+    if img.ndim == 3 and img.shape[2] == 3:
+        img = img[:, :, ::-1]
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, [2, 1, 0, 3]]
+    return np.ascontiguousarray(img)
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an RGB (or single-channel) ``uint8``/``uint16`` image atomically; format from the suffix."""
+    import cv2
+
+    path = Path(path)
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = arr[:, :, ::-1]
+    ok, buf = cv2.imencode(path.suffix or ".png", np.ascontiguousarray(arr))
+    if not ok:
+        raise OSError(f"{path}: could not encode image of shape {arr.shape} dtype {arr.dtype}")
+    atomic_write_bytes(path, buf.tobytes())

@@ -1,0 +1,41 @@
+"""Shared fixtures.
+
+``shared_data`` points at the third-party test files in ``../shared/data`` (or ``$DARKSEG_SHARED_DATA``).
+Tests that need them are skipped with a clear reason when the folder is absent; the product never
+needs them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_data_dir() -> Path | None:
+    env = os.environ.get("DARKSEG_SHARED_DATA")
+    candidates = [Path(env)] if env else []
+    candidates += [REPO.parent / "shared" / "data", REPO / "shared" / "data"]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    d = _shared_data_dir()
+    if d is None:
+        pytest.skip("third-party test data folder ../shared/data is absent (set DARKSEG_SHARED_DATA)")
+    return d
+
+
+def shared_subdir(name: str) -> Path:
+    """Path of ``shared/data/<name>``; skips the calling test when it is missing."""
+    d = _shared_data_dir()
+    if d is None or not (d / name).exists():
+        pytest.skip(f"shared test data '{name}' is absent (../shared/data/{name})")
+    return d / name
