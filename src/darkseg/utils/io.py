@@ -83,7 +83,8 @@ def load_json(path: str | os.PathLike) -> Any:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise ValueError(f"{path}: malformed JSON at {where}: {exc.msg}") from exc
 
 
 def read_image(path: str | os.PathLike, *, unchanged: bool = False) -> np.ndarray:
