@@ -1,0 +1,199 @@
+"""Bayer colour-filter-array (CFA) helpers: patterns, packing, mosaicking, demosaicking, binning.
+
+Layouts (see ``docs/architecture.md``):
+
+* **flat mosaic** - one plane at full resolution. NumPy ``(H, W)`` (``(H, W, 1)`` accepted);
+  torch ``(..., 1, H, W)``.
+* **packed** - four planes at half resolution in the fixed order **(R, G1, B, G2)**, G1 being the
+  green on the red pixel's row and G2 the green on the blue pixel's row, whatever the CFA pattern.
+  NumPy ``(H/2, W/2, 4)``; torch ``(..., 4, H/2, W/2)``.
+* **RGB** - NumPy ``(H, W, 3)``; torch ``(..., 3, H, W)``, channels R, G, B.
+
+Pattern names (``"RGGB"``, ``"BGGR"``, ``"GRBG"``, ``"GBRG"``) spell the top-left 2x2 tile row-major.
+All functions accept NumPy arrays or torch tensors and return the same kind; values are not changed
+(no scaling, no clipping) except by the interpolation of :func:`demosaic_bilinear`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "PATTERNS",
+    "PACKED_ORDER",
+    "pattern_offsets",
+    "pack_bayer",
+    "unpack_bayer",
+    "mosaic_rgb",
+    "demosaic_bilinear",
+    "bin2x2",
+]
+
+Array = np.ndarray | torch.Tensor
+
+#: channel order of packed RAW
+PACKED_ORDER = ("R", "G1", "B", "G2")
+
+#: pattern -> (row, col) offsets inside the 2x2 tile of R, G1, B, G2 (the packed order)
+PATTERNS: dict[str, tuple[tuple[int, int], ...]] = {
+    "RGGB": ((0, 0), (0, 1), (1, 1), (1, 0)),
+    "BGGR": ((1, 1), (1, 0), (0, 0), (0, 1)),
+    "GRBG": ((0, 1), (0, 0), (1, 0), (1, 1)),
+    "GBRG": ((1, 0), (1, 1), (0, 1), (0, 0)),
+}
+
+# packed plane -> RGB channel index
+_PLANE_TO_RGB = (0, 1, 2, 1)
+
+
+def pattern_offsets(pattern: str) -> tuple[tuple[int, int], ...]:
+    """(row, col) offsets of the R, G1, B, G2 sites of ``pattern`` within its 2x2 tile."""
+    key = str(pattern).upper()
+    if key not in PATTERNS:
+        raise ValueError(f"unknown CFA pattern {pattern!r}; expected one of {sorted(PATTERNS)}")
+    return PATTERNS[key]
+
+
+def _check_even(h: int, w: int, what: str) -> None:
+    if h % 2 or w % 2:
+        raise ValueError(f"{what}: height and width must be even for Bayer packing, got {h}x{w}")
+
+
+def pack_bayer(mosaic: Array, pattern: str = "RGGB") -> Array:
+    """Flat mosaic -> packed (R, G1, B, G2) planes at half resolution.
+
+    NumPy ``(H, W)`` or ``(H, W, 1)`` -> ``(H/2, W/2, 4)``;
+    torch ``(..., 1, H, W)`` -> ``(..., 4, H/2, W/2)``. H and W must be even.
+    """
+    offs = pattern_offsets(pattern)
+    if isinstance(mosaic, torch.Tensor):
+        if mosaic.ndim < 3 or mosaic.shape[-3] != 1:
+            raise ValueError(f"pack_bayer: torch mosaic must be (..., 1, H, W), got {tuple(mosaic.shape)}")
+        _check_even(mosaic.shape[-2], mosaic.shape[-1], "pack_bayer")
+        return torch.cat([mosaic[..., dy::2, dx::2] for dy, dx in offs], dim=-3)
+    m = np.asarray(mosaic)
+    if m.ndim == 3 and m.shape[2] == 1:
+        m = m[:, :, 0]
+    if m.ndim != 2:
+        raise ValueError(f"pack_bayer: NumPy mosaic must be (H, W), got {m.shape}")
+    _check_even(*m.shape, "pack_bayer")
+    return np.stack([m[dy::2, dx::2] for dy, dx in offs], axis=-1)
+
+
+def unpack_bayer(packed: Array, pattern: str = "RGGB") -> Array:
+    """Packed (R, G1, B, G2) planes -> flat mosaic (inverse of :func:`pack_bayer`).
+
+    NumPy ``(h, w, 4)`` -> ``(2h, 2w)``; torch ``(..., 4, h, w)`` -> ``(..., 1, 2h, 2w)``.
+    """
+    offs = pattern_offsets(pattern)
+    if isinstance(packed, torch.Tensor):
+        if packed.ndim < 3 or packed.shape[-3] != 4:
+            raise ValueError(f"unpack_bayer: torch packed must be (..., 4, h, w), got {tuple(packed.shape)}")
+        h, w = packed.shape[-2:]
+        out = packed.new_empty((*packed.shape[:-3], 1, 2 * h, 2 * w))
+        for c, (dy, dx) in enumerate(offs):
+            out[..., 0, dy::2, dx::2] = packed[..., c, :, :]
+        return out
+    p = np.asarray(packed)
+    if p.ndim != 3 or p.shape[2] != 4:
+        raise ValueError(f"unpack_bayer: NumPy packed must be (h, w, 4), got {p.shape}")
+    out = np.empty((2 * p.shape[0], 2 * p.shape[1]), dtype=p.dtype)
+    for c, (dy, dx) in enumerate(offs):
+        out[dy::2, dx::2] = p[:, :, c]
+    return out
+
+
+def mosaic_rgb(rgb: Array, pattern: str = "RGGB") -> Array:
+    """Sample an RGB image through the CFA: each pixel keeps the channel its filter passes.
+
+    NumPy ``(H, W, 3)`` -> ``(H, W)``; torch ``(..., 3, H, W)`` -> ``(..., 1, H, W)``. Odd sizes allowed.
+    """
+    offs = pattern_offsets(pattern)
+    if isinstance(rgb, torch.Tensor):
+        if rgb.ndim < 3 or rgb.shape[-3] != 3:
+            raise ValueError(f"mosaic_rgb: torch image must be (..., 3, H, W), got {tuple(rgb.shape)}")
+        out = rgb.new_empty((*rgb.shape[:-3], 1, *rgb.shape[-2:]))
+        for c, (dy, dx) in enumerate(offs):
+            ch = _PLANE_TO_RGB[c]
+            out[..., 0, dy::2, dx::2] = rgb[..., ch, dy::2, dx::2]
+        return out
+    x = np.asarray(rgb)
+    if x.ndim != 3 or x.shape[2] != 3:
+        raise ValueError(f"mosaic_rgb: NumPy image must be (H, W, 3), got {x.shape}")
+    out = np.empty(x.shape[:2], dtype=x.dtype)
+    for c, (dy, dx) in enumerate(offs):
+        out[dy::2, dx::2] = x[dy::2, dx::2, _PLANE_TO_RGB[c]]
+    return out
+
+
+# Bilinear kernels applied to the zero-filled sparse colour planes.
+_K_RB = np.array([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]], dtype=np.float32)
+_K_G = np.array([[0.0, 0.25, 0.0], [0.25, 1.0, 0.25], [0.0, 0.25, 0.0]], dtype=np.float32)
+
+
+def _site_masks(h: int, w: int, pattern: str) -> np.ndarray:
+    """(3, H, W) float32 masks: 1 where the CFA site carries R / G / B."""
+    offs = pattern_offsets(pattern)
+    m = np.zeros((3, h, w), dtype=np.float32)
+    for c, (dy, dx) in enumerate(offs):
+        m[_PLANE_TO_RGB[c], dy::2, dx::2] = 1.0
+    return m
+
+
+def demosaic_bilinear(mosaic: Array, pattern: str = "RGGB") -> Array:
+    """Bilinear demosaic of a flat mosaic into RGB.
+
+    Each colour plane keeps its measured samples; missing ones are the mean of the 2 or 4 nearest
+    samples of that colour (the classic bilinear kernels). Borders use reflect-101 padding, which
+    keeps the CFA phase, so border pixels are interpolated the same way as interior ones. In the
+    interior the result equals OpenCV's ``cv2.COLOR_Bayer*2RGB`` bilinear demosaic up to OpenCV's
+    8-bit rounding (and, for OpenCV, its naming/BGR conventions; see ``docs/synthesis.md``).
+
+    NumPy ``(H, W)`` -> ``(H, W, 3)`` float32; torch ``(..., 1, H, W)`` -> ``(..., 3, H, W)`` (input dtype).
+    H, W >= 2; odd sizes are allowed.
+    """
+    if isinstance(mosaic, torch.Tensor):
+        if mosaic.ndim < 3 or mosaic.shape[-3] != 1:
+            raise ValueError(
+                f"demosaic_bilinear: torch mosaic must be (..., 1, H, W), got {tuple(mosaic.shape)}"
+            )
+        lead = mosaic.shape[:-3]
+        h, w = mosaic.shape[-2:]
+        x = mosaic.reshape(-1, 1, h, w)
+        masks = torch.from_numpy(_site_masks(h, w, pattern)).to(x.device, x.dtype)
+        sparse = x * masks.unsqueeze(0)  # (N, 3, H, W)
+        sparse = F.pad(sparse, (1, 1, 1, 1), mode="reflect")
+        k = torch.from_numpy(np.stack([_K_RB, _K_G, _K_RB])[:, None]).to(x.device, x.dtype)
+        out = F.conv2d(sparse, k, groups=3)
+        return out.reshape(*lead, 3, h, w)
+    import cv2
+
+    m = np.asarray(mosaic, dtype=np.float32)
+    if m.ndim == 3 and m.shape[2] == 1:
+        m = m[:, :, 0]
+    if m.ndim != 2:
+        raise ValueError(f"demosaic_bilinear: NumPy mosaic must be (H, W), got {m.shape}")
+    masks = _site_masks(*m.shape, pattern)
+    planes = []
+    for c, k in enumerate((_K_RB, _K_G, _K_RB)):
+        planes.append(cv2.filter2D(m * masks[c], -1, k, borderType=cv2.BORDER_REFLECT_101))
+    return np.stack(planes, axis=-1)
+
+
+def bin2x2(packed: Array) -> Array:
+    """Packed (R, G1, B, G2) -> half-resolution RGB ``(R, (G1 + G2) / 2, B)`` (the LIS PNG rendering).
+
+    NumPy ``(h, w, 4)`` -> ``(h, w, 3)``; torch ``(..., 4, h, w)`` -> ``(..., 3, h, w)``.
+    """
+    if isinstance(packed, torch.Tensor):
+        if packed.ndim < 3 or packed.shape[-3] != 4:
+            raise ValueError(f"bin2x2: torch packed must be (..., 4, h, w), got {tuple(packed.shape)}")
+        g = 0.5 * (packed[..., 1:2, :, :] + packed[..., 3:4, :, :])
+        return torch.cat([packed[..., 0:1, :, :], g, packed[..., 2:3, :, :]], dim=-3)
+    p = np.asarray(packed)
+    if p.ndim != 3 or p.shape[2] != 4:
+        raise ValueError(f"bin2x2: NumPy packed must be (h, w, 4), got {p.shape}")
+    g = 0.5 * (p[:, :, 1] + p[:, :, 3])
+    return np.stack([p[:, :, 0], g, p[:, :, 2]], axis=-1)
