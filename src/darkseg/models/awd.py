@@ -1,0 +1,120 @@
+"""AWD: adaptive weighted downsampling (spec §2; the original ``AdaDConv``).
+
+Every output element is a content-adaptive convex combination of the 3x3 window around its sampling
+point, per channel: an adaptive low-pass filter that replaces strided sampling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["AWD"]
+
+
+class AWD(nn.Module):
+    """Adaptive weighted downsampling.
+
+    Args:
+        in_channels: ``C``; the output has the same number of channels.
+        kernel_size: window size ``k`` (3 in the paper).
+        stride: ``s``; 2 replaces a strided conv / pooling, 1 makes AWD an adaptive pre-filter.
+        groups: number of logit groups ``g`` (``C`` divisible by ``g``); ``None`` = ``C`` (fully per
+            channel, the only setting the paper uses).
+        use_channel: multiply the logits by a per-(image, channel) factor from a global-pool MLP
+            (``C -> C//4 -> C``, no sigmoid).
+        norm_layer: BatchNorm class for the logit branch; in ResNets with frozen BN statistics pass a
+            frozen-statistics BN (spec §2.6 / §13.6).
+
+    Shapes:
+        input ``(B, C, H, W)`` float, ``H, W >= 2`` (reflect padding);
+        output ``(B, C, oh, ow)`` with ``oh = (H - 1) // s + 1``, ``ow = (W - 1) // s + 1``.
+
+    Parameter names: ``weight_net.0`` (depthwise-style logit conv, ``(g*k*k, C/g, k, k)``),
+    ``weight_net.1`` (BN over ``g*k*k`` logits), ``channel_net.1`` / ``channel_net.3`` (1x1 convs).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        kernel_size: int = 3,
+        stride: int = 2,
+        groups: int | None = None,
+        use_channel: bool = True,
+        norm_layer: Callable[[int], nn.Module] | None = None,
+    ) -> None:
+        super().__init__()
+        groups = in_channels if groups is None else groups
+        if in_channels <= 0 or in_channels % groups:
+            raise ValueError(f"AWD: in_channels={in_channels} must be a positive multiple of groups={groups}")
+        if kernel_size % 2 != 1 or kernel_size < 1:
+            raise ValueError(f"AWD: kernel_size must be odd and positive, got {kernel_size}")
+        if stride < 1:
+            raise ValueError(f"AWD: stride must be >= 1, got {stride}")
+        norm_layer = norm_layer or nn.BatchNorm2d
+        self.in_channels = in_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.groups = groups
+        self.use_channel = use_channel
+        self.pad = (kernel_size - 1) // 2
+        kk = kernel_size * kernel_size
+        self.weight_net = nn.Sequential(
+            nn.Conv2d(
+                in_channels,
+                groups * kk,
+                kernel_size,
+                stride=stride,
+                padding=self.pad,
+                groups=groups,
+                bias=False,
+            ),
+            norm_layer(groups * kk),
+        )
+        if use_channel:
+            hidden = max(in_channels // 4, 1)
+            self.channel_net = nn.Sequential(
+                nn.AdaptiveAvgPool2d(1),
+                nn.Conv2d(in_channels, hidden, 1, bias=False),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(hidden, in_channels, 1, bias=False),
+            )
+        else:
+            self.channel_net = None
+
+    def sampling_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax weights ``(B, g, C/g or 1, k*k, oh, ow)``; non-negative, sum 1 over the ``k*k`` axis."""
+        b, c = x.shape[:2]
+        g, kk = self.groups, self.kernel_size**2
+        z = self.weight_net(x)  # (B, g*kk, oh, ow), channel g*kk + k
+        oh, ow = z.shape[-2:]
+        z = z.view(b, g, 1, kk, oh, ow)
+        if self.channel_net is not None:
+            t = self.channel_net(x).view(b, g, c // g, 1, 1, 1)
+            z = z * t  # per-(image, channel) inverse temperature
+        return torch.softmax(z, dim=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"AWD expects (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        if x.shape[-2] <= self.pad or x.shape[-1] <= self.pad:
+            raise ValueError(
+                f"AWD: spatial size {tuple(x.shape[-2:])} too small for reflect padding {self.pad}"
+            )
+        b, c, h, w = x.shape
+        g, k, kk = self.groups, self.kernel_size, self.kernel_size**2
+        weights = self.sampling_weights(x)  # (B, g, C/g | 1, kk, oh, ow)
+        oh, ow = weights.shape[-2:]
+        xp = F.pad(x, (self.pad,) * 4, mode="reflect")
+        patches = F.unfold(xp, k, stride=self.stride)  # (B, C*kk, oh*ow), channel-major
+        patches = patches.view(b, g, c // g, kk, oh, ow)
+        return (patches * weights).sum(dim=3).reshape(b, c, oh, ow)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"groups={self.groups}, use_channel={self.use_channel}"
+        )

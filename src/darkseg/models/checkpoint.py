@@ -1,0 +1,124 @@
+"""darkseg checkpoint format (versioned) and loading.
+
+A checkpoint is a ``torch.save`` d dict::
+
+    {"format": "darkseg", "format_version": 1, "darkseg_version": str,
+     "model_config": ModelConfig.to_dict(), "fused": bool, "state_dict": {...}, **extra}
+
+``load_model`` rebuilds the model from ``model_config`` (folding SCB first when it was saved fused)
+and loads the weights strictly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .detector import DarkMaskRCNN, build_model
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "CheckpointError",
+    "save_checkpoint",
+    "load_model",
+    "read_checkpoint",
+]
+
+CHECKPOINT_FORMAT = "darkseg"
+CHECKPOINT_VERSION = 1
+_RESERVED = {"format", "format_version", "darkseg_version", "model_config", "fused", "state_dict"}
+
+
+class CheckpointError(ValueError):
+    """A file is not a (readable, supported) darkseg checkpoint; the message names the file."""
+
+
+def save_checkpoint(
+    path: str | os.PathLike, model: DarkMaskRCNN, extra: dict[str, Any] | None = None
+) -> None:
+    """Write ``model`` (config + weights) and ``extra`` entries to ``path`` atomically."""
+    from darkseg import __version__
+    from darkseg.utils.io import atomic_torch_save
+
+    cfg = getattr(model, "config", None)
+    if not isinstance(cfg, ModelConfig):
+        raise TypeError(
+            "save_checkpoint needs a model built by darkseg.models.build_model (no .config found)"
+        )
+    extra = dict(extra or {})
+    clash = sorted(_RESERVED & set(extra))
+    if clash:
+        raise ValueError(f"save_checkpoint: extra uses reserved key(s) {clash}")
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "darkseg_version": __version__,
+        "model_config": cfg.to_dict(),
+        "fused": bool(getattr(model, "fused", False)),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **extra,
+    }
+    atomic_torch_save(ckpt, path)
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and validate a darkseg checkpoint dict (no model is built)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception:  # noqa: BLE001 - extra entries may hold non-tensor objects; retry full unpickling
+        try:
+            ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        except Exception as exc:  # noqa: BLE001
+            raise CheckpointError(
+                f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc})"
+            ) from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path}: not a darkseg checkpoint (no 'format': 'darkseg' entry); for torchvision weights use "
+            "darkseg.models.load_torchvision_state_dict"
+        )
+    ver = ckpt.get("format_version")
+    if not isinstance(ver, int) or ver < 1 or ver > CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path}: unsupported darkseg checkpoint format_version {ver!r} (this darkseg reads up to "
+            f"{CHECKPOINT_VERSION}; upgrade darkseg)"
+        )
+    for key in ("model_config", "state_dict"):
+        if not isinstance(ckpt.get(key), dict):
+            raise CheckpointError(f"{path}: darkseg checkpoint lacks a '{key}' dict")
+    return ckpt
+
+
+def load_model(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> tuple[DarkMaskRCNN, dict[str, Any]]:
+    """Rebuild the model stored in a darkseg checkpoint; returns ``(model in eval mode, checkpoint dict)``."""
+    ckpt = read_checkpoint(path, map_location)
+    try:
+        cfg = ModelConfig.from_dict(ckpt["model_config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: invalid model_config: {exc}") from exc
+    model = build_model(cfg)
+    if ckpt.get("fused", False):
+        model.fuse()
+    try:
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not match the stored model_config: {exc}") from exc
+    model.to(map_location if not isinstance(map_location, dict) else "cpu")
+    model.eval()
+    return model, ckpt
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (optionally only trainable ones)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,239 @@
+"""Model configuration dataclasses (YAML-friendly: plain types, ``from_dict`` / ``to_dict``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ModelConfig", "DSLConfig", "ModelConfigError", "NORMALIZATION_PRESETS"]
+
+
+class ModelConfigError(ValueError):
+    """A model configuration value is invalid; the message names the field."""
+
+
+# Per-channel (mean, std) for inputs in [0, 1], RGB order. "caffe" is the detectron2/mmdet caffe
+# normalisation (mean subtraction on the 0-255 scale, std 1) expressed for [0, 1] inputs.
+NORMALIZATION_PRESETS: dict[str, tuple[list[float], list[float]]] = {
+    "caffe": ([123.675 / 255.0, 116.28 / 255.0, 103.53 / 255.0], [1.0 / 255.0] * 3),
+    "imagenet": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+    "none": ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]),
+}
+
+
+@dataclass
+class DSLConfig:
+    """Disturbance suppression loss settings (spec §5.2).
+
+    ``weight`` per level, element-wise squared error clamped at ``clamp``, summed over ``levels``
+    (indices into C2..C5, 0-based). ``detach_clean=True`` stops the gradient into the clean branch
+    (the paper does not: default False).
+    """
+
+    weight: float = 0.01
+    clamp: float = 0.1
+    detach_clean: bool = False
+    levels: tuple[int, ...] = (0, 1, 2, 3)
+
+    def __post_init__(self) -> None:
+        self.levels = tuple(int(v) for v in self.levels)
+        if self.weight < 0:
+            raise ModelConfigError(f"dsl.weight must be >= 0, got {self.weight}")
+        if not self.clamp > 0:
+            raise ModelConfigError(f"dsl.clamp must be > 0, got {self.clamp}")
+        if (
+            not self.levels
+            or any(v < 0 or v > 3 for v in self.levels)
+            or len(set(self.levels)) != len(self.levels)
+        ):
+            raise ModelConfigError(f"dsl.levels must be distinct indices in 0..3, got {self.levels}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["levels"] = list(self.levels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> DSLConfig:
+        d = dict(d or {})
+        _check_keys(cls, d, "dsl")
+        return cls(**d)
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a :class:`~darkseg.models.detector.DarkMaskRCNN`.
+
+    Backbone: ``depth`` 18/34/50/101, ``style`` "pytorch" (stride on the 3x3 conv) or "caffe" (stride on
+    the first 1x1 conv of bottlenecks), ``awd`` (adaptive weighted downsampling before stages 2-4),
+    ``awd_mode`` "replace" (stride-2 AWD, all stage convs stride 1: the paper's R50 topology) or
+    "prefilter" (stride-1 AWD in front of the usual strided convs: the paper's Mask2Former variant),
+    ``scb`` (smooth-oriented conv block on every 3x3 conv of ``scb_stages``; None = the paper's rule,
+    stages with index >= ``frozen_stages``), ``scb_zero_init`` (zero-init the SCB 1x1 branch; the paper
+    uses PyTorch's default init).
+
+    Input: ``in_channels`` 3 (RGB / rendered RAW) or 4 (packed RAW R,G1,B,G2); ``min_size``/``max_size``
+    keep-ratio box (torchvision semantics); ``resize_interpolation`` "nearest" (paper) or "bilinear"
+    (torchvision); ``normalization`` preset or explicit ``image_mean``/``image_std`` (for [0,1] inputs).
+
+    Heads: torchvision defaults, shrinkable for small CPU models.
+    """
+
+    depth: int = 50
+    style: str = "caffe"
+    awd: bool = False
+    awd_mode: str = "replace"
+    scb: bool = False
+    scb_stages: list[int] | None = None
+    scb_zero_init: bool = False
+    class_names: list[str] = field(default_factory=lambda: ["object"])
+    in_channels: int = 3
+    min_size: int = 400
+    max_size: int = 600
+    resize_interpolation: str = "nearest"
+    normalization: str = "caffe"
+    image_mean: list[float] | None = None
+    image_std: list[float] | None = None
+    size_divisible: int = 32
+    frozen_stages: int = 1
+    frozen_bn: bool = True
+    trainable_backbone: bool = True
+    pretrained: bool = False
+    # heads
+    fpn_channels: int = 256
+    box_head_dim: int = 1024
+    mask_head_channels: int = 256
+    rpn_pre_nms_top_n_train: int = 2000
+    rpn_pre_nms_top_n_test: int = 1000
+    rpn_post_nms_top_n_train: int = 2000
+    rpn_post_nms_top_n_test: int = 1000
+    rpn_batch_size_per_image: int = 256
+    box_batch_size_per_image: int = 512
+    box_detections_per_img: int = 100
+    box_score_thresh: float = 0.05
+    box_nms_thresh: float = 0.5
+    dsl: DSLConfig = field(default_factory=DSLConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dsl, dict):
+            self.dsl = DSLConfig.from_dict(self.dsl)
+        self.class_names = [str(c) for c in self.class_names]
+        if self.scb_stages is not None:
+            self.scb_stages = [int(s) for s in self.scb_stages]
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        def bad(name: str, msg: str) -> None:
+            raise ModelConfigError(f"model.{name}: {msg} (got {getattr(self, name)!r})")
+
+        if self.depth not in (18, 34, 50, 101):
+            bad("depth", "must be one of 18, 34, 50, 101")
+        if self.style not in ("pytorch", "caffe"):
+            bad("style", "must be 'pytorch' or 'caffe'")
+        if self.awd_mode not in ("replace", "prefilter"):
+            bad("awd_mode", "must be 'replace' or 'prefilter'")
+        if self.scb_stages is not None and any(s not in (1, 2, 3, 4) for s in self.scb_stages):
+            bad("scb_stages", "stage numbers must be in 1..4")
+        if not self.class_names:
+            bad("class_names", "needs at least one class")
+        if len(set(self.class_names)) != len(self.class_names):
+            bad("class_names", "names must be unique")
+        if self.in_channels not in (3, 4):
+            bad("in_channels", "must be 3 (RGB / rendered RAW) or 4 (packed RAW)")
+        if not isinstance(self.min_size, int) or self.min_size <= 0:
+            bad("min_size", "must be a positive int (multi-scale training belongs to the data pipeline)")
+        if not isinstance(self.max_size, int) or self.max_size < self.min_size:
+            bad("max_size", "must be an int >= min_size")
+        if self.resize_interpolation not in ("nearest", "bilinear"):
+            bad("resize_interpolation", "must be 'nearest' or 'bilinear'")
+        if self.size_divisible <= 0 or self.size_divisible % 32:
+            bad("size_divisible", "must be a positive multiple of 32 (the backbone's total stride)")
+        if not -1 <= self.frozen_stages <= 4:
+            bad("frozen_stages", "must be in -1..4")
+        if self.pretrained:
+            bad(
+                "pretrained",
+                "must be False: darkseg never downloads weights; use load_torchvision_state_dict",
+            )
+        if (self.image_mean is None) != (self.image_std is None):
+            raise ModelConfigError("model.image_mean and model.image_std must be given together")
+        if self.image_mean is not None:
+            if len(self.image_mean) != self.in_channels or len(self.image_std) != self.in_channels:
+                raise ModelConfigError(
+                    f"model.image_mean/image_std need {self.in_channels} values (in_channels), got "
+                    f"{len(self.image_mean)}/{len(self.image_std)}"
+                )
+            if any(s <= 0 for s in self.image_std):
+                bad("image_std", "values must be > 0")
+        elif self.normalization not in NORMALIZATION_PRESETS:
+            bad(
+                "normalization",
+                f"must be one of {sorted(NORMALIZATION_PRESETS)} or give image_mean/image_std",
+            )
+        for name in (
+            "fpn_channels",
+            "box_head_dim",
+            "mask_head_channels",
+            "rpn_pre_nms_top_n_train",
+            "rpn_pre_nms_top_n_test",
+            "rpn_post_nms_top_n_train",
+            "rpn_post_nms_top_n_test",
+            "rpn_batch_size_per_image",
+            "box_batch_size_per_image",
+            "box_detections_per_img",
+        ):
+            if int(getattr(self, name)) <= 0:
+                bad(name, "must be > 0")
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def num_classes(self) -> int:
+        """Number of classes including background (label 0)."""
+        return len(self.class_names) + 1
+
+    def mean_std(self) -> tuple[list[float], list[float]]:
+        """Per-channel normalisation for [0, 1] inputs, ``in_channels`` entries each.
+
+        A preset with 4 channels (packed RAW R,G1,B,G2) uses the R, G, B, G values of the preset.
+        """
+        if self.image_mean is not None:
+            return [float(v) for v in self.image_mean], [float(v) for v in self.image_std]
+        mean, std = NORMALIZATION_PRESETS[self.normalization]
+        if self.in_channels == 4:
+            return [mean[0], mean[1], mean[2], mean[1]], [std[0], std[1], std[2], std[1]]
+        return list(mean), list(std)
+
+    def scb_stage_set(self) -> set[int]:
+        """Stage numbers (1..4) whose 3x3 convs get SCB (empty when ``scb`` is off)."""
+        if not self.scb:
+            return set()
+        if self.scb_stages is not None:
+            return set(self.scb_stages)
+        return {s for s in (1, 2, 3, 4) if s - 1 >= self.frozen_stages}
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["dsl"] = self.dsl.to_dict()
+        d["class_names"] = list(self.class_names)
+        for k in ("scb_stages", "image_mean", "image_std"):
+            if d[k] is not None:
+                d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> ModelConfig:
+        d = dict(d or {})
+        _check_keys(cls, d, "model")
+        if "dsl" in d and not isinstance(d["dsl"], DSLConfig):
+            d["dsl"] = DSLConfig.from_dict(d["dsl"])
+        return cls(**d)
+
+
+def _check_keys(cls: type, d: dict[str, Any], where: str) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ModelConfigError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")

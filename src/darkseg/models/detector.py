@@ -1,0 +1,299 @@
+"""The detector: torchvision Mask R-CNN on our ResNet(+AWD/SCB)+FPN, with a DSL training step.
+
+``build_model(cfg)`` returns a :class:`DarkMaskRCNN` (a ``torchvision.models.detection.MaskRCNN``):
+
+* eval: ``model(list[Tensor(C, H, W) float in [0, 1]])`` -> list of torchvision prediction dicts
+  (``boxes`` ``(N, 4)`` xyxy pixels of the input image, ``labels`` ``(N,)`` in ``1..K``, ``scores``,
+  ``masks`` ``(N, 1, H, W)`` float probabilities);
+* train: ``model(images, targets)`` -> dict of the five torchvision losses;
+* train with DSL: ``model.forward_dsl(clean, noisy, targets)`` -> ``clean_loss_*`` (task losses on the
+  clean views), ``loss_*`` (task losses on the noisy views) and ``loss_dsl``; sum all values.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
+from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
+
+from .config import ModelConfig
+from .dsl import dsl_loss
+from .resnet import ResNetBody
+from .scb import count_scb, fuse_scb
+
+__all__ = ["InputError", "DarkTransform", "DarkBackbone", "DarkMaskRCNN", "build_model", "build_backbone"]
+
+
+class InputError(ValueError):
+    """Images or targets given to the model are malformed; the message names the entry and the problem."""
+
+
+class DarkTransform(GeneralizedRCNNTransform):
+    """torchvision's detection transform with input checks and a choice of resize interpolation.
+
+    Images: list of ``(C, H, W)`` float tensors, ``C == in_channels``, finite values. Resizing follows
+    torchvision's keep-ratio rule ``scale = min(min_size / short, max_size / long)`` but uses
+    ``interpolation`` ("nearest": averaging interpolation would denoise low-light inputs, spec §8.4;
+    "bilinear": exactly torchvision's). Masks are always resized nearest. Then normalise, pad to
+    ``size_divisible``.
+    """
+
+    def __init__(
+        self,
+        min_size: int,
+        max_size: int,
+        image_mean: list[float],
+        image_std: list[float],
+        size_divisible: int = 32,
+        interpolation: str = "nearest",
+        in_channels: int = 3,
+        num_classes: int | None = None,
+    ) -> None:
+        super().__init__(min_size, max_size, image_mean, image_std, size_divisible=size_divisible)
+        if interpolation not in ("nearest", "bilinear"):
+            raise ValueError(f"interpolation must be 'nearest' or 'bilinear', got {interpolation!r}")
+        self.interpolation = interpolation
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+
+    # -------------------------------------------------------------- checks
+    def check_images(self, images: list[torch.Tensor], what: str = "images") -> None:
+        if not isinstance(images, (list, tuple)) or not images:
+            raise InputError(
+                f"{what}: expected a non-empty list of (C, H, W) tensors, got {type(images).__name__}"
+            )
+        for i, img in enumerate(images):
+            if not isinstance(img, torch.Tensor):
+                raise InputError(f"{what}[{i}]: expected a tensor, got {type(img).__name__}")
+            if img.dim() != 3:
+                raise InputError(f"{what}[{i}]: expected shape (C, H, W), got {tuple(img.shape)}")
+            if img.shape[0] != self.in_channels:
+                raise InputError(
+                    f"{what}[{i}]: expected {self.in_channels} channels (model in_channels), got shape "
+                    f"{tuple(img.shape)}; 3 = RGB / rendered RAW, 4 = packed RAW (R,G1,B,G2)"
+                )
+            if not img.is_floating_point():
+                raise InputError(f"{what}[{i}]: expected a float tensor in [0, 1], got dtype {img.dtype}")
+            if img.shape[1] < 2 or img.shape[2] < 2:
+                raise InputError(f"{what}[{i}]: image {tuple(img.shape[1:])} is too small (H, W >= 2 needed)")
+            if not torch.isfinite(img).all():
+                raise InputError(f"{what}[{i}]: contains NaN or Inf values")
+
+    def check_targets(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> None:
+        if not isinstance(targets, (list, tuple)) or len(targets) != len(images):
+            n = len(targets) if isinstance(targets, (list, tuple)) else type(targets).__name__
+            raise InputError(f"targets: expected a list of {len(images)} dicts (one per image), got {n}")
+        for i, (img, t) in enumerate(zip(images, targets)):
+            for key in ("boxes", "labels", "masks"):
+                if key not in t:
+                    raise InputError(f"targets[{i}]: missing '{key}'")
+            boxes, labels, masks = t["boxes"], t["labels"], t["masks"]
+            if boxes.dim() != 2 or boxes.shape[1] != 4 or not boxes.is_floating_point():
+                raise InputError(
+                    f"targets[{i}]['boxes']: expected float (N, 4), got {tuple(boxes.shape)} {boxes.dtype}"
+                )
+            n = boxes.shape[0]
+            if not torch.isfinite(boxes).all():
+                raise InputError(f"targets[{i}]['boxes']: contains NaN or Inf")
+            if n and (boxes[:, 2:] <= boxes[:, :2]).any():
+                j = int(torch.where((boxes[:, 2:] <= boxes[:, :2]).any(1))[0][0])
+                raise InputError(
+                    f"targets[{i}]['boxes'][{j}] = {boxes[j].tolist()} has non-positive width/height"
+                )
+            if labels.shape != (n,) or labels.dtype != torch.int64:
+                raise InputError(
+                    f"targets[{i}]['labels']: expected int64 ({n},), got {tuple(labels.shape)} {labels.dtype}"
+                )
+            if n and self.num_classes is not None and (labels.min() < 1 or labels.max() >= self.num_classes):
+                raise InputError(
+                    f"targets[{i}]['labels']: values must be in 1..{self.num_classes - 1}, got "
+                    f"min {int(labels.min())} max {int(labels.max())}"
+                )
+            if masks.shape != (n, img.shape[1], img.shape[2]):
+                raise InputError(
+                    f"targets[{i}]['masks']: expected shape ({n}, {img.shape[1]}, {img.shape[2]}) "
+                    f"(N, H, W of the image), got {tuple(masks.shape)}"
+                )
+
+    def forward(self, images, targets=None):
+        self.check_images(images)
+        if targets is not None:
+            self.check_targets(images, targets)
+        return super().forward(images, targets)
+
+    # -------------------------------------------------------------- resize
+    def resize(self, image: torch.Tensor, target: dict[str, torch.Tensor] | None = None):
+        if self.interpolation == "bilinear":
+            return super().resize(image, target)
+        h, w = image.shape[-2:]
+        size = self.min_size[-1]
+        scale = min(size / min(h, w), self.max_size / max(h, w))
+        image = F.interpolate(image[None], scale_factor=scale, mode="nearest", recompute_scale_factor=True)[0]
+        if target is None:
+            return image, target
+        if "masks" in target:
+            m = target["masks"]
+            target["masks"] = F.interpolate(
+                m[:, None].float(), scale_factor=scale, mode="nearest", recompute_scale_factor=True
+            )[:, 0].byte()
+        target["boxes"] = resize_boxes(target["boxes"], (h, w), image.shape[-2:])
+        return image, target
+
+
+class DarkBackbone(nn.Module):
+    """ResNet trunk + FPN with torchvision's ``BackboneWithFPN`` attribute names (``body``, ``fpn``).
+
+    ``forward(x)`` -> FPN levels ``"0".."3", "pool"`` (``out_channels`` each);
+    ``forward_with_features(x)`` -> ``(fpn_levels, trunk_features C2..C5)`` from ONE trunk pass (for DSL).
+    """
+
+    def __init__(self, body: ResNetBody, out_channels: int = 256) -> None:
+        super().__init__()
+        self.body = body
+        self.fpn = FeaturePyramidNetwork(
+            body.out_channels_list, out_channels, extra_blocks=LastLevelMaxPool()
+        )
+        self.out_channels = out_channels
+
+    def forward_with_features(self, x: torch.Tensor):
+        feats = self.body(x)
+        return self.fpn(feats), feats
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        return self.fpn(self.body(x))
+
+
+def build_backbone(cfg: ModelConfig) -> DarkBackbone:
+    """Trunk + FPN for a :class:`ModelConfig`."""
+    body = ResNetBody(
+        depth=cfg.depth,
+        style=cfg.style,
+        awd=cfg.awd,
+        awd_mode=cfg.awd_mode,
+        scb_stages=cfg.scb_stage_set(),
+        scb_zero_init=cfg.scb_zero_init,
+        in_channels=cfg.in_channels,
+        frozen_stages=cfg.frozen_stages,
+        frozen_bn=cfg.frozen_bn,
+        trainable=cfg.trainable_backbone,
+    )
+    return DarkBackbone(body, cfg.fpn_channels)
+
+
+class DarkMaskRCNN(MaskRCNN):
+    """torchvision ``MaskRCNN`` with our backbone, input checks, nearest resizing, DSL and SCB folding.
+
+    Attributes: ``config`` (the :class:`ModelConfig`), ``fused`` (True after :meth:`fuse`).
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        backbone = build_backbone(cfg)
+        c = cfg.fpn_channels
+        mean, std = cfg.mean_std()
+        super().__init__(
+            backbone,
+            num_classes=None,
+            min_size=cfg.min_size,
+            max_size=cfg.max_size,
+            image_mean=mean,
+            image_std=std,
+            rpn_pre_nms_top_n_train=cfg.rpn_pre_nms_top_n_train,
+            rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_top_n_test,
+            rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
+            rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
+            rpn_batch_size_per_image=cfg.rpn_batch_size_per_image,
+            box_head=TwoMLPHead(c * 7 * 7, cfg.box_head_dim),
+            box_predictor=FastRCNNPredictor(cfg.box_head_dim, cfg.num_classes),
+            box_score_thresh=cfg.box_score_thresh,
+            box_nms_thresh=cfg.box_nms_thresh,
+            box_detections_per_img=cfg.box_detections_per_img,
+            box_batch_size_per_image=cfg.box_batch_size_per_image,
+            mask_head=MaskRCNNHeads(c, [cfg.mask_head_channels] * 4, 1),
+            mask_predictor=MaskRCNNPredictor(cfg.mask_head_channels, cfg.mask_head_channels, cfg.num_classes),
+        )
+        self.transform = DarkTransform(
+            cfg.min_size,
+            cfg.max_size,
+            mean,
+            std,
+            size_divisible=cfg.size_divisible,
+            interpolation=cfg.resize_interpolation,
+            in_channels=cfg.in_channels,
+            num_classes=cfg.num_classes,
+        )
+        self.config = cfg
+        self.fused = False
+
+    # -------------------------------------------------------------- DSL training step
+    def _task_losses(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]):
+        """Task losses and trunk features C2..C5 for one view (one trunk pass)."""
+        image_list, tgts = self.transform(images, targets)
+        fpn_feats, trunk_feats = self.backbone.forward_with_features(image_list.tensors)
+        proposals, rpn_losses = self.rpn(image_list, fpn_feats, tgts)
+        _, det_losses = self.roi_heads(fpn_feats, proposals, image_list.image_sizes, tgts)
+        losses = {**det_losses, **rpn_losses}
+        return losses, list(trunk_feats.values())
+
+    def forward_dsl(
+        self,
+        clean_images: list[torch.Tensor],
+        noisy_images: list[torch.Tensor],
+        targets: list[dict[str, torch.Tensor]],
+    ) -> dict[str, torch.Tensor]:
+        """One DSL training forward (spec §5.2).
+
+        Args:
+            clean_images, noisy_images: equal-length lists of ``(C, H, W)`` float images in [0, 1], pair
+                ``i`` of identical shape (same geometry).
+            targets: one torchvision target dict per pair (shared by both views).
+
+        Returns:
+            ``{"clean_loss_*": ..., "loss_*": ..., "loss_dsl": ...}`` scalar tensors; the training loss is
+            the sum of all values.
+        """
+        if not self.training:
+            raise RuntimeError("forward_dsl is a training step: call model.train() first")
+        self.transform.check_images(clean_images, "clean_images")
+        self.transform.check_images(noisy_images, "noisy_images")
+        if len(clean_images) != len(noisy_images):
+            raise InputError(f"forward_dsl: {len(clean_images)} clean vs {len(noisy_images)} noisy images")
+        for i, (a, b) in enumerate(zip(clean_images, noisy_images)):
+            if a.shape != b.shape:
+                raise InputError(
+                    f"forward_dsl: pair {i} shapes differ: clean {tuple(a.shape)} vs noisy "
+                    f"{tuple(b.shape)} (the two views must share geometry)"
+                )
+        clean_losses, clean_feats = self._task_losses(clean_images, targets)
+        noisy_losses, noisy_feats = self._task_losses(noisy_images, targets)
+        d = self.config.dsl
+        out = {f"clean_{k}": v for k, v in clean_losses.items()}
+        out.update(noisy_losses)
+        out["loss_dsl"] = dsl_loss(noisy_feats, clean_feats, d.weight, d.clamp, d.detach_clean, d.levels)
+        return out
+
+    # -------------------------------------------------------------- inference folding
+    def fuse(self) -> DarkMaskRCNN:
+        """Fold every SCB into its 3x3 conv in place (exact up to float rounding); returns ``self``."""
+        fuse_scb(self)
+        self.fused = True
+        return self
+
+    @property
+    def num_scb(self) -> int:
+        return count_scb(self)
+
+
+def build_model(cfg: ModelConfig | dict) -> DarkMaskRCNN:
+    """Build the detector (randomly initialised; load weights with the checkpoint helpers)."""
+    if isinstance(cfg, dict):
+        cfg = ModelConfig.from_dict(cfg)
+    if not isinstance(cfg, ModelConfig):
+        raise TypeError(f"build_model expects a ModelConfig or dict, got {type(cfg).__name__}")
+    return DarkMaskRCNN(cfg)

@@ -1,0 +1,213 @@
+"""ResNet backbones (18/34/50/101) with optional AWD and SCB, returning C2..C5 (spec §4.1).
+
+Built on torchvision's ``ResNet`` so that parameter names match torchvision checkpoints
+(``conv1``, ``bn1``, ``layer1.0.conv1`` ...). Additions:
+
+* ``style="caffe"``: in bottlenecks the stride of the first block of a stage sits on the 1x1 ``conv1``
+  (mmdet/detectron2 caffe style) instead of the 3x3 ``conv2`` (pytorch style). Basic blocks have no 1x1
+  conv, so both styles coincide for depth 18/34.
+* ``awd=True, awd_mode="replace"`` (the paper's R50 topology): ``AWD(C_in, stride 2)`` runs on the input
+  of stages 2-4 and every conv of those stages (including the 1x1 projection shortcut) has stride 1.
+  ``awd_mode="prefilter"``: ``AWD(C_in, stride 1)`` before the normal strided stages.
+  AWD modules live in ``awd.layer2`` / ``awd.layer3`` / ``awd.layer4``.
+* ``scb_stages``: every 3x3 conv of those stages becomes an :class:`~darkseg.models.scb.SCBConv`
+  (bottleneck: ``conv2``; basic block: ``conv1`` and ``conv2``).
+* ``frozen_bn=True``: every BatchNorm (AWD's included) uses fixed running statistics with a trainable
+  affine map (mmdet ``norm_eval=True``; spec §2.6, §13.6); ``frozen_stages`` freezes the stem
+  (``>= 0``) and stages ``1..frozen_stages`` completely.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+from .awd import AWD
+from .scb import SCBConv
+
+__all__ = ["FrozenBatchNorm2d", "ResNetBody", "STAGE_CHANNELS"]
+
+_LAYERS = {
+    18: (BasicBlock, [2, 2, 2, 2]),
+    34: (BasicBlock, [3, 4, 6, 3]),
+    50: (Bottleneck, [3, 4, 6, 3]),
+    101: (Bottleneck, [3, 4, 23, 3]),
+}
+
+
+def STAGE_CHANNELS(depth: int) -> list[int]:  # noqa: N802 - constant-like helper
+    """Output channels of C2..C5 for a ResNet depth."""
+    return [64, 128, 256, 512] if depth in (18, 34) else [256, 512, 1024, 2048]
+
+
+class FrozenBatchNorm2d(nn.Module):
+    """BatchNorm with fixed running statistics and a (by default trainable) affine map.
+
+    ``y = (x - running_mean) / sqrt(running_var + eps) * weight + bias``, computed as torchvision's
+    ``FrozenBatchNorm2d`` does (same state-dict keys; ``num_batches_tracked`` is accepted and dropped),
+    so torchvision checkpoints give bit-identical outputs. Unlike torchvision's, ``weight`` and ``bias``
+    are ``nn.Parameter`` s: frozen stages turn their ``requires_grad`` off.
+
+    Shapes: ``(B, C, H, W)`` -> same.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
+        state_dict.pop(prefix + "num_batches_tracked", None)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.reshape(1, -1, 1, 1)
+        b = self.bias.reshape(1, -1, 1, 1)
+        rv = self.running_var.reshape(1, -1, 1, 1)
+        rm = self.running_mean.reshape(1, -1, 1, 1)
+        scale = w * (rv + self.eps).rsqrt()
+        bias = b - rm * scale
+        return x * scale + bias
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}"
+
+
+class ResNetBody(nn.Module):
+    """ResNet trunk returning ``OrderedDict("0": C2, "1": C3, "2": C4, "3": C5)``.
+
+    Args:
+        depth: 18, 34, 50 or 101.
+        style: "pytorch" or "caffe" (see module docstring).
+        awd: insert AWD before stages 2-4; ``awd_mode`` "replace" | "prefilter".
+        scb_stages: stage numbers (1..4) whose 3x3 convs get SCB.
+        scb_zero_init: zero-init the SCB 1x1 branch.
+        in_channels: 3 or 4 (stem conv input).
+        frozen_stages: -1 none; 0 stem; k stem + stages 1..k (``requires_grad=False``, eval mode).
+        frozen_bn: fixed BN statistics everywhere (see :class:`FrozenBatchNorm2d`).
+        trainable: False freezes the whole trunk.
+
+    Shapes: input ``(B, in_channels, H, W)``; outputs at strides 4, 8, 16, 32 with channels
+    ``STAGE_CHANNELS(depth)``; e.g. R50 on 416x608 -> 104x152, 52x76, 26x38, 13x19.
+    """
+
+    def __init__(
+        self,
+        depth: int = 50,
+        style: str = "pytorch",
+        awd: bool = False,
+        awd_mode: str = "replace",
+        scb_stages: Iterable[int] = (),
+        scb_zero_init: bool = False,
+        in_channels: int = 3,
+        frozen_stages: int = 1,
+        frozen_bn: bool = True,
+        trainable: bool = True,
+    ) -> None:
+        super().__init__()
+        if depth not in _LAYERS:
+            raise ValueError(f"ResNet depth must be one of {sorted(_LAYERS)}, got {depth}")
+        if style not in ("pytorch", "caffe"):
+            raise ValueError(f"ResNet style must be 'pytorch' or 'caffe', got {style!r}")
+        if awd_mode not in ("replace", "prefilter"):
+            raise ValueError(f"awd_mode must be 'replace' or 'prefilter', got {awd_mode!r}")
+        block, layers = _LAYERS[depth]
+        norm_layer = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
+        net = ResNet(block, layers, norm_layer=norm_layer)
+        self.depth, self.style, self.awd_mode = depth, style, awd_mode
+        self.frozen_stages, self.frozen_bn = frozen_stages, frozen_bn
+        self.in_channels = in_channels
+        self.scb_stages = tuple(sorted(set(scb_stages)))
+        if in_channels != 3:
+            net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        del net
+
+        stage_in = [64] + STAGE_CHANNELS(depth)[:3]
+        self.awd = nn.ModuleDict()
+        for s in (2, 3, 4):
+            first = getattr(self, f"layer{s}")[0]
+            if awd and awd_mode == "replace":
+                self._set_block_stride(first, 1, style)
+                self.awd[f"layer{s}"] = AWD(stage_in[s - 1], 3, stride=2, norm_layer=norm_layer)
+            else:
+                self._set_block_stride(first, 2, style)
+                if awd:
+                    self.awd[f"layer{s}"] = AWD(stage_in[s - 1], 3, stride=1, norm_layer=norm_layer)
+
+        for s in self.scb_stages:
+            for blk in getattr(self, f"layer{s}"):
+                names = ["conv2"] if isinstance(blk, Bottleneck) else ["conv1", "conv2"]
+                for n in names:
+                    setattr(blk, n, SCBConv.from_conv(getattr(blk, n), zero_init=scb_zero_init))
+
+        self._freeze(frozen_stages, trainable)
+
+    @staticmethod
+    def _set_block_stride(blk: nn.Module, stride: int, style: str) -> None:
+        """Place the stage stride of a stage's first block (torchvision builds it on conv2 / conv1)."""
+        if isinstance(blk, Bottleneck):
+            on_1x1 = style == "caffe"
+            blk.conv1.stride = (stride, stride) if on_1x1 else (1, 1)
+            s2 = 1 if on_1x1 else stride
+            if isinstance(blk.conv2, SCBConv):
+                blk.conv2.set_stride(s2)
+            else:
+                blk.conv2.stride = (s2, s2)
+        else:
+            blk.conv1.stride = (stride, stride)
+        blk.stride = stride
+        if blk.downsample is not None:
+            blk.downsample[0].stride = (stride, stride)
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        mods: list[nn.Module] = []
+        if self.frozen_stages >= 0:
+            mods += [self.conv1, self.bn1]
+        for s in range(1, self.frozen_stages + 1):
+            mods.append(getattr(self, f"layer{s}"))
+        return mods
+
+    def _freeze(self, frozen_stages: int, trainable: bool) -> None:
+        mods = [self] if not trainable else self._frozen_modules()
+        for m in mods:
+            for p in m.parameters():
+                p.requires_grad_(False)
+        self._trainable = trainable
+
+    def train(self, mode: bool = True) -> ResNetBody:
+        super().train(mode)
+        if mode:  # frozen parts stay in eval mode (matters only for live BatchNorm)
+            for m in [self] if not self._trainable else self._frozen_modules():
+                m.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"ResNetBody expects (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        out: OrderedDict[str, torch.Tensor] = OrderedDict()
+        for i, name in enumerate(("layer1", "layer2", "layer3", "layer4")):
+            if name in self.awd:
+                x = self.awd[name](x)
+            x = getattr(self, name)(x)
+            out[str(i)] = x
+        return out
+
+    @property
+    def out_channels_list(self) -> list[int]:
+        return STAGE_CHANNELS(self.depth)
