@@ -163,10 +163,16 @@ def demosaic_bilinear(mosaic: Array, pattern: str = "RGGB") -> Array:
         h, w = mosaic.shape[-2:]
         x = mosaic.reshape(-1, 1, h, w)
         masks = torch.from_numpy(_site_masks(h, w, pattern)).to(x.device, x.dtype)
-        sparse = x * masks.unsqueeze(0)  # (N, 3, H, W)
-        sparse = F.pad(sparse, (1, 1, 1, 1), mode="reflect")
-        k = torch.from_numpy(np.stack([_K_RB, _K_G, _K_RB])[:, None]).to(x.device, x.dtype)
-        out = F.conv2d(sparse, k, groups=3)
+        sparse = F.pad(x * masks.unsqueeze(0), (1, 1, 1, 1), mode="reflect")  # (N, 3, H+2, W+2)
+        # R and B: separable [.5, 1, .5] x [.5, 1, .5]; G: the cross [.25 | .25, 1, .25 | .25]
+        rb = sparse[:, 0::2]
+        hz = rb[..., 1:-1] + 0.5 * (rb[..., :-2] + rb[..., 2:])
+        rb = hz[..., 1:-1, :] + 0.5 * (hz[..., :-2, :] + hz[..., 2:, :])
+        g = sparse[:, 1]
+        g = g[..., 1:-1, 1:-1] + 0.25 * (
+            g[..., :-2, 1:-1] + g[..., 2:, 1:-1] + g[..., 1:-1, :-2] + g[..., 1:-1, 2:]
+        )
+        out = torch.stack([rb[:, 0], g, rb[:, 1]], dim=1)
         return out.reshape(*lead, 3, h, w)
     import cv2
 

@@ -1,1 +1,45 @@
-"""darkseg.synth"""
+"""Low-light RAW synthesis: sRGB -> unprocessed camera RAW -> physics-based noise -> network input.
+
+Public API::
+
+    from darkseg.synth import SynthConfig, LowLightSynthesizer, load_camera, available_cameras
+
+See ``docs/synthesis.md`` for the maths, the channel-order decisions and the camera profiles.
+"""
+
+from darkseg.synth.noise import (
+    CameraProfile,
+    NoiseModel,
+    NoiseParams,
+    PGNoise,
+    PGRUNoise,
+    available_cameras,
+    build_noise_model,
+    load_camera,
+    tukey_lambda_ppf,
+    tukey_lambda_variance,
+)
+from darkseg.synth.pipeline import LowLightSynthesizer, SynthConfig, SynthParams
+from darkseg.synth.render import RenderOptions, render
+from darkseg.synth.unprocess import UnprocessParams, process_linear, unprocess
+
+__all__ = [
+    "SynthConfig",
+    "LowLightSynthesizer",
+    "SynthParams",
+    "load_camera",
+    "available_cameras",
+    "CameraProfile",
+    "NoiseModel",
+    "NoiseParams",
+    "PGNoise",
+    "PGRUNoise",
+    "build_noise_model",
+    "tukey_lambda_ppf",
+    "tukey_lambda_variance",
+    "RenderOptions",
+    "render",
+    "UnprocessParams",
+    "unprocess",
+    "process_linear",
+]

@@ -1,0 +1,273 @@
+"""sRGB -> (clean, noisy) low-light RAW renderings: :class:`SynthConfig` + :class:`LowLightSynthesizer`.
+
+Per image: sample unprocess metadata and noise parameters, unprocess to linear camera RGB, mosaic to
+the camera's CFA and pack (R, G1, B, G2), add noise to a copy, render both (``darkseg.synth.render``).
+The clean rendering keeps the scene's (linear, un-brightened) level; the noisy one has the same mean
+level (``y / ratio`` then ``* ratio``) with the noise of a ``ratio``-times shorter exposure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from darkseg.raw.bayer import mosaic_rgb, pack_bayer, pattern_offsets
+from darkseg.synth.noise import NAMED_MODELS, NoiseModel, NoiseParams, build_noise_model
+from darkseg.synth.render import RenderOptions, render
+from darkseg.synth.unprocess import (
+    UnprocessParams,
+    sample_unprocess_params_numpy,
+    sample_unprocess_params_torch,
+    unprocess,
+)
+
+__all__ = ["SynthConfig", "SynthParams", "LowLightSynthesizer"]
+
+
+@dataclass
+class SynthConfig:
+    """Low-light synthesis settings (YAML maps 1:1 onto the fields).
+
+    Attributes:
+        camera: shipped profile name (``darkseg.synth.available_cameras()``) or a profile JSON path.
+        noise_model: ``"PGRU"`` (LIS), ``"PG"`` (Poisson + Gaussian read) or ``"none"``.
+        ratio_range: exposure ratio range; sampled uniformly per image (LIS: 10-100).
+        output: ``"rgb"`` 3 channels, demosaiced, full resolution (spec 6.6) or ``"packed"``
+            4 channels (R, G1, B, G2) at half resolution (H, W must be even).
+        quantize_8bit: round the mosaic and the rendering to 8 bits like LIS (spec 13.3).
+        legacy_swap_rb: return B, G, R like the original synthetic images (spec 13.1); ``"rgb"`` only.
+        per_pixel_quantisation: ``U`` noise per pixel instead of one scalar per image (spec 13.4).
+        ccm: ``"calibrated"`` (LIS cam2rgb) or ``"random"`` (Brooks et al. random CCM per image).
+        cfa_pattern: CFA of the synthetic sensor; ``None`` = the camera profile's.
+        profile: which noise fit of the camera.
+        render_wb, render_brighten, render_ccm, render_gamma, render_tone: optional ISP steps of the
+            ``"rgb"`` rendering (all off = LIS's dim linear camera RGB).
+    """
+
+    camera: str = "CanonEOS5D4"
+    noise_model: str = "PGRU"
+    ratio_range: tuple[float, float] = (10.0, 100.0)
+    output: str = "rgb"
+    quantize_8bit: bool = True
+    legacy_swap_rb: bool = False
+    per_pixel_quantisation: bool = False
+    ccm: str = "calibrated"
+    cfa_pattern: str | None = None
+    profile: str = "Profile-1"
+    render_wb: bool = False
+    render_brighten: bool = False
+    render_ccm: bool = False
+    render_gamma: bool = False
+    render_tone: bool = False
+
+    def __post_init__(self) -> None:
+        self.ratio_range = tuple(float(v) for v in self.ratio_range)  # type: ignore[assignment]
+        if len(self.ratio_range) != 2:
+            raise ValueError(f"ratio_range needs two values, got {self.ratio_range}")
+        if self.output not in ("rgb", "packed"):
+            raise ValueError(f"output must be 'rgb' or 'packed', got {self.output!r}")
+        if self.noise_model not in NAMED_MODELS:
+            raise ValueError(f"noise_model must be one of {sorted(NAMED_MODELS)}, got {self.noise_model!r}")
+        if self.ccm not in ("calibrated", "random"):
+            raise ValueError(f"ccm must be 'calibrated' or 'random', got {self.ccm!r}")
+        if self.legacy_swap_rb and self.output != "rgb":
+            raise ValueError("legacy_swap_rb applies to output='rgb' only")
+        if self.cfa_pattern is not None:
+            pattern_offsets(self.cfa_pattern)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ratio_range"] = list(self.ratio_range)
+        return d
+
+
+@dataclass
+class SynthParams:
+    """Everything sampled for one image (NumPy path) or a batch (torch path)."""
+
+    unprocess: UnprocessParams
+    noise: NoiseParams
+
+
+class LowLightSynthesizer:
+    """Turns sRGB images into (clean, noisy) low-light RAW renderings; see :class:`SynthConfig`.
+
+    Call with a torch tensor (``(B, 3, H, W)`` or ``(3, H, W)``, RGB in ``[0, 1]``, any device) and an
+    optional ``torch.Generator`` on that device; or use :meth:`numpy` for one ``(H, W, 3)`` array and a
+    ``numpy.random.Generator``. Parameters are sampled independently per image.
+    """
+
+    def __init__(self, cfg: SynthConfig | None = None) -> None:
+        self.cfg = cfg or SynthConfig()
+        self.noise: NoiseModel = build_noise_model(
+            self.cfg.noise_model,
+            self.cfg.camera,
+            ratio_range=self.cfg.ratio_range,
+            profile=self.cfg.profile,
+            per_pixel_quantisation=self.cfg.per_pixel_quantisation,
+        )
+        self.camera = self.noise.camera
+        self.pattern = self.cfg.cfa_pattern or self.camera.cfa_pattern
+        pattern_offsets(self.pattern)
+        c = self.cfg
+        self.render_options = RenderOptions(
+            output=c.output,
+            pattern=self.pattern,
+            quantize_8bit=c.quantize_8bit,
+            white_balance=c.render_wb,
+            brighten=c.render_brighten,
+            ccm=c.render_ccm,
+            gamma=c.render_gamma,
+            tone=c.render_tone,
+            legacy_swap_rb=c.legacy_swap_rb,
+        )
+
+    def __repr__(self) -> str:
+        return f"LowLightSynthesizer({self.cfg})"
+
+    # ------------------------------------------------------------------------------- helpers
+    def _check_size(self, h: int, w: int) -> None:
+        if h < 2 or w < 2:
+            raise ValueError(f"image too small for a Bayer mosaic: {h}x{w}")
+        if self.cfg.output == "packed" and (h % 2 or w % 2):
+            raise ValueError(
+                f"output='packed' needs even height and width, got {h}x{w}; crop or pad the image first"
+            )
+
+    # ------------------------------------------------------------------------------- numpy
+    def sample_numpy(self, rng: np.random.Generator) -> SynthParams:
+        """One image's parameters (unprocess metadata first, then noise parameters)."""
+        return SynthParams(
+            sample_unprocess_params_numpy(rng, self.cfg.ccm), self.noise.sample_params_numpy(rng)
+        )
+
+    def numpy(
+        self, srgb: np.ndarray, rng: np.random.Generator, params: SynthParams | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One image: ``(H, W, 3)`` RGB float in ``[0, 1]`` (uint8 also accepted) -> ``(clean, noisy)``.
+
+        Outputs float32 in ``[0, 1]``: ``(H, W, 3)`` for ``"rgb"`` (odd sizes are edge-padded to even
+        internally and cropped back), ``(H/2, W/2, 4)`` for ``"packed"``.
+        """
+        x = np.asarray(srgb)
+        if x.ndim != 3 or x.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) RGB image, got shape {x.shape}")
+        x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32, copy=False)
+        h, w = x.shape[:2]
+        self._check_size(h, w)
+        if h % 2 or w % 2:
+            x = np.pad(x, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        p = params if params is not None else self.sample_numpy(rng)
+        cam = unprocess(x, p.unprocess)
+        clean = pack_bayer(mosaic_rgb(cam, self.pattern), self.pattern)
+        noisy = self.noise.apply_numpy(clean, p.noise, rng)
+        out_c = render(clean, self.render_options, p.unprocess)
+        out_n = render(noisy, self.render_options, p.unprocess)
+        if self.cfg.output == "rgb":
+            out_c, out_n = out_c[:h, :w], out_n[:h, :w]
+        return np.ascontiguousarray(out_c), np.ascontiguousarray(out_n)
+
+    # ------------------------------------------------------------------------------- torch
+    def sample_torch(self, batch: int, generator: torch.Generator, device: torch.device) -> SynthParams:
+        """``batch`` images' parameters as tensors on ``device``."""
+        return SynthParams(
+            sample_unprocess_params_torch(generator, batch, device, self.cfg.ccm),
+            self.noise.sample_params_torch(generator, batch, device),
+        )
+
+    @staticmethod
+    def stack_params(params: list[SynthParams], device: torch.device | str = "cpu") -> SynthParams:
+        """Stack NumPy-path parameters of several images into torch batch parameters."""
+
+        def col(get, dtype=torch.float32):
+            vals = [get(p) for p in params]
+            if any(v is None for v in vals):
+                return None
+            return torch.as_tensor(
+                np.stack([np.asarray(v, dtype=np.float64) for v in vals]), dtype=dtype, device=device
+            )
+
+        u = UnprocessParams(
+            *(
+                col(lambda p, k=k: getattr(p.unprocess, k))
+                for k in ("rgb2cam", "cam2rgb", "rgb_gain", "red_gain", "blue_gain")
+            )
+        )
+        n = NoiseParams(
+            *(
+                col(lambda p, k=k: getattr(p.noise, k))
+                for k in ("K", "ratio", "lam", "g_scale", "G_scale", "R_scale", "quant", "color_bias")
+            )
+        )
+        return SynthParams(u, n)
+
+    def synth(
+        self, srgb: torch.Tensor, generator: torch.Generator | None = None, params: SynthParams | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batched synthesis.
+
+        Args:
+            srgb: ``(B, 3, H, W)`` or ``(3, H, W)`` RGB in ``[0, 1]`` on any device.
+            generator: ``torch.Generator`` on ``srgb``'s device; ``None`` = a fresh, non-reproducibly
+                seeded one.
+            params: pre-sampled parameters (``sample_torch`` / ``stack_params``); sampled if ``None``.
+
+        Returns:
+            ``(clean, noisy)`` float32 in ``[0, 1]`` with the input's batch-ness: ``(B, 3, H, W)`` for
+            ``"rgb"``, ``(B, 4, H/2, W/2)`` for ``"packed"``.
+        """
+        if not isinstance(srgb, torch.Tensor):
+            raise TypeError(
+                f"synth expects a torch tensor, got {type(srgb).__name__}; use .numpy() for arrays"
+            )
+        single = srgb.ndim == 3
+        x = srgb.unsqueeze(0) if single else srgb
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected (B, 3, H, W) or (3, H, W) RGB, got {tuple(srgb.shape)}")
+        x = x.float()
+        h, w = x.shape[-2:]
+        self._check_size(h, w)
+        if h % 2 or w % 2:
+            x = F.pad(x, (0, w % 2, 0, h % 2), mode="replicate")
+        if generator is None:
+            generator = torch.Generator(device=x.device)
+            generator.seed()
+        elif generator.device.type != x.device.type:
+            raise ValueError(f"generator is on {generator.device}, images on {x.device}")
+        p = params if params is not None else self.sample_torch(x.shape[0], generator, x.device)
+        cam = unprocess(x, p.unprocess)
+        clean = pack_bayer(mosaic_rgb(cam, self.pattern), self.pattern)
+        noisy = self.noise.apply_torch(clean, p.noise, generator)
+        # render clean and noisy in one batched call
+        up2 = UnprocessParams(
+            *(
+                torch.cat([v, v])
+                for v in (
+                    p.unprocess.rgb2cam,
+                    p.unprocess.cam2rgb,
+                    p.unprocess.rgb_gain,
+                    p.unprocess.red_gain,
+                    p.unprocess.blue_gain,
+                )
+            )
+        )
+        out_c, out_n = render(torch.cat([clean, noisy]), self.render_options, up2).chunk(2)
+        if self.cfg.output == "rgb":
+            out_c, out_n = out_c[..., :h, :w], out_n[..., :h, :w]
+        if single:
+            out_c, out_n = out_c[0], out_n[0]
+        return out_c.contiguous(), out_n.contiguous()
+
+    __call__ = synth
+
+    @property
+    def output_channels(self) -> int:
+        return 3 if self.cfg.output == "rgb" else 4
+
+    @property
+    def output_scale(self) -> float:
+        """Output size / input size (0.5 for packed)."""
+        return 1.0 if self.cfg.output == "rgb" else 0.5

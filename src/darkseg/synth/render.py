@@ -1,0 +1,89 @@
+"""Packed RAW -> network input (spec section 6.6, with the channel-order fix of section 13.1).
+
+``"rgb"`` output: unpack to the flat mosaic of the CFA ``pattern``, optionally quantise to 8 bits
+(``round(255 x) / 255``, as LIS), bilinear demosaic (:func:`darkseg.raw.bayer.demosaic_bilinear`),
+optional ISP steps (white balance, brightening, CCM, gamma, tone curve; all off by default = the LIS
+"dim linear camera RGB"), optional final 8-bit rounding (LIS demosaics a ``uint8`` mosaic with OpenCV,
+whose output is ``uint8`` again). Channels are **R, G, B**; ``legacy_swap_rb`` returns B, G, R like
+the original code's synthetic images (spec 6.7).
+
+``"packed"`` output: the 4 planes (R, G1, B, G2) at half resolution, optionally 8-bit quantised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from darkseg.raw.bayer import demosaic_bilinear, unpack_bayer
+from darkseg.synth.unprocess import UnprocessParams, process_linear
+
+__all__ = ["RenderOptions", "render"]
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How packed RAW becomes the network input (see module docstring)."""
+
+    output: str = "rgb"
+    pattern: str = "RGGB"
+    quantize_8bit: bool = True
+    white_balance: bool = False
+    brighten: bool = False
+    ccm: bool = False
+    gamma: bool = False
+    tone: bool = False
+    legacy_swap_rb: bool = False
+
+    @property
+    def any_isp(self) -> bool:
+        return self.white_balance or self.brighten or self.ccm or self.gamma or self.tone
+
+
+def _q8(x):
+    if isinstance(x, torch.Tensor):
+        return x.mul(255.0).round_().div_(255.0)
+    return (np.round(x * 255.0) / 255.0).astype(np.float32, copy=False)
+
+
+def render(packed, opts: RenderOptions, params: UnprocessParams | None = None):
+    """Render packed RAW.
+
+    Args:
+        packed: NumPy ``(h, w, 4)`` or torch ``(B, 4, h, w)``, values in ``[0, 1]``.
+        opts: :class:`RenderOptions`.
+        params: the images' unprocessing metadata; needed only for ISP steps.
+
+    Returns:
+        ``"rgb"``: NumPy ``(2h, 2w, 3)`` / torch ``(B, 3, 2h, 2w)``; ``"packed"``: the input layout.
+        float32 in ``[0, 1]``.
+    """
+    if opts.output == "packed":
+        return _q8(packed) if opts.quantize_8bit else packed
+    if opts.output != "rgb":
+        raise ValueError(f"output must be 'rgb' or 'packed', got {opts.output!r}")
+    mosaic = unpack_bayer(packed, opts.pattern)
+    if opts.quantize_8bit:
+        mosaic = _q8(mosaic)
+    rgb = demosaic_bilinear(mosaic, opts.pattern)
+    if opts.any_isp:
+        if params is None:
+            raise ValueError("render: ISP steps (white balance/CCM/gamma/tone) need the unprocess params")
+        rgb = process_linear(
+            rgb,
+            params,
+            white_balance=opts.white_balance,
+            brighten=opts.brighten,
+            ccm=opts.ccm,
+            gamma=opts.gamma,
+            tone=opts.tone,
+        )
+    if opts.quantize_8bit:
+        rgb = _q8(rgb)
+    if opts.legacy_swap_rb:
+        rgb = rgb.flip(-3) if isinstance(rgb, torch.Tensor) else rgb[..., ::-1]
+    if isinstance(rgb, torch.Tensor):
+        return rgb.clamp_(0.0, 1.0)
+    return np.ascontiguousarray(np.clip(rgb, 0.0, 1.0), dtype=np.float32)
