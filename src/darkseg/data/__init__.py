@@ -1,1 +1,44 @@
-"""darkseg.data"""
+"""darkseg.data: COCO-format instance datasets, LIS, transforms and loader helpers.
+
+Public API::
+
+    from darkseg.data import (CocoInstances, load_coco, lis_dataset, LIS_CLASSES, COCO_LIS_CLASSES,
+                              Compose, ResizeKeepRatio, RandomHorizontalFlip, LowLightViews,
+                              collate_fn, seed_worker, build_loader)
+
+See docs/data.md.
+"""
+
+from darkseg.data.coco import DEFAULT_ALIASES, AnnotationError, CocoInstances, load_coco, recompute_areas
+from darkseg.data.lis import COCO_LIS_CLASSES, LIS_ALIASES, LIS_CLASSES, lis_annotation_file, lis_dataset
+from darkseg.data.loader import build_loader, collate_fn, seed_worker
+from darkseg.data.transforms import (
+    Compose,
+    LowLightViews,
+    RandomHorizontalFlip,
+    ResizeKeepRatio,
+    keep_ratio_size,
+    low_light_batch,
+)
+
+__all__ = [
+    "AnnotationError",
+    "CocoInstances",
+    "DEFAULT_ALIASES",
+    "load_coco",
+    "recompute_areas",
+    "LIS_CLASSES",
+    "COCO_LIS_CLASSES",
+    "LIS_ALIASES",
+    "lis_annotation_file",
+    "lis_dataset",
+    "collate_fn",
+    "seed_worker",
+    "build_loader",
+    "Compose",
+    "ResizeKeepRatio",
+    "RandomHorizontalFlip",
+    "LowLightViews",
+    "keep_ratio_size",
+    "low_light_batch",
+]

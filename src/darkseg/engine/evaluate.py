@@ -1,0 +1,386 @@
+"""COCO bbox/segm evaluation with pycocotools, results writing and model evaluation.
+
+* :func:`coco_evaluate` - the 12 standard COCO metrics per IoU type, computed by ``pycocotools.COCOeval``
+  (results loaded with ``COCO.loadRes``, so its rules apply: a result's ``area`` comes from its bbox when
+  it has one, else from its mask).
+* :func:`predictions_to_results` - torchvision prediction dicts -> COCO results (boxes ``xywh``, RLE
+  masks from ``pycocotools.mask.encode``, labels -> category ids).
+* :func:`evaluate_model` - run a model over a :class:`~darkseg.data.coco.CocoInstances` dataset, write
+  the results JSON atomically, evaluate, and build a per-class AP table.
+
+Note for LIS: its annotation files store the box area in ``area``; COCOeval splits small / medium /
+large by the GT ``area`` field, so APs/APm/APl are by box size unless the dataset was loaded with
+``recompute_area=True`` (docs/data.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "METRIC_NAMES",
+    "IOU_TYPES",
+    "ResultsError",
+    "load_results",
+    "validate_results",
+    "coco_evaluate",
+    "coco_evaluate_full",
+    "per_class_ap",
+    "predictions_to_results",
+    "evaluate_model",
+    "format_metrics",
+    "format_per_class",
+]
+
+#: The 12 numbers of ``COCOeval.summarize()``, in its order.
+METRIC_NAMES: tuple[str, ...] = (
+    "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
+)  # fmt: skip
+IOU_TYPES: tuple[str, ...] = ("bbox", "segm")
+
+
+class ResultsError(ValueError):
+    """A results file/list is malformed or refers to unknown images/categories (names file and entry)."""
+
+
+# ------------------------------------------------------------ loading
+def _load_gt(gt: Any):
+    from pycocotools.coco import COCO
+
+    if isinstance(gt, COCO):
+        return gt
+    from darkseg.data.coco import load_coco
+
+    return load_coco(gt)
+
+
+def load_results(results: str | os.PathLike | Sequence[Mapping[str, Any]]) -> tuple[list[dict], str]:
+    """Read a COCO results file (a JSON list) or copy a list; returns ``(results, source_name)``."""
+    if isinstance(results, (str, os.PathLike)):
+        from darkseg.utils.io import load_json
+
+        path = Path(results)
+        if path.is_file() and path.stat().st_size == 0:
+            raise ResultsError(f"{path}: results file is empty")
+        try:
+            data = load_json(path)
+        except ValueError as exc:
+            raise ResultsError(str(exc)) from exc
+        if not isinstance(data, list):
+            raise ResultsError(f"{path}: a COCO results file must be a JSON list, got {type(data).__name__}")
+        return data, str(path)
+    return [dict(r) for r in results], "results"
+
+
+def validate_results(
+    results: Sequence[Mapping[str, Any]], gt, iou_type: str, source: str = "results"
+) -> None:
+    """Check every result: known ``image_id`` and ``category_id``, a ``score``, and the field ``iou_type``
+    needs (``bbox`` [x, y, w, h] or ``segmentation``). Raises :class:`ResultsError` naming the entry."""
+    img_ids, cat_ids = set(gt.getImgIds()), set(gt.getCatIds())
+    for i, r in enumerate(results):
+        where = f"{source}: entry {i}"
+        if not isinstance(r, Mapping):
+            raise ResultsError(f"{where} is not an object")
+        for key in ("image_id", "category_id", "score"):
+            if key not in r:
+                raise ResultsError(f"{where} has no {key!r}")
+        if r["image_id"] not in img_ids:
+            raise ResultsError(f"{where}: image_id {r['image_id']!r} is not an image of the annotation file")
+        if r["category_id"] not in cat_ids:
+            raise ResultsError(
+                f"{where}: category_id {r['category_id']!r} is not a category of the annotation file "
+                f"(known: {sorted(cat_ids)})"
+            )
+        if not isinstance(r["score"], (int, float)) or not math.isfinite(r["score"]):
+            raise ResultsError(f"{where}: score {r['score']!r} is not a finite number")
+        if iou_type == "bbox" and "bbox" not in r and "segmentation" not in r:
+            raise ResultsError(f"{where}: no 'bbox' (or 'segmentation') for bbox evaluation")
+        if iou_type == "segm" and "segmentation" not in r:
+            raise ResultsError(f"{where}: no 'segmentation' for segm evaluation")
+        if "bbox" in r and (not isinstance(r["bbox"], (list, tuple)) or len(r["bbox"]) != 4):
+            raise ResultsError(f"{where}: bbox must be [x, y, w, h], got {r['bbox']!r}")
+
+
+def _results_coco(gt, results: list[dict]):
+    """``gt.loadRes`` (silently), also for an empty list (pycocotools fails on that)."""
+    from pycocotools.coco import COCO
+
+    if results:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return gt.loadRes(copy.deepcopy(results))
+    dt = COCO()
+    dt.dataset = {"images": list(gt.dataset["images"]), "categories": copy.deepcopy(gt.dataset["categories"])}
+    dt.dataset["annotations"] = []
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt.createIndex()
+    return dt
+
+
+def _gt_for_eval(gt):
+    """pycocotools marks a matched GT with the matched detection's id and vice versa, with 0 meaning
+    'unmatched': a GT annotation with id 0 would count its matches as misses. Renumber in a copy then."""
+    ids = [a["id"] for a in gt.dataset["annotations"]]
+    if all(isinstance(i, int) and i > 0 for i in ids) and len(set(ids)) == len(ids):
+        return gt
+    from darkseg.data.coco import load_coco
+
+    data = copy.deepcopy(gt.dataset)
+    for k, ann in enumerate(data["annotations"], start=1):
+        ann["id"] = k
+    return load_coco(data)
+
+
+# ------------------------------------------------------------ evaluation
+def _run_cocoeval(gt, dt, iou_type: str, img_ids: Iterable[int] | None, cat_ids: Iterable[int] | None):
+    from pycocotools.cocoeval import COCOeval
+
+    ev = COCOeval(gt, dt, iouType=iou_type)
+    if img_ids is not None:
+        ev.params.imgIds = sorted(int(i) for i in img_ids)
+    if cat_ids is not None:
+        ev.params.catIds = sorted(int(c) for c in cat_ids)
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev
+
+
+def per_class_ap(ev) -> dict[int, float]:
+    """AP@[.5:.95] (area all, maxDets 100) per category id from an accumulated ``COCOeval``
+    (-1 when the class has no GT)."""
+    precision = ev.eval["precision"]  # (T, R, K, A, M)
+    out: dict[int, float] = {}
+    for k, cat_id in enumerate(ev.params.catIds):
+        p = precision[:, :, k, 0, -1]
+        p = p[p > -1]
+        out[int(cat_id)] = float(p.mean()) if p.size else -1.0
+    return out
+
+
+def coco_evaluate_full(
+    gt,
+    results,
+    iou_types: str | Sequence[str] = IOU_TYPES,
+    img_ids: Iterable[int] | None = None,
+    cat_ids: Iterable[int] | None = None,
+) -> dict[str, dict[str, dict]]:
+    """Like :func:`coco_evaluate`, with per-class AP too.
+
+    Returns:
+        ``{iou_type: {"metrics": {name: value}, "per_class": {category_id: AP}}}``.
+    """
+    gt = _gt_for_eval(_load_gt(gt))
+    res, source = load_results(results)
+    types = [iou_types] if isinstance(iou_types, str) else list(iou_types)
+    out: dict[str, dict[str, dict]] = {}
+    for t in types:
+        if t not in IOU_TYPES:
+            raise ValueError(f"iou type must be one of {IOU_TYPES}, got {t!r}")
+        validate_results(res, gt, t, source)
+        dt = _results_coco(gt, res)
+        ev = _run_cocoeval(gt, dt, t, img_ids, cat_ids)
+        metrics = {name: float(v) for name, v in zip(METRIC_NAMES, ev.stats)}
+        out[t] = {"metrics": metrics, "per_class": per_class_ap(ev)}
+    return out
+
+
+def coco_evaluate(
+    gt,
+    results,
+    iou_types: str | Sequence[str] = IOU_TYPES,
+    img_ids: Iterable[int] | None = None,
+    cat_ids: Iterable[int] | None = None,
+) -> dict[str, dict[str, float]]:
+    """The 12 COCO metrics per IoU type, computed by pycocotools.
+
+    Args:
+        gt: annotation file path, loaded dict, or pycocotools ``COCO``.
+        results: results file path or list of COCO result dicts (``image_id``, ``category_id``,
+            ``score``, ``bbox`` [x, y, w, h] and/or ``segmentation`` RLE/polygons).
+        iou_types: ``"bbox"``, ``"segm"`` or both.
+        img_ids, cat_ids: restrict the evaluation (default: every image / category of ``gt``).
+
+    Returns:
+        ``{iou_type: {"AP": .., "AP50": .., ..., "ARl": ..}}`` in [0, 1]; -1 where COCOeval has no GT
+        (e.g. APs without small objects).
+    """
+    full = coco_evaluate_full(gt, results, iou_types, img_ids, cat_ids)
+    return {t: v["metrics"] for t, v in full.items()}
+
+
+# ------------------------------------------------------------ results writing
+def predictions_to_results(
+    predictions: Sequence[Mapping[str, Any]],
+    image_ids: Sequence[int],
+    label_to_category_id: Mapping[int, int],
+    mask_threshold: float = 0.5,
+    image_sizes: Sequence[tuple[int, int]] | None = None,
+    original_sizes: Sequence[tuple[int, int]] | None = None,
+) -> list[dict]:
+    """torchvision prediction dicts -> COCO result dicts.
+
+    Args:
+        predictions: per image ``{"boxes": (N, 4) xyxy, "scores": (N,), "labels": (N,) int 1..K,
+            "masks": (N, 1, H, W) float probabilities}`` (``masks`` optional).
+        image_ids: the annotation file's id of each image.
+        label_to_category_id: model label -> category id of the annotation file.
+        mask_threshold: probability above which a pixel is inside (spec §8.4: 0.5).
+        image_sizes, original_sizes: ``(H, W)`` the predictions refer to and the annotation file's size;
+            when they differ, boxes are scaled and masks resized (bilinear on probabilities) first.
+
+    Returns:
+        list of ``{"image_id", "category_id", "score", "bbox": [x, y, w, h], "segmentation": RLE}``
+        (RLE ``counts`` as str, JSON-ready).
+    """
+    import torch
+    import torch.nn.functional as F
+    from pycocotools import mask as mask_utils
+
+    out: list[dict] = []
+    for k, (pred, image_id) in enumerate(zip(predictions, image_ids)):
+        boxes = pred["boxes"].detach().float().cpu()
+        scores = pred["scores"].detach().float().cpu()
+        labels = pred["labels"].detach().cpu()
+        masks = pred.get("masks")
+        if masks is not None:
+            masks = masks.detach().float().cpu()
+        if image_sizes is not None and original_sizes is not None:
+            (h, w), (h0, w0) = image_sizes[k], original_sizes[k]
+            if (h, w) != (h0, w0):
+                boxes = boxes * torch.tensor([w0 / w, h0 / h, w0 / w, h0 / h])
+                if masks is not None and masks.numel():
+                    masks = F.interpolate(masks, size=(h0, w0), mode="bilinear", align_corners=False)
+        rles = None
+        if masks is not None:
+            binary = (masks[:, 0] > mask_threshold).to(torch.uint8).numpy()  # (N, H, W)
+            if len(binary):
+                rles = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0)))
+            else:
+                rles = []
+        xywh = boxes.clone()
+        xywh[:, 2:] -= xywh[:, :2]
+        for i in range(len(scores)):
+            label = int(labels[i])
+            if label not in label_to_category_id:
+                known = sorted(label_to_category_id)
+                raise ResultsError(f"prediction label {label} has no category id (known labels {known})")
+            r = {
+                "image_id": int(image_id),
+                "category_id": int(label_to_category_id[label]),
+                "score": round(float(scores[i]), 6),
+                "bbox": [round(float(v), 3) for v in xywh[i]],
+            }
+            if rles is not None:
+                rle = rles[i]
+                size = [int(s) for s in rle["size"]]
+                r["segmentation"] = {"size": size, "counts": rle["counts"].decode("ascii")}
+            out.append(r)
+    return out
+
+
+# ------------------------------------------------------------ model evaluation
+def evaluate_model(
+    model,
+    dataset,
+    device="cpu",
+    batch_size: int = 1,
+    num_workers: int = 0,
+    iou_types: Sequence[str] = IOU_TYPES,
+    results_file: str | os.PathLike | None = None,
+    mask_threshold: float = 0.5,
+    progress: bool = True,
+    max_images: int | None = None,
+) -> dict[str, Any]:
+    """Run ``model`` over ``dataset`` (a ``CocoInstances``), write results, evaluate with pycocotools.
+
+    The model gets each image as the dataset yields it (``(C, H, W)`` float); predictions are mapped back
+    to the annotation file's image size when the dataset's transforms resized the image. Labels 1..K map
+    to category ids with ``dataset.label_to_category_id``; the evaluation is restricted to the dataset's
+    images and classes.
+
+    Returns:
+        ``{"metrics": {iou_type: {name: value}}, "per_class": {iou_type: {class_name: AP}},
+        "num_images": int, "num_detections": int, "results_file": str | None}``.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from darkseg.data.loader import build_loader
+    from darkseg.utils.io import atomic_write_json
+
+    device = torch.device(device)
+    ids = list(dataset.ids)
+    subset = dataset
+    if max_images is not None and max_images < len(ids):
+        subset = torch.utils.data.Subset(dataset, range(max_images))
+        ids = ids[:max_images]
+    loader = build_loader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    was_training = model.training
+    model.eval()
+    results: list[dict] = []
+    try:
+        with torch.inference_mode():
+            bar = tqdm(loader, desc="evaluate", unit="batch", disable=not progress, dynamic_ncols=True)
+            for images, targets in bar:
+                batch_ids = [int(t["image_id"]) for t in targets]
+                preds = model([img.to(device) for img in images])
+                sizes = [tuple(img.shape[-2:]) for img in images]
+                infos = [dataset.coco.imgs[i] for i in batch_ids]
+                originals = [(int(info["height"]), int(info["width"])) for info in infos]
+                results += predictions_to_results(
+                    preds, batch_ids, dataset.label_to_category_id, mask_threshold, sizes, originals
+                )
+                bar.set_postfix(dets=len(results))
+    finally:
+        model.train(was_training)
+    if results_file is not None:
+        atomic_write_json(results_file, results)
+    types = [t for t in iou_types if t == "bbox" or all("segmentation" in r for r in results)]
+    full = coco_evaluate_full(dataset.coco, results, types, img_ids=ids, cat_ids=dataset.category_ids)
+    names = dict(zip(dataset.category_ids, dataset.class_names))
+    return {
+        "metrics": {t: v["metrics"] for t, v in full.items()},
+        "per_class": {t: {names[c]: ap for c, ap in v["per_class"].items()} for t, v in full.items()},
+        "num_images": len(ids),
+        "num_detections": len(results),
+        "results_file": None if results_file is None else str(results_file),
+    }
+
+
+# ------------------------------------------------------------ printing
+def format_metrics(metrics: Mapping[str, Mapping[str, float]], scale: float = 100.0) -> str:
+    """A table: one row per IoU type, one column per metric (×100 by default, -1 shown as ``-``)."""
+    header = f"{'type':<6}" + "".join(f"{m:>7}" for m in METRIC_NAMES)
+    lines = [header]
+    for t, vals in metrics.items():
+        cells = "".join(f"{'-':>7}" if vals[m] < 0 else f"{vals[m] * scale:7.2f}" for m in METRIC_NAMES)
+        lines.append(f"{t:<6}" + cells)
+    return "\n".join(lines)
+
+
+def format_per_class(per_class: Mapping[str, Mapping[str, float]], scale: float = 100.0) -> str:
+    """Per-class AP table: one row per class, one column per IoU type."""
+    types = list(per_class)
+    if not types:
+        return ""
+    classes = list(per_class[types[0]])
+    width = max([5, *(len(str(c)) for c in classes)])
+    lines = [f"{'class':<{width}}" + "".join(f"{t + ' AP':>10}" for t in types)]
+    for c in classes:
+        cells = ""
+        for t in types:
+            v = per_class[t].get(c, -1.0)
+            cells += f"{'-':>10}" if v < 0 else f"{v * scale:10.2f}"
+        lines.append(f"{c!s:<{width}}" + cells)
+    return "\n".join(lines)

@@ -1,0 +1,144 @@
+"""COCO evaluation: published fixture numbers, results writing, bad input, the evaluate CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from pycocotools import mask as mask_utils
+
+from conftest import shared_subdir
+from darkseg.engine.evaluate import (
+    METRIC_NAMES,
+    ResultsError,
+    coco_evaluate,
+    coco_evaluate_full,
+    predictions_to_results,
+)
+
+
+def _fixture():
+    d = shared_subdir("coco-eval-fce-shapes")
+    expected = json.loads((d / "expected_stats_pycocotools.json").read_text())
+    return d, expected
+
+
+def test_reproduces_published_segm_scores():
+    d, expected = _fixture()
+    got = coco_evaluate(d / "gt_dataset.json", d / "dt_dataset_segm_rle_nobbox.json", "segm")
+    assert list(got) == ["segm"] and list(got["segm"]) == list(METRIC_NAMES)
+    published = expected["faster_coco_eval_published"]
+    for name, key in zip(METRIC_NAMES, published):
+        assert got["segm"][name] == pytest.approx(published[key], abs=1e-4), name
+
+
+def test_loadres_rules_edge_case_and_per_class():
+    """Detections with polygon + bbox: pycocotools takes their area from the bbox (APm 0.7921)."""
+    d, expected = _fixture()
+    full = coco_evaluate_full(d / "gt_dataset.json", d / "dt_dataset.json", ("bbox", "segm"))
+    for t, key in (("bbox", "bbox_dt_as_is"), ("segm", "segm_dt_as_is")):
+        for name in METRIC_NAMES:
+            assert full[t]["metrics"][name] == pytest.approx(expected[key]["stats"][name], abs=1e-4)
+        for cat, ap in expected[key]["per_category_AP"].items():
+            assert full[t]["per_class"][int(cat)] == pytest.approx(ap, abs=1e-4)
+    assert full["segm"]["metrics"]["APm"] != pytest.approx(
+        expected["segm_from_merged_rle"]["stats"]["APm"], abs=1e-3
+    )
+
+
+def _gt_dict(ann_id0: int = 0):
+    """One 40x60 image with two square objects; category ids 0 and 1, annotation ids from ann_id0."""
+    anns = []
+    for k, (x, y, cat) in enumerate(((5, 5, 0), (30, 10, 1))):
+        poly = [x, y, x + 20, y, x + 20, y + 20, x, y + 20]
+        anns.append(
+            {"id": ann_id0 + k, "image_id": 3, "category_id": cat, "bbox": [x, y, 20, 20], "area": 400.0,
+             "iscrowd": 0, "segmentation": [poly]}
+        )  # fmt: skip
+    return {
+        "images": [{"id": 3, "file_name": "x.png", "width": 60, "height": 40}],
+        "annotations": anns,
+        "categories": [{"id": 0, "name": "bicycle"}, {"id": 1, "name": "chair"}],
+    }
+
+
+def test_perfect_results_score_one_even_with_annotation_id_zero():
+    gt = _gt_dict(ann_id0=0)  # pycocotools would count a match with GT id 0 as a miss
+    res = [
+        {"image_id": 3, "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9,
+         "segmentation": a["segmentation"]}
+        for a in gt["annotations"]
+    ]  # fmt: skip
+    got = coco_evaluate(gt, res, ("bbox", "segm"))
+    for t in ("bbox", "segm"):
+        assert got[t]["AP"] == pytest.approx(1.0) and got[t]["AR100"] == pytest.approx(1.0)
+    assert coco_evaluate(gt, [], "bbox")["bbox"]["AP"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"image_id": 99, "category_id": 0, "bbox": [0, 0, 1, 1], "score": 1.0}, "entry 1: image_id 99"),
+        ({"image_id": 3, "category_id": 7, "bbox": [0, 0, 1, 1], "score": 1.0}, "entry 1: category_id 7"),
+        ({"image_id": 3, "category_id": 0, "bbox": [0, 0, 1], "score": 1.0}, r"bbox must be \[x, y, w, h\]"),
+        ({"image_id": 3, "category_id": 0, "bbox": [0, 0, 1, 1]}, "entry 1 has no 'score'"),
+    ],
+)
+def test_bad_results_entries_named(tmp_path, entry, message):
+    good = {"image_id": 3, "category_id": 1, "bbox": [30, 10, 20, 20], "score": 0.5}
+    path = tmp_path / "res.json"
+    path.write_text(json.dumps([good, entry]))
+    with pytest.raises(ResultsError, match=message) as info:
+        coco_evaluate(_gt_dict(1), path, "bbox")
+    assert "res.json" in str(info.value)
+
+
+def test_bad_results_files_named(tmp_path):
+    path = tmp_path / "res.json"
+    path.write_text("[{")
+    with pytest.raises(ResultsError, match=r"res\.json: malformed JSON"):
+        coco_evaluate(_gt_dict(1), path, "bbox")
+    path.write_text('{"a": 1}')
+    with pytest.raises(ResultsError, match="must be a JSON list"):
+        coco_evaluate(_gt_dict(1), path, "bbox")
+    path.write_text(json.dumps([{"image_id": 3, "category_id": 0, "bbox": [5, 5, 20, 20], "score": 1}]))
+    with pytest.raises(ResultsError, match="no 'segmentation' for segm"):
+        coco_evaluate(_gt_dict(1), path, "segm")
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        coco_evaluate(_gt_dict(1), tmp_path / "nope.json", "bbox")
+
+
+def test_predictions_to_results_roundtrip():
+    """Model-style predictions (xyxy, (N,1,H,W) probabilities, labels 1..K) evaluate to AP 1."""
+    gt = _gt_dict(1)
+    masks = torch.zeros(2, 1, 40, 60)
+    masks[0, 0, 5:25, 5:25] = 0.9
+    masks[1, 0, 10:30, 30:50] = 0.8
+    masks[1, 0, 0:2, 0:2] = 0.3  # below the 0.5 threshold
+    pred = {
+        "boxes": torch.tensor([[5.0, 5.0, 25.0, 25.0], [30.0, 10.0, 50.0, 30.0]]),
+        "scores": torch.tensor([0.9, 0.8]),
+        "labels": torch.tensor([1, 2]),
+        "masks": masks,
+    }
+    res = predictions_to_results([pred], [3], {1: 0, 2: 1})
+    assert [r["category_id"] for r in res] == [0, 1]
+    assert res[1]["bbox"] == [30.0, 10.0, 20.0, 20.0]
+    decoded = mask_utils.decode(res[1]["segmentation"])
+    assert decoded.sum() == 400 and decoded[10:30, 30:50].all()
+    json.dumps(res)  # JSON-ready (RLE counts are str)
+    got = coco_evaluate(gt, res, ("bbox", "segm"))
+    assert got["bbox"]["AP"] == pytest.approx(1.0) and got["segm"]["AP"] == pytest.approx(1.0)
+    # predictions made on a half-size image map back to the annotation size
+    half = {k: v for k, v in pred.items()}
+    half["boxes"] = pred["boxes"] / 2
+    half["masks"] = masks[:, :, ::2, ::2]
+    res2 = predictions_to_results(
+        [half], [3], {1: 0, 2: 1}, image_sizes=[(20, 30)], original_sizes=[(40, 60)]
+    )
+    assert res2[0]["bbox"] == res[0]["bbox"]
+    m_half, m_full = (mask_utils.decode(r[0]["segmentation"]).astype(bool) for r in (res2, res))
+    assert m_half.shape == (40, 60) and (m_half & m_full).sum() / (m_half | m_full).sum() > 0.8
+    with pytest.raises(ResultsError, match="label 2 has no category id"):
+        predictions_to_results([pred], [3], {1: 0})
