@@ -161,9 +161,16 @@ def tukey_lambda_ppf(u, lam):
     """
     if isinstance(u, torch.Tensor):
         lam_t = torch.as_tensor(lam, dtype=u.dtype, device=u.device)
+        if lam_t.numel() == 1:  # scalar shape: cheaper scalar-exponent pow, one branch only
+            lv = float(lam_t)
+            if lv == 0.0:
+                return torch.log(u) - torch.log1p(-u)
+            return (u.pow(lv) - (1.0 - u).pow_(lv)) / lv
         zero = lam_t == 0
         safe = torch.where(zero, torch.ones_like(lam_t), lam_t)
-        q = (u.pow(safe) - (1.0 - u).pow(safe)) / safe
+        q = (u.pow(safe) - (1.0 - u).pow_(safe)) / safe
+        if not bool(zero.any()):
+            return q
         return torch.where(zero, torch.log(u) - torch.log1p(-u), q)
     lam_a = np.asarray(lam, dtype=np.float64)
     zero = lam_a == 0

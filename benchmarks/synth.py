@@ -1,0 +1,96 @@
+"""Throughput of the low-light synthesis pipeline (clean + noisy rendering) at 600x400.
+
+Prints images/second for the NumPy path, the torch path one image at a time, and the torch path
+batched, with ratios against the NumPy baseline measured in the same run.
+
+    python benchmarks/synth.py                     # CPU, 1 thread
+    python benchmarks/synth.py --device cuda       # torch paths on the GPU (NumPy stays on CPU)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from darkseg.synth import LowLightSynthesizer, SynthConfig
+
+
+def test_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A photo-like float32 (H, W, 3) image: smooth gradients, blobs and some texture."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.empty((h, w, 3), np.float32)
+    for c in range(3):
+        f = rng.uniform(0.5, 3.0, 2)
+        img[..., c] = 0.5 + 0.35 * np.sin(f[0] * xx / w * np.pi + c) * np.cos(f[1] * yy / h * np.pi)
+    img += rng.normal(0, 0.03, img.shape).astype(np.float32)
+    return np.clip(img, 0, 1)
+
+
+def _timeit(fn, n: int, sync, repeat: int) -> float:
+    """Best of ``repeat`` timings of ``n`` calls (the machine may be shared), after one warm-up call."""
+    fn()
+    sync()
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (torch paths)")
+    ap.add_argument("--threads", type=int, default=1, help="torch/OpenCV threads (default 1)")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--n", type=int, default=32, help="images per measurement")
+    ap.add_argument("--height", type=int, default=400)
+    ap.add_argument("--width", type=int, default=600)
+    ap.add_argument("--noise-model", default="PGRU")
+    ap.add_argument("--repeat", type=int, default=3, help="report the best of this many timings")
+    args = ap.parse_args()
+
+    import cv2
+
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda requested but no CUDA GPU is available")
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    synth = LowLightSynthesizer(SynthConfig(noise_model=args.noise_model))
+    img = test_image(args.height, args.width)
+    rng = np.random.default_rng(0)
+    gen = torch.Generator(device=dev).manual_seed(0)
+    x1 = torch.from_numpy(img).permute(2, 0, 1).contiguous().to(dev)
+    xb = x1.unsqueeze(0).repeat(args.batch, 1, 1, 1)
+    n_batches = max(1, args.n // args.batch)
+
+    rows = []
+    t = _timeit(lambda: synth.numpy(img, rng), args.n, lambda: None, args.repeat)
+    rows.append(("numpy, 1 image/call (CPU)", args.n / t))
+    t = _timeit(lambda: synth.synth(x1, gen), args.n, sync, args.repeat)
+    rows.append((f"torch, 1 image/call ({dev.type})", args.n / t))
+    t = _timeit(lambda: synth.synth(xb, gen), n_batches, sync, args.repeat)
+    rows.append((f"torch, batch {args.batch} ({dev.type})", n_batches * args.batch / t))
+
+    base = rows[0][1]
+    print(f"# synthesis {args.noise_model}, {args.width}x{args.height}, clean + noisy 'rgb' rendering, "
+          f"{args.threads} thread(s), torch {torch.__version__}")
+    print("| path | images/s | vs numpy |\n|---|---:|---:|")
+    for name, ips in rows:
+        print(f"| {name} | {ips:.1f} | {ips / base:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
