@@ -172,6 +172,11 @@ def tukey_lambda_ppf(u, lam):
         if not bool(zero.any()):
             return q
         return torch.where(zero, torch.log(u) - torch.log1p(-u), q)
+    if np.ndim(lam) == 0:  # scalar: one branch only
+        lv = float(lam)
+        if lv == 0.0:
+            return np.log(u) - np.log1p(-u)
+        return (u**lv - (1.0 - u) ** lv) / lv
     lam_a = np.asarray(lam, dtype=np.float64)
     zero = lam_a == 0
     safe = np.where(zero, 1.0, lam_a)
@@ -345,8 +350,8 @@ class NoiseModel:
         if "g" in comp:
             z = z + rng.standard_normal(z.shape) * max(p.g_scale, 1e-10)
         elif "G" in comp:
-            u = np.maximum(rng.random(z.shape), 2.0**-53)
-            z = z + tukey_lambda_ppf(u, p.lam) * p.G_scale
+            u = np.maximum(rng.random(z.shape, dtype=np.float32), np.float32(2.0**-25))
+            z = z + tukey_lambda_ppf(u, np.float32(p.lam)) * p.G_scale
         if "B" in comp:
             z = z + np.asarray(p.color_bias, dtype=np.float64).reshape(1, 1, -1)
         if "R" in comp:

@@ -45,7 +45,10 @@ class RenderOptions:
 def _q8(x):
     if isinstance(x, torch.Tensor):
         return x.mul(255.0).round_().div_(255.0)
-    return (np.round(x * 255.0) / 255.0).astype(np.float32, copy=False)
+    y = np.multiply(x, np.float32(255.0), dtype=np.float32)
+    np.rint(y, out=y)
+    y /= np.float32(255.0)
+    return y
 
 
 def render(packed, opts: RenderOptions, params: UnprocessParams | None = None):
