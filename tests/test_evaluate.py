@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from pycocotools import mask as mask_utils
@@ -16,6 +17,7 @@ from darkseg.engine.evaluate import (
     coco_evaluate_full,
     predictions_to_results,
 )
+from darkseg.utils.io import write_image
 
 
 def _fixture():
@@ -142,3 +144,101 @@ def test_predictions_to_results_roundtrip():
     assert m_half.shape == (40, 60) and (m_half & m_full).sum() / (m_half | m_full).sum() > 0.8
     with pytest.raises(ResultsError, match="label 2 has no category id"):
         predictions_to_results([pred], [3], {1: 0})
+
+
+def _tiny_coco_set(tmp_path, n: int = 3):
+    """n 64x96 images with one 'car' and one 'bottle' each (category ids 3 and 44, COCO names)."""
+    images, anns = [], []
+    g = np.random.default_rng(0)
+    for i in range(n):
+        name = f"im{i}.png"
+        write_image(tmp_path / "img" / name, g.integers(0, 255, (64, 96, 3), dtype=np.uint8))
+        images.append({"id": 100 + i, "file_name": name, "width": 96, "height": 64})
+        for k, (cat, box) in enumerate(((3, [10, 10, 30, 20]), (44, [50, 20, 20, 30]))):
+            x, y, w, h = box
+            anns.append(
+                {"id": 1 + 2 * i + k, "image_id": 100 + i, "category_id": cat, "bbox": box, "area": w * h,
+                 "iscrowd": 0, "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]]}
+            )  # fmt: skip
+    data = {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": 3, "name": "car"}, {"id": 44, "name": "bottle"}, {"id": 1, "name": "person"}],
+    }
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.fixture
+def one_thread():
+    """The test machine is shared: one intra-op thread avoids oversubscription (5x faster here)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _small_model(class_names):
+    models = pytest.importorskip("darkseg.models")
+    cfg = models.ModelConfig(
+        depth=18, class_names=list(class_names), min_size=64, max_size=96, fpn_channels=16,
+        box_head_dim=32, mask_head_channels=8, rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20,
+        box_detections_per_img=10, box_score_thresh=0.0, normalization="imagenet",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return models.build_model(cfg)
+
+
+def test_evaluate_model_writes_results_and_per_class_table(tmp_path, one_thread):
+    from darkseg.data import CocoInstances
+    from darkseg.engine.evaluate import evaluate_model
+
+    ann = _tiny_coco_set(tmp_path)
+    model = _small_model(["bottle", "car"])
+    ds = CocoInstances(tmp_path / "img", ann, class_names=model.config.class_names)
+    out = evaluate_model(model, ds, "cpu", batch_size=2, results_file=tmp_path / "res.json", progress=False)
+    assert set(out["metrics"]) == {"bbox", "segm"} and out["num_images"] == 3
+    assert list(out["per_class"]["segm"]) == ["bottle", "car"]  # restricted to the model's classes
+    res = json.loads((tmp_path / "res.json").read_text())
+    assert len(res) == out["num_detections"] > 0
+    assert {r["category_id"] for r in res} <= {3, 44} and {r["image_id"] for r in res} <= {100, 101, 102}
+    assert all(mask_utils.decode(r["segmentation"]).shape == (64, 96) for r in res)
+    # the written file evaluates to the same numbers
+    again = coco_evaluate(ds.coco, tmp_path / "res.json", ("bbox", "segm"), cat_ids=[3, 44])
+    assert again == out["metrics"]
+    model.train()
+    evaluate_model(model, ds, "cpu", progress=False, max_images=1, iou_types=("bbox",))
+    assert model.training  # mode restored
+
+
+def test_cli_results_and_checkpoint_modes(tmp_path, capsys, one_thread):
+    from darkseg.cli import main
+
+    d, expected = _fixture()
+    out_json = tmp_path / "m.json"
+    rc = main(["evaluate", "--annotations", str(d / "gt_dataset.json"), "--iou-type", "segm",
+               "--results", str(d / "dt_dataset_segm_rle_nobbox.json"), "--json", str(out_json)])  # fmt: skip
+    assert rc == 0
+    got = json.loads(out_json.read_text())
+    assert got["metrics"]["segm"]["APm"] == pytest.approx(
+        expected["segm_from_merged_rle"]["stats"]["APm"], abs=1e-4
+    )
+    assert "cloud" in capsys.readouterr().out
+
+    models = pytest.importorskip("darkseg.models")
+    ann = _tiny_coco_set(tmp_path)
+    ckpt = tmp_path / "m.pth"
+    models.save_checkpoint(ckpt, _small_model(["car", "bottle"]))
+    res = tmp_path / "res.json"
+    args = ["evaluate", "--checkpoint", str(ckpt), "--annotations", str(ann),
+            "--images", str(tmp_path / "img"), "--device", "cpu", "--results-out", str(res),
+            "--json", str(out_json), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    got = json.loads(out_json.read_text())
+    assert list(got["per_class"]["bbox"]) == ["car", "bottle"] and res.is_file()
+    (tmp_path / "img" / "im1.png").unlink()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "im1.png (image id 101)" in err
+    assert main(["evaluate", "--annotations", str(ann)]) == 2

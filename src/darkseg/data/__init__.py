@@ -9,6 +9,7 @@ Public API::
 See docs/data.md.
 """
 
+from darkseg.data.build import build_dataset, dataset_from_config
 from darkseg.data.coco import DEFAULT_ALIASES, AnnotationError, CocoInstances, load_coco, recompute_areas
 from darkseg.data.lis import COCO_LIS_CLASSES, LIS_ALIASES, LIS_CLASSES, lis_annotation_file, lis_dataset
 from darkseg.data.loader import build_loader, collate_fn, seed_worker
@@ -23,6 +24,8 @@ from darkseg.data.transforms import (
 
 __all__ = [
     "AnnotationError",
+    "build_dataset",
+    "dataset_from_config",
     "CocoInstances",
     "DEFAULT_ALIASES",
     "load_coco",

@@ -24,6 +24,7 @@ Quirks handled here:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from darkseg.data.coco import CocoInstances
@@ -109,8 +110,11 @@ def lis_dataset(
     transforms=None,
     recompute_area: bool = False,
     image_ext: str | None = None,
+    class_names: Sequence[str] | None = None,
+    aliases: dict[str, Sequence[str]] | None = None,
 ) -> CocoInstances:
-    """A LIS split as :class:`CocoInstances` with the canonical 8 classes.
+    """A LIS split as :class:`CocoInstances` with the canonical 8 classes (or ``class_names``, e.g. a
+    model's COCO-named classes, matched through :data:`LIS_ALIASES`).
 
     Either ``root`` (the standard layout) or explicit ``ann_file`` + ``image_dir``. When the files'
     ``file_name`` has no folder and ``<image_dir>/JPEGImages`` exists, that folder is used.
@@ -127,8 +131,8 @@ def lis_dataset(
     ds = CocoInstances(
         image_dir,
         ann_file,
-        class_names=list(LIS_CLASSES),
-        aliases=LIS_ALIASES,
+        class_names=list(class_names or LIS_CLASSES),
+        aliases={**LIS_ALIASES, **(aliases or {})},
         train=train,
         transforms=transforms,
         recompute_area=recompute_area,

@@ -351,7 +351,9 @@ def evaluate_model(
     names = dict(zip(dataset.category_ids, dataset.class_names))
     return {
         "metrics": {t: v["metrics"] for t, v in full.items()},
-        "per_class": {t: {names[c]: ap for c, ap in v["per_class"].items()} for t, v in full.items()},
+        "per_class": {
+            t: {names[c]: v["per_class"][c] for c in dataset.category_ids} for t, v in full.items()
+        },  # label order
         "num_images": len(ids),
         "num_detections": len(results),
         "results_file": None if results_file is None else str(results_file),

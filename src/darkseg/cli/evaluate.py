@@ -1,0 +1,158 @@
+"""``darkseg evaluate``: COCO bbox/segm AP (pycocotools) of a results file or of a checkpoint.
+
+Results file::
+
+    darkseg evaluate --annotations GT.json --results RESULTS.json [--iou-type bbox|segm|both] [--json OUT]
+
+Checkpoint (runs the model, writes the results JSON, evaluates, prints a per-class AP table)::
+
+    darkseg evaluate --checkpoint CKPT --annotations GT.json --images DIR [--dataset-type coco|lis]
+    darkseg evaluate --checkpoint CKPT --config EXPERIMENT.yaml        (dataset = the config's data.val)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "COCO bbox/segm AP of a results file or of a checkpoint"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--annotations", type=Path, help="COCO instance annotation JSON (ground truth)")
+    parser.add_argument("--results", type=Path, help="COCO results JSON to evaluate (results-file mode)")
+    parser.add_argument("--checkpoint", type=Path, help="darkseg checkpoint to run (checkpoint mode)")
+    parser.add_argument("--images", type=Path, help="image folder the annotation file_names are relative to")
+    parser.add_argument("--config", type=Path, help="experiment YAML: its data.val dataset is evaluated")
+    parser.add_argument(
+        "--dataset-type",
+        choices=("coco", "lis"),
+        default="coco",
+        help="lis: LIS class aliases and JPEGImages/ lookup (checkpoint mode)",
+    )
+    parser.add_argument("--image-ext", help="replace every file suffix, e.g. .png (LIS JPG json + RAW PNGs)")
+    parser.add_argument("--iou-type", choices=("bbox", "segm", "both"), default="both")
+    parser.add_argument(
+        "--recompute-area",
+        action="store_true",
+        help="use mask areas instead of the file's `area` for APs/APm/APl (LIS stores box areas)",
+    )
+    parser.add_argument("--json", type=Path, dest="json_out", help="write metrics (and per-class AP) here")
+    parser.add_argument(
+        "--results-out", type=Path, help="checkpoint mode: where to write the results JSON (default: none)"
+    )
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (checkpoint mode)")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--max-images", type=int, help="evaluate only the first N images")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _iou_types(choice: str) -> tuple[str, ...]:
+    return ("bbox", "segm") if choice == "both" else (choice,)
+
+
+def _run_results(args: argparse.Namespace) -> dict:
+    from darkseg.data.coco import load_coco, recompute_areas
+    from darkseg.engine.evaluate import coco_evaluate_full
+
+    if args.annotations is None:
+        raise ValueError("--results needs --annotations GT.json")
+    gt = load_coco(args.annotations)
+    if args.recompute_area:
+        recompute_areas(gt)
+    full = coco_evaluate_full(gt, args.results, _iou_types(args.iou_type))
+    names = {c["id"]: c["name"] for c in gt.dataset["categories"]}
+    return {
+        "annotations": str(args.annotations),
+        "results": str(args.results),
+        "metrics": {t: v["metrics"] for t, v in full.items()},
+        "per_class": {t: {names[c]: ap for c, ap in v["per_class"].items()} for t, v in full.items()},
+    }
+
+
+def _dataset_for_checkpoint(args: argparse.Namespace, class_names: list[str]):
+    from darkseg.data.build import build_dataset, dataset_from_config
+
+    if args.config is not None and (args.annotations is None or args.images is None):
+        from darkseg.config import load_config  # lazy: owned by the training package
+
+        cfg = load_config(args.config)
+        if cfg.data.val is None:
+            raise ValueError(f"{args.config}: data.val is not set; pass --annotations and --images")
+        ds = dataset_from_config(cfg.data.val, class_names=class_names)
+        if args.recompute_area and not cfg.data.val.recompute_area:
+            from darkseg.data.coco import recompute_areas
+
+            recompute_areas(ds.coco)
+        if args.max_images is None and getattr(cfg.data.val, "max_images", None):
+            args.max_images = cfg.data.val.max_images
+        return ds
+    if args.annotations is None or args.images is None:
+        raise ValueError("--checkpoint needs --annotations and --images (or --config with data.val)")
+    return build_dataset(
+        args.dataset_type,
+        args.images,
+        args.annotations,
+        class_names=class_names,
+        image_ext=args.image_ext,
+        recompute_area=args.recompute_area,
+    )
+
+
+def _run_checkpoint(args: argparse.Namespace) -> dict:
+    from darkseg.engine.evaluate import evaluate_model
+    from darkseg.models import load_model
+    from darkseg.utils.runtime import resolve_device
+
+    device = resolve_device(args.device)
+    model, _ = load_model(args.checkpoint, map_location=device)
+    cfg = model.config
+    if int(getattr(cfg, "in_channels", 3)) != 3:
+        raise ValueError(
+            f"{args.checkpoint}: model takes {cfg.in_channels}-channel input; darkseg evaluate feeds "
+            "3-channel images (use darkseg predict for packed RAW input)"
+        )
+    dataset = _dataset_for_checkpoint(args, list(cfg.class_names))
+    dataset.check_files()
+    out = evaluate_model(
+        model,
+        dataset,
+        device=device,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        iou_types=_iou_types(args.iou_type),
+        results_file=args.results_out,
+        progress=not args.no_progress,
+        max_images=args.max_images,
+    )
+    return {
+        "checkpoint": str(args.checkpoint),
+        "annotations": str(dataset.ann_file),
+        "images": str(dataset.image_dir),
+        **out,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from darkseg.engine.evaluate import format_metrics, format_per_class
+    from darkseg.utils.io import ImageReadError, atomic_write_json
+
+    if (args.results is None) == (args.checkpoint is None):
+        print("darkseg evaluate: error: give exactly one of --results or --checkpoint", file=sys.stderr)
+        return 2
+    try:
+        report = _run_results(args) if args.results is not None else _run_checkpoint(args)
+    except (ValueError, FileNotFoundError, ImageReadError, RuntimeError) as exc:
+        print(f"darkseg evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_metrics(report["metrics"]))
+    print()
+    print(format_per_class(report["per_class"]))
+    if report.get("num_images") is not None:
+        print(f"\n{report['num_images']} images, {report['num_detections']} detections")
+    if args.json_out is not None:
+        atomic_write_json(args.json_out, report, indent=1)
+        print(f"metrics written to {args.json_out}")
+    return 0
