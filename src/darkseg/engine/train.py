@@ -1,0 +1,491 @@
+"""Training loop: ``train(cfg, out_dir, resume=False) -> summary``.
+
+One iteration (spec §1, §5, §9.2):
+
+1. the next batch of keys ``(epoch, index)`` from :class:`~darkseg.engine.distributed.ShardedBatchSampler`;
+   each sample is read, resized into the ``data`` box (nearest), flipped, and - with ``synth`` and
+   ``synth_device="workers"`` - turned into ``(clean, noisy)`` low-light renderings by
+   :class:`darkseg.data.transforms.LowLightViews`. All per-sample randomness is re-seeded from
+   ``(seed, epoch, index)`` just before the sample is built, so it does not depend on worker scheduling;
+   with ``synth_device="device"`` the batch is synthesised on the GPU with a generator seeded from
+   ``(seed, iteration, rank)``;
+2. the global torch RNG (RPN/RoI sampling) is re-seeded from ``(seed, iteration, rank)``;
+3. lr from :class:`~darkseg.engine.schedule.StepWarmupSchedule` (x ``lr_mult`` per group);
+4. loss: DSL ``model.forward_dsl(clean, noisy, targets)``, otherwise ``model(view, targets)`` with view =
+   the noisy or clean rendering (``train.train_view``) or the sRGB image when there is no synthesis;
+   the training loss is the sum of all loss-dict values;
+5. backward (AMP ``GradScaler`` on CUDA), optional gradient clipping (global L2 norm), SGD step;
+6. logs; a checkpoint every ``checkpoint_every`` iterations and at the end of every epoch.
+
+Because everything random is a function of ``(seed, epoch, index)`` or ``(seed, iteration, rank)``, and the
+checkpoint stores weights, optimiser and scaler state and the iteration count, ``resume=True`` continues
+exactly as an uninterrupted run (bit-identical on CPU with deterministic kernels).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from darkseg.config import ExperimentConfig, config_to_yaml
+from darkseg.engine import distributed as du
+from darkseg.engine.checkpointing import (
+    LAST,
+    copy_checkpoint,
+    load_training_checkpoint,
+    save_training_checkpoint,
+)
+from darkseg.engine.logger import TrainLogger, truncate_logs
+from darkseg.engine.schedule import StepWarmupSchedule, set_lr
+
+__all__ = ["train", "Trainer", "KeyedDataset", "SeededView", "build_train_dataset", "build_eval_dataset",
+           "TrainingError"]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot continue (non-finite loss, incompatible resume, ...); the message says why."""
+
+
+# ------------------------------------------------------------------------------------------ data
+class KeyedDataset(torch.utils.data.Dataset):
+    """Wraps a dataset with random transforms so that sample ``(epoch, index)`` is reproducible.
+
+    ``dataset[(epoch, index)]`` re-seeds the base dataset's transforms with
+    ``mix_seed(seed, epoch, index)`` and returns ``base[indices[index]]``.
+    """
+
+    def __init__(self, base: Any, seed: int, indices: list[int] | None = None) -> None:
+        self.base = base
+        self.seed = int(seed)
+        self.indices = list(range(len(base))) if indices is None else list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key: tuple[int, int]):
+        from darkseg.data.transforms import reseed_transforms
+
+        epoch, index = key
+        transforms = getattr(self.base, "transforms", None)
+        if transforms is not None:
+            reseed_transforms(transforms, du.mix_seed(self.seed, epoch, index) % 2**62)
+        return self.base[self.indices[index]]
+
+
+class SeededView:
+    """Evaluation transform: ``(image, target) -> (view, target)`` with synthesis seeded per image id.
+
+    ``view`` is ``"noisy"`` or ``"clean"`` (the synthesiser's renderings of the sRGB image); the
+    generator is re-seeded from ``(seed, image_id)``, so the evaluation set is the same in every run.
+    """
+
+    def __init__(self, synthesizer: Any, view: str, seed: int = 0) -> None:
+        from darkseg.data.transforms import LowLightViews
+
+        if view not in ("noisy", "clean"):
+            raise ValueError(f"view must be 'noisy' or 'clean', got {view!r}")
+        self.views = LowLightViews(synthesizer)
+        self.view, self.seed = view, seed
+
+    def __call__(self, image: torch.Tensor, target: dict):
+        self.views.reseed(du.mix_seed(self.seed, int(target["image_id"]), 0xE7A1) % 2**62)
+        clean, noisy, target = self.views(image, target)
+        return (noisy if self.view == "noisy" else clean), target
+
+
+def _make_dataset(ds_cfg, cfg: ExperimentConfig, train: bool, transforms):
+    from darkseg.data.coco import CocoInstances
+    from darkseg.data.lis import LIS_ALIASES, lis_dataset
+
+    names = ds_cfg.class_names if ds_cfg.class_names is not None else list(cfg.model.class_names)
+    if ds_cfg.type == "lis":
+        ds = lis_dataset(ann_file=ds_cfg.ann_file, image_dir=ds_cfg.image_dir, train=train,
+                         transforms=transforms, recompute_area=ds_cfg.recompute_area,
+                         image_ext=ds_cfg.image_ext)
+        if ds_cfg.class_names is not None and list(ds_cfg.class_names) != list(ds.class_names):
+            raise TrainingError(f"{ds_cfg.ann_file}: LIS datasets use the canonical classes {ds.class_names}")
+    else:
+        aliases = {**{k: list(v) for k, v in LIS_ALIASES.items()}, **ds_cfg.aliases}
+        ds = CocoInstances(ds_cfg.image_dir, ds_cfg.ann_file, class_names=names, aliases=aliases,
+                           train=train, transforms=transforms, recompute_area=ds_cfg.recompute_area,
+                           image_ext=ds_cfg.image_ext)
+    if ds_cfg.max_images is not None:
+        ds.ids = ds.ids[: ds_cfg.max_images]
+    if len(ds) == 0:
+        raise TrainingError(f"{ds_cfg.ann_file}: no usable images for classes {names}")
+    return ds
+
+
+def build_train_dataset(cfg: ExperimentConfig, synth_in_workers: bool):
+    """The training dataset (``CocoInstances`` with resize, flip and, optionally, ``LowLightViews``)."""
+    from darkseg.data.transforms import Compose, LowLightViews, RandomHorizontalFlip, ResizeKeepRatio
+
+    d = cfg.data
+    ts: list = [ResizeKeepRatio(d.max_size, d.min_size, d.interpolation)]
+    if d.flip > 0:
+        ts.append(RandomHorizontalFlip(d.flip))
+    if cfg.synth is not None and synth_in_workers:
+        from darkseg.synth import LowLightSynthesizer
+
+        ts.append(LowLightViews(LowLightSynthesizer(cfg.synth)))
+    return _make_dataset(d.train, cfg, True, Compose(ts))
+
+
+def build_eval_dataset(cfg: ExperimentConfig):
+    """The evaluation dataset or None. Images are given to the model at their stored size (the model
+    resizes into its own box); ``data.val_view`` selects sRGB or synthetic noisy/clean renderings."""
+    if cfg.data.val is None:
+        return None
+    transforms = None
+    if cfg.data.val_view != "image":
+        from darkseg.synth import LowLightSynthesizer
+
+        transforms = SeededView(LowLightSynthesizer(cfg.synth), cfg.data.val_view, cfg.train.seed)
+    return _make_dataset(cfg.data.val, cfg, False, transforms)
+
+
+# ----------------------------------------------------------------------------------------- model
+class _Step(nn.Module):
+    """The training forward as a module, so DistributedDataParallel sees every parameter use."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images, targets, noisy=None):
+        if noisy is not None:
+            return self.model.forward_dsl(images, noisy, targets)
+        return self.model(images, targets)
+
+
+def _init_weights(model: nn.Module, path: str, log) -> None:
+    from darkseg.models import CheckpointError, load_torchvision_state_dict, read_checkpoint
+
+    try:
+        ckpt = read_checkpoint(path)
+    except CheckpointError:
+        report = load_torchvision_state_dict(model, path)
+        log(f"init_from {path} (torchvision weights): {report}")
+        return
+    own = model.state_dict()
+    sd = {k: v for k, v in ckpt["state_dict"].items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(sd, strict=False)
+    log(f"init_from {path}: {len(sd)}/{len(own)} tensors loaded (others keep their initialisation)")
+
+
+def _to_device(targets: list[dict], device: torch.device) -> list[dict]:
+    return [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
+            for t in targets]
+
+
+# --------------------------------------------------------------------------------------- trainer
+class Trainer:
+    """Builds everything for a run (model, data, optimiser, schedule, logs); :meth:`run` trains.
+
+    ``model`` is the bare detector (not the DDP wrapper); after :meth:`run` it holds the final weights.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
+                 progress: bool = True) -> None:
+        from darkseg.models import build_model, param_groups
+        from darkseg.utils.runtime import seed_everything
+
+        self.cfg, self.out_dir, self.resume = cfg, Path(out_dir), resume
+        t = cfg.train
+        self.dist = du.init_distributed(t.device)
+        self.device = self.dist.device
+        self.rank, self.world = self.dist.rank, self.dist.world_size
+        self.main = self.rank == 0
+        seed_everything(t.seed, deterministic=t.deterministic)
+        self.amp = self.device.type == "cuda" and t.amp in ("auto", True)
+        self.synth_on_device = cfg.synth is not None and t.synth_device == "device"
+        if self.synth_on_device and self.device.type != "cuda":
+            self.synth_on_device = False  # batched synthesis on the CPU main process = workers path
+        self.progress = progress and self.main
+
+        # model (same initial weights on every rank: built right after seeding; DDP also broadcasts)
+        self.model = build_model(cfg.model)
+        if t.init_from and not resume:
+            _init_weights(self.model, t.init_from, self._print)
+        self.model.to(self.device)
+        self.model.train()
+
+        # data
+        self.dataset = build_train_dataset(cfg, synth_in_workers=not self.synth_on_device)
+        self.keyed = KeyedDataset(self.dataset, t.seed)
+        probe = du.ShardedBatchSampler(len(self.keyed), t.batch_size, self.world, self.rank, t.seed)
+        self.iters_per_epoch = probe.iters_per_epoch
+        self.total_iters = t.max_iters if t.max_iters is not None else t.epochs * self.iters_per_epoch
+        self.synthesizer = None
+        if self.synth_on_device:
+            from darkseg.synth import LowLightSynthesizer
+
+            self.synthesizer = LowLightSynthesizer(cfg.synth)
+
+        # optimiser, schedule, AMP
+        self.optimizer = torch.optim.SGD(
+            param_groups(self.model, t.lr, t.weight_decay, t.lr_mult), lr=t.lr, momentum=t.momentum,
+            weight_decay=t.weight_decay,
+        )
+        self.schedule = StepWarmupSchedule(
+            base_lr=t.lr, lr_steps=tuple(t.lr_steps), gamma=t.gamma, unit=t.lr_step_unit,
+            iters_per_epoch=self.iters_per_epoch, warmup_iters=t.warmup_iters, warmup_ratio=t.warmup_ratio,
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+
+        # resume
+        self.start_iter = 0
+        if resume:
+            self._load_resume()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.main:
+            from darkseg.utils.io import atomic_open
+
+            with atomic_open(self.out_dir / "config.yaml", "w") as fh:
+                fh.write(config_to_yaml(cfg))
+        du.barrier()
+
+    # ------------------------------------------------------------------ helpers
+    def _print(self, text: str) -> None:
+        if self.main:
+            print(text, flush=True)
+
+    def _state(self, iteration: int) -> dict[str, Any]:
+        return {
+            "iteration": iteration,
+            "epoch": iteration // self.iters_per_epoch,
+            "epoch_batch": iteration % self.iters_per_epoch,
+            "iters_per_epoch": self.iters_per_epoch,
+            "world_size": self.world,
+            "config": self.cfg.to_dict(),
+        }
+
+    def _load_resume(self) -> None:
+        path = self.out_dir / LAST
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: nothing to resume (no {LAST} in {self.out_dir}); drop --resume")
+        ckpt = load_training_checkpoint(path, self.model, self.optimizer, self.scaler, map_location="cpu")
+        # optimizer.load_state_dict keeps tensors on the device of the params; move momentum buffers
+        for st in self.optimizer.state.values():
+            for k, v in st.items():
+                if torch.is_tensor(v):
+                    st[k] = v.to(self.device)
+        saved = ckpt.get("config", {})
+        if saved.get("model") != self.cfg.to_dict()["model"]:
+            raise TrainingError(f"{path}: the checkpoint's model config differs from the current one")
+        for key in ("iters_per_epoch", "world_size"):
+            now = self.iters_per_epoch if key == "iters_per_epoch" else self.world
+            if int(ckpt.get(key, now)) != now:
+                raise TrainingError(
+                    f"{path}: {key} was {ckpt[key]} but is {now} now (dataset, batch size or process count "
+                    "changed); an exact resume needs the same; start a new run with train.init_from instead"
+                )
+        self.start_iter = int(ckpt["iteration"])
+        self._print(f"resumed from {path} at iteration {self.start_iter}")
+
+    def _save(self, iteration: int, epoch_end: bool) -> None:
+        if self.main:
+            last = self.out_dir / LAST
+            save_training_checkpoint(last, self.model, self.optimizer, self.scaler, self._state(iteration))
+            if epoch_end and self.cfg.train.keep_epoch_checkpoints:
+                copy_checkpoint(last, self.out_dir / f"epoch_{iteration // self.iters_per_epoch}.pth")
+        du.barrier()
+
+    def evaluate(self, iteration: int | None = None) -> dict[str, Any] | None:
+        """Evaluate the current weights on ``data.val`` (rank 0; others wait). Returns the result dict."""
+        result = None
+        if self.main and self.cfg.data.val is not None:
+            from darkseg.engine.evaluate import evaluate_model
+
+            ds = build_eval_dataset(self.cfg)
+            name = "final" if iteration is None else f"iter_{iteration}"
+            result = evaluate_model(
+                self.model, ds, device=self.device, results_file=self.out_dir / f"results_{name}.json",
+                progress=self.progress,
+            )
+            self.model.train()
+        du.barrier()
+        return result
+
+    def _batches(self):
+        t = self.cfg.train
+        epoch, pos = divmod(self.start_iter, self.iters_per_epoch)
+        sampler = du.ShardedBatchSampler(len(self.keyed), t.batch_size, self.world, self.rank, t.seed,
+                                         start_epoch=epoch, start_batch=pos)
+        from darkseg.data.loader import collate_fn
+
+        loader = torch.utils.data.DataLoader(
+            self.keyed, batch_sampler=sampler, collate_fn=collate_fn, num_workers=t.num_workers,
+            pin_memory=self.device.type == "cuda", persistent_workers=False,
+        )
+        return iter(loader)
+
+    def _forward(self, step: nn.Module, batch: tuple, iteration: int) -> dict[str, torch.Tensor]:
+        t, dev = self.cfg.train, self.device
+        if len(batch) == 3:  # (clean, noisy, targets) from LowLightViews
+            clean, noisy, targets = batch
+            clean = [x.to(dev, non_blocking=True) for x in clean]
+            noisy = [x.to(dev, non_blocking=True) for x in noisy]
+            targets = _to_device(targets, dev)
+        else:
+            images, targets = batch
+            images = [x.to(dev, non_blocking=True) for x in images]
+            if self.synthesizer is not None:
+                from darkseg.data.transforms import low_light_batch
+
+                g = torch.Generator(device=dev).manual_seed(du.mix_seed(t.seed, iteration, self.rank, 0x5E))
+                clean, noisy, targets = low_light_batch(self.synthesizer, images, targets, g)
+                targets = _to_device(targets, dev)
+            else:
+                return step(images, _to_device(targets, dev))
+        if t.dsl:
+            return step(clean, targets, noisy)
+        return step(noisy if t.train_view == "noisy" else clean, targets)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> dict[str, Any]:
+        """Train from ``start_iter`` to the configured length; returns the summary dict."""
+        t = self.cfg.train
+        step: nn.Module = _Step(self.model)
+        if self.world > 1:
+            step = nn.parallel.DistributedDataParallel(
+                step, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=t.find_unused_parameters,
+            )
+        if self.main and self.start_iter > 0:
+            truncate_logs(self.out_dir, self.start_iter)
+        logger = TrainLogger(self.out_dir, self.total_iters, self.start_iter, enabled=self.main,
+                             progress=self.progress)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        history: list[float] = []
+        evals: dict[int, Any] = {}
+        t0 = time.perf_counter()
+        it = self.start_iter
+        batches = self._batches() if it < self.total_iters else None
+        last_saved = self.start_iter if self.resume else -1
+        final_eval = None
+        try:
+            while it < self.total_iters:
+                torch.manual_seed(du.mix_seed(t.seed, it, self.rank, 0x7A11))
+                batch = next(batches)
+                lr = set_lr(self.optimizer, self.schedule, it)
+                t_it = time.perf_counter()
+                with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+                    losses = self._forward(step, batch, it)
+                total = sum(losses.values())
+                if not torch.isfinite(total):
+                    vals = {k: float(v) for k, v in losses.items()}
+                    raise TrainingError(f"non-finite loss at iteration {it + 1}: {vals} (lr {lr:.3g}); "
+                                        "lower train.lr, enable train.grad_clip, or check the data")
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(total).backward()
+                grad_norm = None
+                if t.grad_clip is not None:
+                    self.scaler.unscale_(self.optimizer)
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, t.grad_clip))
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                it += 1
+
+                logged = du.reduce_loss_dict(losses)
+                loss_val = sum(logged.values())
+                history.append(loss_val)
+                rec = {"iter": it, "epoch": (it - 1) // self.iters_per_epoch + 1, "lr": lr, "loss": loss_val,
+                       **logged, "time": time.perf_counter() - t_it}
+                if grad_norm is not None:
+                    rec["grad_norm"] = grad_norm
+                logger.log_iter(rec, show=(it % t.log_every == 0 or it == self.total_iters))
+                if not self.progress and self.main and it % t.log_every == 0:
+                    print(f"iter {it}/{self.total_iters} lr {lr:.3e} loss {loss_val:.4f}", flush=True)
+
+                epoch_end = it % self.iters_per_epoch == 0
+                periodic = bool(t.checkpoint_every) and it % t.checkpoint_every == 0
+                if epoch_end or periodic or it == self.total_iters:
+                    self._save(it, epoch_end)
+                    last_saved = it
+                if t.eval_every and it % t.eval_every == 0 and it < self.total_iters:
+                    res = self.evaluate(it)
+                    if res is not None:
+                        evals[it] = res["metrics"]
+                        logger.log_eval(it, res["metrics"])
+            del batches  # stops DataLoader workers
+            elapsed = time.perf_counter() - t0
+            if last_saved != it:
+                self._save(it, False)
+            final = self.out_dir / "final.pth"
+            if self.main:
+                from darkseg.models import save_checkpoint
+
+                save_checkpoint(final, self.model, extra={"iteration": it, "config": self.cfg.to_dict()})
+            if t.eval_at_end:
+                final_eval = self.evaluate(None)
+                if final_eval is not None:
+                    logger.log_eval(it, final_eval["metrics"])
+        finally:
+            logger.close()
+        summary = self._summary(it, history, elapsed, evals, final_eval, final)
+        if self.main:
+            from darkseg.utils.io import atomic_write_json
+
+            atomic_write_json(self.out_dir / "summary.json", summary, indent=2)
+            self._print(_format_summary(summary))
+        return summary
+
+    def _summary(self, it, history, elapsed, evals, final_eval, final) -> dict[str, Any]:
+        k = max(1, min(10, len(history) // 4)) if history else 0
+        done = it - self.start_iter
+        return {
+            "name": self.cfg.name,
+            "out_dir": str(self.out_dir),
+            "iterations": it,
+            "iterations_this_run": done,
+            "iters_per_epoch": self.iters_per_epoch,
+            "epochs": it / self.iters_per_epoch,
+            "world_size": self.world,
+            "device": str(self.device),
+            "amp": self.amp,
+            "resumed_from": self.start_iter if self.resume else None,
+            "seconds": elapsed,
+            "seconds_per_iter": elapsed / done if done else None,
+            "loss_first": float(sum(history[:k]) / k) if history else None,
+            "loss_last": float(sum(history[-k:]) / k) if history else None,
+            "loss_window": k,
+            "final_lr": self.schedule.lr(max(it - 1, 0)),
+            "checkpoint": str(self.out_dir / LAST),
+            "final_model": str(final),
+            "eval_history": {str(k_): v for k_, v in evals.items()},
+            "eval": None if final_eval is None else final_eval["metrics"],
+            "eval_per_class": None if final_eval is None else final_eval["per_class"],
+        }
+
+
+def _format_summary(s: dict[str, Any]) -> str:
+    lines = [f"== {s['name']}: {s['iterations']} iterations ({s['epochs']:.2f} epochs) on {s['device']}"
+             f" x{s['world_size']} in {s['seconds']:.1f} s"]
+    if s["loss_first"] is not None:
+        lines.append(f"   loss: first {s['loss_window']} iters {s['loss_first']:.4f} -> last "
+                     f"{s['loss_window']} iters {s['loss_last']:.4f}")
+    if s["eval"]:
+        from darkseg.engine.evaluate import format_metrics
+
+        lines.append(format_metrics(s["eval"]))
+    lines.append(f"   checkpoint: {s['checkpoint']}  final model: {s['final_model']}")
+    return "\n".join(lines)
+
+
+def train(cfg: ExperimentConfig, out_dir: str | Path | None = None, resume: bool = False,
+          progress: bool = True) -> dict[str, Any]:
+    """Train ``cfg`` into ``out_dir`` (default ``cfg.output_dir``); ``resume`` continues ``out_dir/last.pth``.
+
+    Runs as one process, or as one of ``torchrun``'s processes (DDP). Returns the summary dict (also
+    written to ``out_dir/summary.json``): iterations, timing, first/last mean loss, final AP, paths.
+    """
+    out = out_dir if out_dir is not None else cfg.output_dir
+    if out is None:
+        raise ValueError("train: no output folder (pass out_dir / --out or set output_dir in the config)")
+    trainer = Trainer(cfg, out, resume=resume, progress=progress)
+    return trainer.run()
