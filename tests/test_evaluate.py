@@ -146,7 +146,7 @@ def test_predictions_to_results_roundtrip():
         predictions_to_results([pred], [3], {1: 0})
 
 
-def _tiny_coco_set(tmp_path, n: int = 3):
+def _tiny_coco_set(tmp_path, n: int = 3, extra_categories: tuple[str, ...] = ()):
     """n 64x96 images with one 'car' and one 'bottle' each (category ids 3 and 44, COCO names)."""
     images, anns = [], []
     g = np.random.default_rng(0)
@@ -163,7 +163,8 @@ def _tiny_coco_set(tmp_path, n: int = 3):
     data = {
         "images": images,
         "annotations": anns,
-        "categories": [{"id": 3, "name": "car"}, {"id": 44, "name": "bottle"}, {"id": 1, "name": "person"}],
+        "categories": [{"id": 3, "name": "car"}, {"id": 44, "name": "bottle"}, {"id": 1, "name": "person"}]
+        + [{"id": 200 + k, "name": name} for k, name in enumerate(extra_categories)],
     }
     path = tmp_path / "ann.json"
     path.write_text(json.dumps(data))
@@ -242,3 +243,27 @@ def test_cli_results_and_checkpoint_modes(tmp_path, capsys, one_thread):
     err = capsys.readouterr().err
     assert "im1.png (image id 101)" in err
     assert main(["evaluate", "--annotations", str(ann)]) == 2
+
+
+def test_cli_config_mode_uses_val_section(tmp_path, capsys, one_thread):
+    pytest.importorskip("darkseg.config")
+    models = pytest.importorskip("darkseg.models")
+    from darkseg.cli import main
+    from darkseg.data import COCO_LIS_CLASSES, LIS_CLASSES
+
+    others = tuple(n for n in COCO_LIS_CLASSES if n not in ("car", "bottle"))
+    ann = _tiny_coco_set(tmp_path, n=2, extra_categories=others)
+    ckpt = tmp_path / "m.pth"
+    models.save_checkpoint(ckpt, _small_model(LIS_CLASSES))
+    out_json = tmp_path / "m.json"
+    base = ["evaluate", "--checkpoint", str(ckpt), "--config", "tiny_coco_cpu", "--device", "cpu",
+            "--no-progress", "--json", str(out_json), "--set", f"data.val.image_dir={tmp_path / 'img'}",
+            "--set", f"data.val.ann_file={ann}"]  # fmt: skip
+    assert main(base) == 0, capsys.readouterr().err
+    got = json.loads(out_json.read_text())
+    assert got["num_images"] == 2 and list(got["per_class"]["segm"]) == list(LIS_CLASSES)
+    assert got["annotations"] == str(ann)
+    # a checkpoint whose classes differ from the config's is refused with both lists named
+    models.save_checkpoint(ckpt, _small_model(["car", "bottle"]))
+    assert main(base) == 2
+    assert "differ from the checkpoint" in capsys.readouterr().err

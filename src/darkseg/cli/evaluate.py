@@ -24,7 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, help="COCO results JSON to evaluate (results-file mode)")
     parser.add_argument("--checkpoint", type=Path, help="darkseg checkpoint to run (checkpoint mode)")
     parser.add_argument("--images", type=Path, help="image folder the annotation file_names are relative to")
-    parser.add_argument("--config", type=Path, help="experiment YAML: its data.val dataset is evaluated")
+    parser.add_argument(
+        "--config", help="experiment YAML (path or packaged name): its data.val dataset is evaluated"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config entry, e.g. --set data.val.image_dir=/data/LIS/RAW_Dark (repeatable)",
+    )
     parser.add_argument(
         "--dataset-type",
         choices=("coco", "lis"),
@@ -72,23 +81,37 @@ def _run_results(args: argparse.Namespace) -> dict:
     }
 
 
+def _dataset_from_experiment(args: argparse.Namespace, class_names: list[str]):
+    """The config's ``data.val`` built as training evaluates it (``data.val_view`` included)."""
+    from darkseg.config import load_config  # lazy: owned by the training package
+
+    cfg = load_config(args.config, args.set)
+    if cfg.data.val is None:
+        raise ValueError(f"{args.config}: data.val is not set; pass --annotations and --images")
+    if list(cfg.model.class_names) != list(class_names):
+        raise ValueError(
+            f"{args.config}: model.class_names {list(cfg.model.class_names)} differ from the checkpoint's "
+            f"{list(class_names)}"
+        )
+    if args.recompute_area:
+        cfg.data.val.recompute_area = True
+    try:
+        from darkseg.engine.train import build_eval_dataset
+    except ImportError:  # training package absent: plain stored images
+        from darkseg.data.build import dataset_from_config
+
+        ds = dataset_from_config(cfg.data.val, class_names=class_names)
+        if cfg.data.val.max_images:
+            ds.ids = ds.ids[: cfg.data.val.max_images]
+        return ds
+    return build_eval_dataset(cfg)
+
+
 def _dataset_for_checkpoint(args: argparse.Namespace, class_names: list[str]):
-    from darkseg.data.build import build_dataset, dataset_from_config
+    from darkseg.data.build import build_dataset
 
     if args.config is not None and (args.annotations is None or args.images is None):
-        from darkseg.config import load_config  # lazy: owned by the training package
-
-        cfg = load_config(args.config)
-        if cfg.data.val is None:
-            raise ValueError(f"{args.config}: data.val is not set; pass --annotations and --images")
-        ds = dataset_from_config(cfg.data.val, class_names=class_names)
-        if args.recompute_area and not cfg.data.val.recompute_area:
-            from darkseg.data.coco import recompute_areas
-
-            recompute_areas(ds.coco)
-        if args.max_images is None and getattr(cfg.data.val, "max_images", None):
-            args.max_images = cfg.data.val.max_images
-        return ds
+        return _dataset_from_experiment(args, class_names)
     if args.annotations is None or args.images is None:
         raise ValueError("--checkpoint needs --annotations and --images (or --config with data.val)")
     return build_dataset(
