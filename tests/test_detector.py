@@ -226,3 +226,13 @@ def test_param_groups_spec_names_and_longest_key_rule():
     assert lr_of["backbone.body.layer2.0.conv1.llpf.weight"] == pytest.approx(1e-5)
     assert lr_of["roi_heads.box_head.fc6.weight"] == pytest.approx(1e-4)
     torch.optim.SGD(groups, lr=0.01, momentum=0.9)
+
+
+def test_tiny_preset_trains_from_scratch_with_sane_losses():
+    cfg = ModelConfig.tiny(["a", "b", "c"], min_size=128, max_size=192, scb=True, awd=True)
+    assert cfg.depth == 18 and cfg.normalization == "imagenet" and not cfg.frozen_bn
+    torch.manual_seed(0)
+    m = build_model(cfg).train()
+    imgs, tgts = sample(torch.Generator().manual_seed(6))
+    losses = m.forward_dsl(imgs, imgs, tgts)
+    assert all(0 <= v.item() < 10 for v in losses.values())

@@ -213,6 +213,35 @@ class ModelConfig:
             return set(self.scb_stages)
         return {s for s in (1, 2, 3, 4) if s - 1 >= self.frozen_stages}
 
+    @classmethod
+    def tiny(cls, class_names: list[str] | None = None, **overrides: Any) -> ModelConfig:
+        """A small R18 model for CPU demos / tests trained FROM SCRATCH (no pretrained weights).
+
+        ImageNet normalisation (caffe's 0-255 scale with identity BN statistics makes randomly initialised
+        activations explode), live BatchNorm, nothing frozen, 32-channel FPN, small heads, few proposals.
+        Any field can be overridden.
+        """
+        base: dict[str, Any] = dict(
+            depth=18,
+            style="pytorch",
+            class_names=list(class_names) if class_names else ["object"],
+            normalization="imagenet",
+            frozen_stages=-1,
+            frozen_bn=False,
+            fpn_channels=32,
+            box_head_dim=128,
+            mask_head_channels=32,
+            rpn_pre_nms_top_n_train=300,
+            rpn_post_nms_top_n_train=150,
+            rpn_pre_nms_top_n_test=200,
+            rpn_post_nms_top_n_test=100,
+            rpn_batch_size_per_image=128,
+            box_batch_size_per_image=128,
+            box_detections_per_img=50,
+        )
+        base.update(overrides)
+        return cls(**base)
+
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
