@@ -267,3 +267,18 @@ def test_cli_config_mode_uses_val_section(tmp_path, capsys, one_thread):
     models.save_checkpoint(ckpt, _small_model(["car", "bottle"]))
     assert main(base) == 2
     assert "differ from the checkpoint" in capsys.readouterr().err
+
+
+def test_ground_truth_as_results_scores_one_with_crowd_regions():
+    """tinycoco-seg val: every non-crowd object 'detected' exactly; its crowd region must be ignored."""
+    d = shared_subdir("tinycoco-seg")
+    gt = json.loads((d / "annotations" / "instances_val2017.json").read_text())
+    assert any(a["iscrowd"] for a in gt["annotations"])
+    res = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0,
+         "segmentation": a["segmentation"]}
+        for a in gt["annotations"] if not a["iscrowd"]
+    ]  # fmt: skip
+    got = coco_evaluate(gt, res, ("bbox", "segm"))
+    for t in ("bbox", "segm"):
+        assert got[t]["AP"] == pytest.approx(1.0) and got[t]["AR100"] == pytest.approx(1.0)

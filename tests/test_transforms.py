@@ -173,3 +173,15 @@ def test_loader_seeded_and_reproducible():
         loader = build_loader(_FlipDataset(), batch_size=4, shuffle=True, seed=5)
         runs.append([int(img[0, 0, 0]) for imgs, _ in loader for img in imgs])
     assert runs[0] == runs[1] and set(runs[0]) == {0, 3}
+
+
+def test_seed_worker_gives_each_worker_its_own_reproducible_stream():
+    ds = _FlipDataset()
+    ds.image = torch.arange(4.0).reshape(1, 1, 4)
+    runs = []
+    for _ in range(2):
+        loader = build_loader(ds, batch_size=1, shuffle=False, num_workers=2, seed=11)
+        runs.append([int(imgs[0][0, 0, 0]) for imgs, _ in loader])
+    assert runs[0] == runs[1]
+    w0, w1 = runs[0][0::2], runs[0][1::2]  # batches alternate between the two workers
+    assert w0 != w1  # forked workers do not repeat the parent's (or each other's) flips
