@@ -156,3 +156,24 @@ def test_cuda_matches_cpu_clean_path():
     pc.noise = type(pc.noise)(*(None if v is None else v.cuda() for v in vars(p.noise).values()))
     gpu = s.synth(x.cuda(), torch.Generator("cuda").manual_seed(0), params=pc)[0]
     assert (gpu.cpu() - cpu).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("pattern", ["RGGB", "BGGR", "GRBG", "GBRG"])
+def test_fused_unprocess_packed_equals_unprocess_mosaic_pack(pattern):
+    from darkseg.raw.bayer import mosaic_rgb, pack_bayer
+    from darkseg.synth.unprocess import unprocess_packed
+
+    rng = np.random.default_rng(4)
+    x = rng.random((10, 14, 3)).astype(np.float32)
+    x[:3] = 0.98  # highlights: exercise the protection mask
+    for ccm in ("calibrated", "random"):
+        p = sample_unprocess_params_numpy(rng, ccm)
+        ref = pack_bayer(mosaic_rgb(unprocess(x, p), pattern), pattern)
+        np.testing.assert_allclose(unprocess_packed(x, p, pattern), ref, atol=2e-6)
+        pt = LowLightSynthesizer.stack_params([LowLightSynthesizer().sample_numpy(rng)]).unprocess
+        pt.rgb2cam, pt.cam2rgb = torch.from_numpy(p.rgb2cam)[None], torch.from_numpy(p.cam2rgb)[None]
+        for k in ("rgb_gain", "red_gain", "blue_gain"):
+            setattr(pt, k, torch.tensor([getattr(p, k)], dtype=torch.float32))
+        xt = torch.from_numpy(x).permute(2, 0, 1)[None]
+        out = unprocess_packed(xt, pt, pattern)[0].permute(1, 2, 0).numpy()
+        np.testing.assert_allclose(out, ref, atol=2e-6)

@@ -14,14 +14,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from darkseg.raw.bayer import mosaic_rgb, pack_bayer, pattern_offsets
+from darkseg.raw.bayer import pattern_offsets
 from darkseg.synth.noise import NAMED_MODELS, NoiseModel, NoiseParams, build_noise_model
 from darkseg.synth.render import RenderOptions, render
 from darkseg.synth.unprocess import (
     UnprocessParams,
     sample_unprocess_params_numpy,
     sample_unprocess_params_torch,
-    unprocess,
+    unprocess_packed,
 )
 
 __all__ = ["SynthConfig", "SynthParams", "LowLightSynthesizer"]
@@ -161,8 +161,7 @@ class LowLightSynthesizer:
         if h % 2 or w % 2:
             x = np.pad(x, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         p = params if params is not None else self.sample_numpy(rng)
-        cam = unprocess(x, p.unprocess)
-        clean = pack_bayer(mosaic_rgb(cam, self.pattern), self.pattern)
+        clean = unprocess_packed(x, p.unprocess, self.pattern)
         noisy = self.noise.apply_numpy(clean, p.noise, rng)
         out_c = render(clean, self.render_options, p.unprocess)
         out_n = render(noisy, self.render_options, p.unprocess)
@@ -238,23 +237,14 @@ class LowLightSynthesizer:
         elif generator.device.type != x.device.type:
             raise ValueError(f"generator is on {generator.device}, images on {x.device}")
         p = params if params is not None else self.sample_torch(x.shape[0], generator, x.device)
-        cam = unprocess(x, p.unprocess)
-        clean = pack_bayer(mosaic_rgb(cam, self.pattern), self.pattern)
-        noisy = self.noise.apply_torch(clean, p.noise, generator)
-        # render clean and noisy in one batched call
-        up2 = UnprocessParams(
-            *(
-                torch.cat([v, v])
-                for v in (
-                    p.unprocess.rgb2cam,
-                    p.unprocess.cam2rgb,
-                    p.unprocess.rgb_gain,
-                    p.unprocess.red_gain,
-                    p.unprocess.blue_gain,
-                )
-            )
-        )
-        out_c, out_n = render(torch.cat([clean, noisy]), self.render_options, up2).chunk(2)
+        bsz = x.shape[0]
+        step = bsz if x.device.type != "cpu" else max(1, self.cpu_chunk)
+        outs = [
+            self._run_torch(x[i : i + step], _slice_params(p, slice(i, i + step)), generator)
+            for i in range(0, bsz, step)
+        ]
+        out_c = torch.cat([o[0] for o in outs]) if len(outs) > 1 else outs[0][0]
+        out_n = torch.cat([o[1] for o in outs]) if len(outs) > 1 else outs[0][1]
         if self.cfg.output == "rgb":
             out_c, out_n = out_c[..., :h, :w], out_n[..., :h, :w]
         if single:
@@ -262,6 +252,23 @@ class LowLightSynthesizer:
         return out_c.contiguous(), out_n.contiguous()
 
     __call__ = synth
+
+    #: on CPU, batches are processed this many images at a time (same results for a given batch and
+    #: seed; keeps the working set in cache and avoids fresh page-faulting allocations of huge tensors)
+    cpu_chunk: int = 2
+
+    def _run_torch(
+        self, x: torch.Tensor, p: SynthParams, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        clean = unprocess_packed(x, p.unprocess, self.pattern)
+        noisy = self.noise.apply_torch(clean, p.noise, generator)
+        # render clean and noisy in one batched call
+        u = p.unprocess
+        up2 = UnprocessParams(
+            *(torch.cat([v, v]) for v in (u.rgb2cam, u.cam2rgb, u.rgb_gain, u.red_gain, u.blue_gain))
+        )
+        out_c, out_n = render(torch.cat([clean, noisy]), self.render_options, up2).chunk(2)
+        return out_c, out_n
 
     @property
     def output_channels(self) -> int:
@@ -271,3 +278,27 @@ class LowLightSynthesizer:
     def output_scale(self) -> float:
         """Output size / input size (0.5 for packed)."""
         return 1.0 if self.cfg.output == "rgb" else 0.5
+
+
+def _slice_params(p: SynthParams, sl: slice) -> SynthParams:
+    """The parameters of images ``sl`` of a torch batch."""
+    u = UnprocessParams(
+        *(
+            v[sl]
+            for v in (
+                p.unprocess.rgb2cam,
+                p.unprocess.cam2rgb,
+                p.unprocess.rgb_gain,
+                p.unprocess.red_gain,
+                p.unprocess.blue_gain,
+            )
+        )
+    )
+    n = p.noise
+    nn = NoiseParams(
+        *(
+            None if v is None else v[sl]
+            for v in (n.K, n.ratio, n.lam, n.g_scale, n.G_scale, n.R_scale, n.quant, n.color_bias)
+        )
+    )
+    return SynthParams(u, nn)

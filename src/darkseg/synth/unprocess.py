@@ -35,6 +35,7 @@ __all__ = [
     "sample_unprocess_params_numpy",
     "sample_unprocess_params_torch",
     "unprocess",
+    "unprocess_packed",
     "process_linear",
 ]
 
@@ -210,6 +211,48 @@ def unprocess(rgb, p: UnprocessParams):
     mask = (np.maximum(gray - 0.9, 0.0) / 0.1) ** 2
     safe = np.maximum(mask + (1.0 - mask) * gains, gains)
     return np.clip(x * safe, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def unprocess_packed(rgb, p: UnprocessParams, pattern: str = "RGGB"):
+    """:func:`unprocess` fused with mosaicking and packing: sRGB -> packed (R, G1, B, G2) camera RAW.
+
+    Equal to ``pack_bayer(mosaic_rgb(unprocess(rgb, p), pattern), pattern)`` (to float rounding) but
+    the colour matrix, gains and highlight mask are evaluated only at the CFA sites that are kept.
+    NumPy ``(H, W, 3)`` -> ``(H/2, W/2, 4)``; torch ``(B, 3, H, W)`` -> ``(B, 4, H/2, W/2)``; H, W even.
+    """
+    from darkseg.raw.bayer import pattern_offsets
+
+    offs = pattern_offsets(pattern)
+    rows = [0, 1, 2, 1]  # the rgb2cam row (camera channel) of each packed plane
+    if isinstance(rgb, torch.Tensor):
+        h, w = rgb.shape[-2:]
+        if h % 2 or w % 2:
+            raise ValueError(f"unprocess_packed needs even height and width, got {h}x{w}")
+        x = gamma_expand(inverse_smoothstep(rgb.float()))
+        sites = torch.stack([x[:, :, dy::2, dx::2] for dy, dx in offs], dim=1)  # (B, 4, 3, h, w)
+        m4 = p.rgb2cam[:, rows, :][..., None, None]  # (B, 4, 3, 1, 1)
+        val = (sites * m4).sum(dim=2)  # (B, 4, h, w)
+        colmean = p.rgb2cam.mean(dim=1)[:, None, :, None, None]  # (B, 1, 3, 1, 1)
+        gray = (sites * colmean).sum(dim=2)
+        gains = torch.stack([1.0 / p.red_gain, torch.ones_like(p.red_gain), 1.0 / p.blue_gain], dim=1)
+        gains = (gains / p.rgb_gain[:, None])[:, rows, None, None]  # (B, 4, 1, 1)
+        mask = ((gray - 0.9).clamp_min_(0.0) / 0.1).square_()
+        safe = torch.maximum(mask + (1.0 - mask) * gains, gains)
+        return val.mul_(safe).clamp_(0.0, 1.0)
+    x = np.asarray(rgb, dtype=np.float32)
+    h, w = x.shape[:2]
+    if h % 2 or w % 2:
+        raise ValueError(f"unprocess_packed needs even height and width, got {h}x{w}")
+    x = gamma_expand(inverse_smoothstep(x)).astype(np.float32, copy=False)
+    sites = np.stack([x[dy::2, dx::2, :] for dy, dx in offs], axis=2)  # (h, w, 4, 3)
+    m = np.asarray(p.rgb2cam, dtype=np.float32)
+    val = np.einsum("hwcj,cj->hwc", sites, m[rows], optimize=False)
+    gray = sites @ m.mean(axis=0)
+    gains = np.array([1.0 / p.red_gain, 1.0, 1.0 / p.blue_gain], dtype=np.float32) / np.float32(p.rgb_gain)
+    gains = gains[rows]
+    mask = (np.maximum(gray - 0.9, 0.0) / 0.1) ** 2
+    safe = np.maximum(mask + (1.0 - mask) * gains, gains)
+    return np.clip(val * safe, 0.0, 1.0).astype(np.float32, copy=False)
 
 
 def process_linear(
