@@ -185,3 +185,15 @@ def test_seed_worker_gives_each_worker_its_own_reproducible_stream():
     assert runs[0] == runs[1]
     w0, w1 = runs[0][0::2], runs[0][1::2]  # batches alternate between the two workers
     assert w0 != w1  # forked workers do not repeat the parent's (or each other's) flips
+
+
+def test_crop_to_even_drops_boxes_cut_off():
+    image, target = _sample(40, 61)
+    target["boxes"] = torch.cat([target["boxes"], torch.tensor([[60.0, 0.0, 61.0, 5.0]])])
+    target["labels"] = torch.tensor([1, 2, 3])
+    target["area"] = torch.tensor([16.0, 1.0, 5.0])
+    target["masks"] = torch.cat([target["masks"], torch.zeros(1, 40, 61, dtype=torch.uint8)])
+    target["iscrowd"] = torch.zeros(3, dtype=torch.int64)
+    clean, _, t = LowLightViews(_HalfSynth())(image, target)
+    assert t["labels"].tolist() == [1, 2] and t["masks"].shape == (2, 20, 30) and len(t["area"]) == 2
+    assert t["image_id"] == 7

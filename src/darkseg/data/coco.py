@@ -18,8 +18,8 @@ ignored) or an alias (``motorbike`` = ``motorcycle``, ``diningtable`` = ``dining
 look up names, so ids like LIS's ``0`` or COCO's non-contiguous 1..90 are handled alike.
 
 Annotations kept as targets follow mmdetection / the torchvision references: crowd (``iscrowd=1``) and
-``ignore=1`` annotations are left out, as are boxes with width or height < 1 px or ``area <= 0``.
-With ``train=True`` images without any kept annotation, or with a short side < 32 px, are dropped.
+``ignore=1`` annotations are left out, as are boxes with width or height < 1 px, ``area <= 0`` or
+no overlap with the image. With ``train=True`` images without any kept annotation, or with a short side < 32 px, are dropped.
 Evaluation uses ``.coco`` (the pycocotools index of the file), where crowd regions act as COCO's
 ignore regions.
 """
@@ -253,15 +253,19 @@ class CocoInstances(torch.utils.data.Dataset):
 
     # ------------------------------------------------------------------ annotations
     def _kept_annotations(self, image_id: int) -> list[dict]:
+        info = self.coco.imgs[image_id]
+        width, height = float(info["width"]), float(info["height"])
         kept = []
         for ann in self.coco.imgToAnns.get(image_id, []):
             if ann["category_id"] not in self.category_id_to_label:
                 continue
             if ann.get("iscrowd", 0) or ann.get("ignore", 0):
                 continue
-            _, _, w, h = ann["bbox"]
+            x, y, w, h = (float(v) for v in ann["bbox"])
             if w < 1 or h < 1 or ann.get("area", w * h) <= 0:
                 continue
+            if min(width, x + w) - max(0.0, x) <= 0 or min(height, y + h) - max(0.0, y) <= 0:
+                continue  # box entirely outside the image
             kept.append(ann)
         return kept
 

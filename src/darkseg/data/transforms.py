@@ -35,6 +35,7 @@ __all__ = [
     "low_light_batch",
     "reseed_transforms",
     "crop_to_even",
+    "drop_empty_boxes",
 ]
 
 Target = dict[str, Any]
@@ -110,7 +111,7 @@ def resize_target(target: Target, old_hw: tuple[int, int], new_hw: tuple[int, in
     out = dict(target)
     sy, sx = new_hw[0] / old_hw[0], new_hw[1] / old_hw[1]
     if "boxes" in target:
-        scale = torch.tensor([sx, sy, sx, sy], dtype=target["boxes"].dtype)
+        scale = torch.tensor([sx, sy, sx, sy], dtype=target["boxes"].dtype, device=target["boxes"].device)
         out["boxes"] = target["boxes"] * scale
     if "area" in target:
         out["area"] = target["area"] * (sx * sy)
@@ -222,7 +223,26 @@ def crop_to_even(synthesizer: Any, image: torch.Tensor, target: Target | None = 
             target["boxes"] = b
         if "masks" in target:
             target["masks"] = target["masks"][..., :eh, :ew]
+        target = drop_empty_boxes(target)
     return image, target
+
+
+def drop_empty_boxes(target: Target) -> Target:
+    """Remove instances whose box has no area (x2 <= x1 or y2 <= y1) from every per-instance field.
+
+    torchvision's detectors reject such boxes in training; they appear when a crop cuts an object off.
+    """
+    boxes = target.get("boxes")
+    if boxes is None or boxes.numel() == 0:
+        return target
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    if bool(keep.all()):
+        return target
+    n = boxes.shape[0]
+    return {
+        k: (v[keep] if torch.is_tensor(v) and v.dim() >= 1 and v.shape[0] == n else v)
+        for k, v in target.items()
+    }
 
 
 def _match_target(target: Target | None, in_hw, out_hw) -> Target | None:
