@@ -282,3 +282,15 @@ def test_ground_truth_as_results_scores_one_with_crowd_regions():
     got = coco_evaluate(gt, res, ("bbox", "segm"))
     for t in ("bbox", "segm"):
         assert got[t]["AP"] == pytest.approx(1.0) and got[t]["AR100"] == pytest.approx(1.0)
+
+
+def test_evaluation_leaves_the_callers_index_untouched():
+    from darkseg.data.coco import load_coco
+
+    gt = load_coco(_gt_dict(0))
+    before = json.dumps(gt.dataset, sort_keys=True)
+    res = [{"image_id": 3, "category_id": 0, "bbox": [5, 5, 20, 20], "score": 0.5,
+            "segmentation": [[5, 5, 25, 5, 25, 25, 5, 25]]}]  # fmt: skip
+    got = coco_evaluate(gt, res, ("bbox", "segm"))
+    assert got["segm"]["AP50"] == pytest.approx(0.5)  # one of the two classes found exactly
+    assert json.dumps(gt.dataset, sort_keys=True) == before  # no RLE/ignore rewrites, ids unchanged

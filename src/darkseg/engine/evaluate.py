@@ -53,16 +53,6 @@ class ResultsError(ValueError):
 
 
 # ------------------------------------------------------------ loading
-def _load_gt(gt: Any):
-    from pycocotools.coco import COCO
-
-    if isinstance(gt, COCO):
-        return gt
-    from darkseg.data.coco import load_coco
-
-    return load_coco(gt)
-
-
 def load_results(results: str | os.PathLike | Sequence[Mapping[str, Any]]) -> tuple[list[dict], str]:
     """Read a COCO results file (a JSON list) or copy a list; returns ``(results, source_name)``."""
     if isinstance(results, (str, os.PathLike)):
@@ -127,17 +117,26 @@ def _results_coco(gt, results: list[dict]):
 
 
 def _gt_for_eval(gt):
-    """pycocotools marks a matched GT with the matched detection's id and vice versa, with 0 meaning
-    'unmatched': a GT annotation with id 0 would count its matches as misses. Renumber in a copy then."""
-    ids = [a["id"] for a in gt.dataset["annotations"]]
-    if all(isinstance(i, int) and i > 0 for i in ids) and len(set(ids)) == len(ids):
-        return gt
+    """A private ground-truth index for COCOeval (from a path, dict or ``COCO``).
+
+    COCOeval rewrites the GT it is given (``ignore`` flags, polygons replaced by RLE), so a ``COCO``
+    passed in is copied and the caller's index (e.g. a dataset's ``.coco``) stays as loaded. pycocotools
+    also marks a matched GT with the matched detection's id and vice versa, with 0 meaning 'unmatched':
+    a GT annotation with id 0 would count its matches as misses, so ids are renumbered 1..N when needed.
+    """
+    from pycocotools.coco import COCO
+
     from darkseg.data.coco import load_coco
 
-    data = copy.deepcopy(gt.dataset)
-    for k, ann in enumerate(data["annotations"], start=1):
-        ann["id"] = k
-    return load_coco(data)
+    fresh = load_coco(gt.dataset if isinstance(gt, COCO) else gt)  # dicts are deep-copied by load_coco
+    anns = fresh.dataset["annotations"]
+    ids = [a["id"] for a in anns]
+    if not (all(isinstance(i, int) and i > 0 for i in ids) and len(set(ids)) == len(ids)):
+        for k, ann in enumerate(anns, start=1):
+            ann["id"] = k
+        with contextlib.redirect_stdout(io.StringIO()):
+            fresh.createIndex()
+    return fresh
 
 
 # ------------------------------------------------------------ evaluation
@@ -180,7 +179,7 @@ def coco_evaluate_full(
     Returns:
         ``{iou_type: {"metrics": {name: value}, "per_class": {category_id: AP}}}``.
     """
-    gt = _gt_for_eval(_load_gt(gt))
+    gt = _gt_for_eval(gt)
     res, source = load_results(results)
     types = [iou_types] if isinstance(iou_types, str) else list(iou_types)
     out: dict[str, dict[str, dict]] = {}
