@@ -222,6 +222,8 @@ class LowLightSynthesizer:
             raise TypeError(
                 f"synth expects a torch tensor, got {type(srgb).__name__}; use .numpy() for arrays"
             )
+        if not srgb.is_floating_point():
+            raise TypeError(f"synth expects a float tensor in [0, 1], got {srgb.dtype} (divide uint8 by 255)")
         single = srgb.ndim == 3
         x = srgb.unsqueeze(0) if single else srgb
         if x.ndim != 4 or x.shape[1] != 3:
