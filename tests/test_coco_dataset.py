@@ -14,6 +14,9 @@ from darkseg.data import COCO_LIS_CLASSES, LIS_CLASSES, CocoInstances
 from darkseg.data.coco import AnnotationError, match_categories
 from darkseg.utils.io import write_image
 
+# pycocotools 2.0.x decodes masks through a NumPy-2-deprecated __array__ path (not our code)
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 COCO_IDS = {
     "bicycle": 2,
     "car": 3,

@@ -19,6 +19,9 @@ from darkseg.engine.evaluate import (
 )
 from darkseg.utils.io import write_image
 
+# pycocotools 2.0.x decodes masks through a NumPy-2-deprecated __array__ path (not our code)
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 
 def _fixture():
     d = shared_subdir("coco-eval-fce-shapes")

@@ -14,6 +14,9 @@ from darkseg.data.coco import load_coco, recompute_areas
 from darkseg.engine.evaluate import coco_evaluate
 from darkseg.utils.io import write_image
 
+# pycocotools 2.0.x decodes masks through a NumPy-2-deprecated __array__ path (not our code)
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 ANN = "lis_coco_jpg_test500_annotation_rgb.json"
 # LIS file ids (LOD order): 0 bicycle 1 chair 2 diningtable 3 bottle 4 motorbike 5 car 6 tvmonitor 7 bus
 EXPECTED_LABEL_TO_CAT = {1: 0, 2: 5, 3: 4, 4: 7, 5: 3, 6: 1, 7: 2, 8: 6}

@@ -19,7 +19,8 @@ look up names, so ids like LIS's ``0`` or COCO's non-contiguous 1..90 are handle
 
 Annotations kept as targets follow mmdetection / the torchvision references: crowd (``iscrowd=1``) and
 ``ignore=1`` annotations are left out, as are boxes with width or height < 1 px, ``area <= 0`` or
-no overlap with the image. With ``train=True`` images without any kept annotation, or with a short side < 32 px, are dropped.
+no overlap with the image. With ``train=True`` images without any kept annotation, or with a short
+side < 32 px, are dropped.
 Evaluation uses ``.coco`` (the pycocotools index of the file), where crowd regions act as COCO's
 ignore regions.
 """
