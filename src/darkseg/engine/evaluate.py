@@ -320,6 +320,8 @@ def evaluate_model(
 
     device = torch.device(device)
     ids = list(dataset.ids)
+    if not ids:
+        raise ValueError(f"{getattr(dataset, 'ann_file', 'dataset')}: no images to evaluate")
     subset = dataset
     if max_images is not None and max_images < len(ids):
         subset = torch.utils.data.Subset(dataset, range(max_images))
