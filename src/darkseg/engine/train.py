@@ -98,25 +98,17 @@ class SeededView:
 
 
 def _make_dataset(ds_cfg, cfg: ExperimentConfig, train: bool, transforms):
-    from darkseg.data.coco import CocoInstances
-    from darkseg.data.lis import LIS_ALIASES, lis_dataset
+    from darkseg.data.build import dataset_from_config
 
-    names = ds_cfg.class_names if ds_cfg.class_names is not None else list(cfg.model.class_names)
-    if ds_cfg.type == "lis":
-        ds = lis_dataset(ann_file=ds_cfg.ann_file, image_dir=ds_cfg.image_dir, train=train,
-                         transforms=transforms, recompute_area=ds_cfg.recompute_area,
-                         image_ext=ds_cfg.image_ext)
-        if ds_cfg.class_names is not None and list(ds_cfg.class_names) != list(ds.class_names):
-            raise TrainingError(f"{ds_cfg.ann_file}: LIS datasets use the canonical classes {ds.class_names}")
-    else:
-        aliases = {**{k: list(v) for k, v in LIS_ALIASES.items()}, **ds_cfg.aliases}
-        ds = CocoInstances(ds_cfg.image_dir, ds_cfg.ann_file, class_names=names, aliases=aliases,
-                           train=train, transforms=transforms, recompute_area=ds_cfg.recompute_area,
-                           image_ext=ds_cfg.image_ext)
+    ds = dataset_from_config(ds_cfg, class_names=list(cfg.model.class_names), train=train,
+                             transforms=transforms)
     if ds_cfg.max_images is not None:
         ds.ids = ds.ids[: ds_cfg.max_images]
     if len(ds) == 0:
-        raise TrainingError(f"{ds_cfg.ann_file}: no usable images for classes {names}")
+        raise TrainingError(f"{ds_cfg.ann_file}: no usable images for classes {list(ds.class_names)}")
+    if len(ds.class_names) != len(cfg.model.class_names):
+        raise TrainingError(f"{ds_cfg.ann_file}: {len(ds.class_names)} classes but the model has "
+                            f"{len(cfg.model.class_names)}")
     return ds
 
 
@@ -201,6 +193,10 @@ class Trainer:
         self.rank, self.world = self.dist.rank, self.dist.world_size
         self.main = self.rank == 0
         seed_everything(t.seed, deterministic=t.deterministic)
+        if self.device.type == "cpu":
+            # Denormal floats (tiny activations/gradients of small random-init models) slow CPU kernels
+            # down by large factors; flushing them to zero is the usual fix (process-wide setting).
+            torch.set_flush_denormal(True)
         self.amp = self.device.type == "cuda" and t.amp in ("auto", True)
         self.synth_on_device = cfg.synth is not None and t.synth_device == "device"
         if self.synth_on_device and self.device.type != "cuda":

@@ -1,0 +1,153 @@
+"""Experiment configs: packaged YAMLs, overrides, clear errors, round trips, the train CLI's config paths."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import pytest
+import yaml
+
+from darkseg.config import (
+    ConfigError,
+    ExperimentConfig,
+    apply_overrides,
+    config_to_yaml,
+    load_config,
+    packaged_configs,
+)
+
+PAPER = ("coco2lis_baseline", "syncoco2lis_awd_scb_dsl", "lis2lis")
+OURS = (*PAPER, "tiny_coco_cpu")  # the training configs documented field by field
+
+
+def _text(name: str) -> str:
+    return (resources.files("darkseg") / "configs" / f"{name}.yaml").read_text(encoding="utf-8")
+
+
+def test_packaged_configs_exist_and_load():
+    names = packaged_configs()
+    for n in OURS:
+        assert n in names
+    for n in names:
+        cfg = load_config(n)
+        assert isinstance(cfg, ExperimentConfig) and cfg.name == n
+
+
+def _same_keys(name: str, a, b, path: str) -> None:
+    assert isinstance(a, dict), f"{name}: {path} should be a mapping"
+    assert set(a) == set(b), f"{name}: {path or 'top level'} misses {sorted(set(b) - set(a))}"
+    for k, v in b.items():
+        if isinstance(v, dict) and k not in ("lr_mult", "aliases"):
+            _same_keys(name, a[k], v, f"{path}.{k}" if path else k)
+
+
+def test_packaged_configs_spell_out_and_comment_every_field():
+    """Every dataclass field appears in each training config, and every key line carries a comment."""
+    for n in OURS:
+        _same_keys(n, yaml.safe_load(_text(n)), load_config(n).to_dict(), "")
+        for line in _text(n).splitlines():
+            m = re.match(r"^(\s*)([A-Za-z_][\w]*):\s*(\S.*)?$", line)
+            if m and m.group(3) and not m.group(3).startswith("#"):  # a leaf key with a value
+                if len(m.group(1)) == 0 and m.group(2) in ("name", "output_dir"):
+                    continue
+                assert "#" in line, f"{n}: '{line.strip()}' has no comment"
+
+
+def test_paper_settings():
+    ours = load_config("syncoco2lis_awd_scb_dsl")
+    assert ours.model.awd and ours.model.scb and ours.model.depth == 50 and ours.model.style == "caffe"
+    assert ours.train.dsl and ours.synth.noise_model == "PGRU" and ours.synth.ratio_range == (10.0, 100.0)
+    t = ours.train
+    assert (t.epochs, t.batch_size, t.lr, t.momentum, t.weight_decay) == (12, 8, 0.01, 0.9, 1e-4)
+    assert (t.warmup_iters, t.warmup_ratio, t.lr_steps, t.gamma) == (500, 0.001, [9, 11], 0.1)
+    assert t.lr_mult == {"awd": 2.0, "scb": 2.0} and t.grad_clip is None
+    assert (ours.data.max_size, ours.data.min_size, ours.data.interpolation, ours.data.flip) == (
+        600, 400, "nearest", 0.5)
+    assert ours.data.val.type == "lis" and "RAW_Dark" in ours.data.val.image_dir
+    base = load_config("coco2lis_baseline")
+    assert base.synth is None and not base.train.dsl and not base.model.awd and not base.model.scb
+    assert "RGB_Dark" in base.data.val.image_dir
+
+
+def test_overrides_are_parsed_as_yaml():
+    cfg = load_config("tiny_coco_cpu", ["train.lr=2e-2", "train.lr_steps=[5, 7]", "model.depth=34",
+                                        "train.grad_clip=null", "data.val=null", "name=x y"])
+    assert cfg.train.lr == 0.02 and isinstance(cfg.train.lr, float)
+    assert cfg.train.lr_steps == [5, 7] and cfg.model.depth == 34 and cfg.train.grad_clip is None
+    assert cfg.data.val is None and cfg.name == "x y"
+    cfg = load_config("tiny_coco_cpu", ["synth=null", "train.dsl=false", "data.val_view=image"])
+    assert cfg.synth is None
+    cfg = load_config("coco2lis_baseline", ["synth.camera=SonyA7S2", "train.train_view=noisy"])
+    assert cfg.synth.camera == "SonyA7S2" and cfg.synth.noise_model == "PGRU"  # null section -> defaults
+
+
+def test_unknown_keys_name_key_and_file(tmp_path):
+    p = tmp_path / "exp.yaml"
+    text = _text("tiny_coco_cpu").replace("  lr: 0.01\n", "  lr: 0.01\n  lr_decay: 3\n")
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=r"exp\.yaml.*'train\.lr_decay'"):
+        load_config(p)
+    p.write_text(_text("tiny_coco_cpu").replace("  depth: 18", "  deepness: 18"))
+    with pytest.raises(ConfigError, match=r"exp\.yaml.*deepness"):
+        load_config(p)
+    p.write_text(_text("tiny_coco_cpu").replace("  camera: CanonEOS5D4", "  cam: CanonEOS5D4"))
+    with pytest.raises(ConfigError, match=r"exp\.yaml.*'synth\.cam'"):
+        load_config(p)
+    with pytest.raises(ConfigError, match=r"--set.*'train\.momentm'"):
+        load_config("tiny_coco_cpu", ["train.momentm=0.5"])
+    p.write_text("foo: 1\n")
+    with pytest.raises(ConfigError, match=r"exp\.yaml.*'foo'"):
+        load_config(p)
+
+
+def test_bad_values_give_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"train\.batch_size.*integer"):
+        load_config("tiny_coco_cpu", ["train.batch_size=two"])
+    with pytest.raises(ConfigError, match=r"train\.lr_step_unit"):
+        load_config("tiny_coco_cpu", ["train.lr_step_unit=week"])
+    with pytest.raises(ConfigError, match=r"max_iters / train\.epochs"):
+        load_config("tiny_coco_cpu", ["train.epochs=3"])
+    with pytest.raises(ConfigError, match=r"train\.dsl"):
+        load_config("tiny_coco_cpu", ["synth=null"])
+    with pytest.raises(ConfigError, match=r"in_channels"):
+        load_config("tiny_coco_cpu", ["synth.output=packed"])
+    with pytest.raises(ConfigError, match=r"model:.*depth"):
+        load_config("tiny_coco_cpu", ["model.depth=19"])
+    with pytest.raises(ConfigError, match=r"KEY=VALUE"):
+        load_config("tiny_coco_cpu", ["train.lr"])
+    with pytest.raises(ConfigError, match=r"is not a section"):
+        load_config("tiny_coco_cpu", ["train.lr.x=1"])
+    with pytest.raises(FileNotFoundError, match="packaged configs"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*malformed YAML"):
+        load_config(bad)
+
+
+def test_round_trip_through_yaml(tmp_path):
+    cfg = load_config("syncoco2lis_awd_scb_dsl", ["train.max_iters=10", "train.epochs=null"])
+    p = tmp_path / "resolved.yaml"
+    p.write_text(config_to_yaml(cfg))
+    again = load_config(p)
+    assert again.to_dict() == cfg.to_dict()
+    assert ExperimentConfig.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
+
+
+def test_apply_overrides_does_not_mutate_input():
+    d = {"train": {"lr": 0.1}}
+    out = apply_overrides(d, ["train.lr=0.2", "synth.camera=X"])
+    assert d == {"train": {"lr": 0.1}} and out == {"train": {"lr": 0.2}, "synth": {"camera": "X"}}
+
+
+def test_cli_list_and_print_config(capsys):
+    from darkseg.cli import main
+
+    assert main(["train", "--list"]) == 0
+    assert "tiny_coco_cpu" in capsys.readouterr().out
+    assert main(["train", "tiny_coco_cpu", "--print-config", "--set", "train.lr=0.5", "--device", "cpu"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["train"]["lr"] == 0.5 and printed["train"]["device"] == "cpu"
+    assert main(["train", "tiny_coco_cpu", "--set", "train.nope=1"]) == 2
+    assert "train.nope" in capsys.readouterr().err
