@@ -11,6 +11,7 @@ from darkseg.raw.bayer import (
     PATTERNS,
     bin2x2,
     demosaic_bilinear,
+    demosaic_packed,
     mosaic_rgb,
     pack_bayer,
     unpack_bayer,
@@ -89,3 +90,14 @@ def test_bin2x2_and_errors():
         pack_bayer(np.zeros((3, 4)), "RGGB")
     with pytest.raises(ValueError, match="unknown CFA pattern"):
         pack_bayer(np.zeros((4, 4)), "RGBG")
+
+
+@pytest.mark.parametrize("pattern", sorted(PATTERNS))
+def test_demosaic_packed_equals_full_resolution_demosaic(pattern):
+    rng = np.random.default_rng(5)
+    m = rng.random((8, 12)).astype(np.float32)
+    ref = demosaic_bilinear(m, pattern)
+    np.testing.assert_allclose(demosaic_packed(pack_bayer(m, pattern), pattern), ref, atol=1e-6)
+    pt = pack_bayer(torch.from_numpy(m)[None, None], pattern)
+    out = demosaic_packed(pt, pattern)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(out, ref, atol=1e-6)

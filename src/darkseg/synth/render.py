@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from darkseg.raw.bayer import demosaic_bilinear, unpack_bayer
+from darkseg.raw.bayer import demosaic_packed
 from darkseg.synth.unprocess import UnprocessParams, process_linear
 
 __all__ = ["RenderOptions", "render"]
@@ -67,10 +67,9 @@ def render(packed, opts: RenderOptions, params: UnprocessParams | None = None):
         return _q8(packed) if opts.quantize_8bit else packed
     if opts.output != "rgb":
         raise ValueError(f"output must be 'rgb' or 'packed', got {opts.output!r}")
-    mosaic = unpack_bayer(packed, opts.pattern)
-    if opts.quantize_8bit:
-        mosaic = _q8(mosaic)
-    rgb = demosaic_bilinear(mosaic, opts.pattern)
+    if opts.quantize_8bit:  # rounding the packed planes = rounding the mosaic
+        packed = _q8(packed)
+    rgb = demosaic_packed(packed, opts.pattern)  # == demosaic_bilinear(unpack_bayer(packed))
     if opts.any_isp:
         if params is None:
             raise ValueError("render: ISP steps (white balance/CCM/gamma/tone) need the unprocess params")

@@ -229,11 +229,15 @@ def unprocess_packed(rgb, p: UnprocessParams, pattern: str = "RGGB"):
         if h % 2 or w % 2:
             raise ValueError(f"unprocess_packed needs even height and width, got {h}x{w}")
         x = gamma_expand(inverse_smoothstep(rgb.float()))
-        sites = torch.stack([x[:, :, dy::2, dx::2] for dy, dx in offs], dim=1)  # (B, 4, 3, h, w)
-        m4 = p.rgb2cam[:, rows, :][..., None, None]  # (B, 4, 3, 1, 1)
-        val = (sites * m4).sum(dim=2)  # (B, 4, h, w)
-        colmean = p.rgb2cam.mean(dim=1)[:, None, :, None, None]  # (B, 1, 3, 1, 1)
-        gray = (sites * colmean).sum(dim=2)
+        bsz, hh, ww = x.shape[0], h // 2, w // 2
+        sites = torch.stack([x[:, :, dy::2, dx::2] for dy, dx in offs], dim=1)  # (B, 4, 3, h/2, w/2)
+        # per plane: its rgb2cam row and the column means (for the highlight mask's grey level), as one
+        # batched (2 x 3) @ (3 x hw) product
+        weights = torch.stack(
+            [p.rgb2cam[:, rows, :], p.rgb2cam.mean(dim=1, keepdim=True).expand(bsz, 4, 3)], dim=2
+        )
+        res = torch.matmul(weights, sites.reshape(bsz, 4, 3, hh * ww)).view(bsz, 4, 2, hh, ww)
+        val, gray = res[:, :, 0], res[:, :, 1]
         gains = torch.stack([1.0 / p.red_gain, torch.ones_like(p.red_gain), 1.0 / p.blue_gain], dim=1)
         gains = (gains / p.rgb_gain[:, None])[:, rows, None, None]  # (B, 4, 1, 1)
         mask = ((gray - 0.9).clamp_min_(0.0) / 0.1).square_()
@@ -244,10 +248,13 @@ def unprocess_packed(rgb, p: UnprocessParams, pattern: str = "RGGB"):
     if h % 2 or w % 2:
         raise ValueError(f"unprocess_packed needs even height and width, got {h}x{w}")
     x = gamma_expand(inverse_smoothstep(x)).astype(np.float32, copy=False)
-    sites = np.stack([x[dy::2, dx::2, :] for dy, dx in offs], axis=2)  # (h, w, 4, 3)
+    hh, ww = h // 2, w // 2
+    planar = np.ascontiguousarray(x.transpose(2, 0, 1))  # (3, H, W)
+    sites = np.stack([planar[:, dy::2, dx::2] for dy, dx in offs]).reshape(4, 3, hh * ww)
     m = np.asarray(p.rgb2cam, dtype=np.float32)
-    val = np.einsum("hwcj,cj->hwc", sites, m[rows], optimize=False)
-    gray = sites @ m.mean(axis=0)
+    weights = np.stack([m[rows], np.broadcast_to(m.mean(axis=0), (4, 3))], axis=1)  # (4, 2, 3)
+    res = np.matmul(weights, sites).reshape(4, 2, hh, ww).transpose(1, 2, 3, 0)  # (2, h/2, w/2, 4)
+    val, gray = res[0], res[1]
     gains = np.array([1.0 / p.red_gain, 1.0, 1.0 / p.blue_gain], dtype=np.float32) / np.float32(p.rgb_gain)
     gains = gains[rows]
     mask = (np.maximum(gray - 0.9, 0.0) / 0.1) ** 2
