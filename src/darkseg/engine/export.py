@@ -1,0 +1,204 @@
+"""Export a checkpoint's fused (SCB re-parameterised) model to TorchScript or ONNX.
+
+* **TorchScript** (``torch.jit.script``): the whole torchvision Mask R-CNN incl. pre/post-processing,
+  any image size. Load with ``torch.jit.load(path)``; call ``module([img])`` with ``img`` float
+  ``(C, H, W)`` in [0, 1]; it returns ``(losses, detections)`` (torchvision's scripted signature),
+  ``detections[0]`` the usual dict (``boxes``, ``labels``, ``scores``, ``masks``).
+* **ONNX** (``torch.onnx.export``, TorchScript-based exporter, opset 17): one image ``(C, H, W)`` in,
+  ``boxes (N, 4)``, ``labels (N,)``, ``scores (N,)``, ``masks (N, 1, H, W)`` out; height and width are
+  dynamic axes. Run with onnxruntime.
+
+The model's input-checking transform (Python-only checks) is replaced by :class:`ExportTransform`, which
+does the same resize / normalise / pad in scriptable code.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+from torchvision.models.detection.transform import (
+    GeneralizedRCNNTransform,
+    _fake_cast_onnx,
+    _get_shape_onnx,
+    _resize_image_and_masks,
+    resize_boxes,
+)
+
+__all__ = ["EXPORT_FORMATS", "ExportTransform", "prepare_for_export", "export_model", "ExportError"]
+
+EXPORT_FORMATS = ("torchscript", "onnx")
+
+
+class ExportError(RuntimeError):
+    """Export failed; the message says which format and why."""
+
+
+class ExportTransform(GeneralizedRCNNTransform):
+    """Scriptable twin of :class:`darkseg.models.detector.DarkTransform` (same resize rule, no checks)."""
+
+    def __init__(self, src: GeneralizedRCNNTransform) -> None:
+        super().__init__(
+            src.min_size,
+            src.max_size,
+            src.image_mean,
+            src.image_std,
+            size_divisible=src.size_divisible,
+            fixed_size=src.fixed_size,
+        )
+        self.nearest: bool = getattr(src, "interpolation", "bilinear") == "nearest"
+
+    def resize(
+        self,
+        image: Tensor,
+        target: Optional[dict[str, Tensor]] = None,  # noqa: UP045 - TorchScript
+    ) -> tuple[Tensor, Optional[dict[str, Tensor]]]:  # noqa: UP045
+        h, w = image.shape[-2:]
+        size = float(self.min_size[-1])
+        if not self.nearest:
+            image, target = _resize_image_and_masks(
+                image, self.min_size[-1], self.max_size, target, self.fixed_size
+            )
+        else:
+            if torchvision._is_tracing():
+                shape = _get_shape_onnx(image).to(torch.float32)
+                scale = _fake_cast_onnx(torch.min(size / shape.min(), float(self.max_size) / shape.max()))
+            else:
+                scale = min(size / float(min(h, w)), float(self.max_size) / float(max(h, w)))
+            image = F.interpolate(
+                image[None], size=None, scale_factor=scale, mode="nearest", recompute_scale_factor=True
+            )[0]
+        if target is None:
+            return image, target
+        bbox = target["boxes"]
+        target["boxes"] = resize_boxes(bbox, (h, w), image.shape[-2:])
+        return image, target
+
+
+class _OnnxWrapper(torch.nn.Module):
+    """One image in, four tensors out (ONNX-friendly signature)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: Tensor):
+        out = self.model([image])[0]
+        return out["boxes"], out["labels"], out["scores"], out["masks"]
+
+
+def prepare_for_export(model: torch.nn.Module) -> torch.nn.Module:
+    """A fused, eval-mode deep copy of ``model`` with the scriptable :class:`ExportTransform`."""
+    m = copy.deepcopy(model).cpu().eval()
+    if hasattr(m, "fuse") and not getattr(m, "fused", False):
+        m.fuse()
+    m.transform = ExportTransform(m.transform)
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def trace_backbone(
+    model: torch.nn.Module, example_size: tuple[int, int] = (320, 480)
+) -> torch.jit.ScriptModule:
+    """``torch.jit.trace`` of ``model.backbone`` (trunk + FPN) on a padded example batch.
+
+    The trunk's Python-side input checks (AWD, ResNet body) are not TorchScript-compilable, but the
+    convolutional graph is shape-generic: sizes are recorded as ``aten::size`` ops, so the traced
+    backbone runs on any input size (``tests/test_export.py`` checks a size other than the example's).
+    """
+    c = int(model.config.in_channels)
+    h, w = (int(-(-v // 32) * 32) for v in example_size)
+    x = torch.rand(1, c, h, w, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return torch.jit.trace(model.backbone, x, strict=False, check_trace=False)
+
+
+def _example_input(model: torch.nn.Module, height: int, width: int) -> Tensor:
+    c = int(model.config.in_channels)
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(c, height, width, generator=g)
+
+
+def export_model(
+    checkpoint: str | os.PathLike | torch.nn.Module,
+    format: str,
+    out: str | os.PathLike,
+    *,
+    example_size: tuple[int, int] = (320, 480),
+    opset: int = 17,
+) -> Path:
+    """Export the fused model of ``checkpoint`` to ``out``.
+
+    Args:
+        checkpoint: darkseg checkpoint path (or a built model).
+        format: ``"torchscript"`` or ``"onnx"``.
+        out: destination file (written atomically).
+        example_size: ``(H, W)`` of the example input used for ONNX tracing.
+        opset: ONNX opset.
+
+    Returns:
+        ``Path(out)``.
+    """
+    from darkseg.utils.io import atomic_open
+
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
+    if isinstance(checkpoint, torch.nn.Module):
+        model = checkpoint
+    else:
+        from darkseg.models import load_model
+
+        model, _ = load_model(checkpoint, map_location="cpu")
+    m = prepare_for_export(model)
+    out = Path(out)
+    if format == "torchscript":
+        try:
+            # a plain GeneralizedRCNN shell around the same parts: DarkMaskRCNN's extra Python-only members
+            # (properties, DSL step) are not compilable
+            shell = GeneralizedRCNN(trace_backbone(m, example_size), m.rpn, m.roi_heads, m.transform).eval()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script deprecation notice
+                scripted = torch.jit.script(shell)
+        except Exception as exc:  # noqa: BLE001 - report the scripting error verbatim
+            raise ExportError(f"TorchScript export failed: {type(exc).__name__}: {exc}") from exc
+        with atomic_open(out, "wb") as fh:
+            torch.jit.save(scripted, fh)
+        return out
+    example = _example_input(m, *example_size)
+    wrapper = _OnnxWrapper(m).eval()
+    tmp = out.with_name(f".{out.name}.partial")
+    try:
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            str(tmp),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["image"],
+            output_names=["boxes", "labels", "scores", "masks"],
+            dynamic_axes={
+                "image": {1: "height", 2: "width"},
+                "boxes": {0: "n"},
+                "labels": {0: "n"},
+                "scores": {0: "n"},
+                "masks": {0: "n", 2: "height", 3: "width"},
+            },
+        )
+        with atomic_open(out, "wb") as fh:
+            fh.write(tmp.read_bytes())
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out

@@ -1,0 +1,400 @@
+"""Prediction on real images: sRGB photos, LIS RAW PNGs and camera RAW files.
+
+``Predictor(checkpoint).predict(image_or_path) -> Prediction``. Inputs and what the network gets:
+
+* **camera RAW** (``.dng``, ``.cr2``, ``.nef``, ``.arw``, ``.raf``, ``.kdc``, ...; or any file LibRaw
+  decodes): :func:`darkseg.raw.read_camera_raw`, then :func:`darkseg.raw.frame_to_input` - a 3-channel
+  model gets the LIS binning ``[R, (G1 + G2) / 2, B]``, a 4-channel model the packed ``(R, G1, B, G2)``
+  planes, both at **half sensor resolution**; ``ratio`` multiplies the normalised RAW first. Predictions
+  are in half-resolution coordinates and the preview (:func:`darkseg.raw.render` with ``half=True``) has
+  the same size, pixel ``(i, j)`` covering sensor sites ``2i..2i+1, 2j..2j+1``.
+* **PNG / JPEG / TIFF / BMP / WebP** (sRGB photos and LIS RAW PNGs, 8 or 16 bit): RGB in [0, 1] at the
+  file's resolution (16-bit files keep their precision: value / 65535). 3-channel models only.
+* **arrays**: NumPy ``(H, W, C)`` (``uint8``, ``uint16`` or float in [0, 1]) or torch ``(C, H, W)`` float,
+  ``C`` = the model's ``in_channels``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "InputFormatError",
+    "LoadedInput",
+    "Prediction",
+    "PredictResult",
+    "Predictor",
+    "collect_inputs",
+    "load_input",
+]
+
+#: suffixes (lower case) read as ordinary images with OpenCV
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
+
+
+class InputFormatError(ValueError):
+    """An input cannot be used (unreadable, unsupported format, wrong channel count); names the input."""
+
+
+@dataclass
+class Prediction:
+    """Instances found in one image, in the coordinates of the image the network saw (``image_size``).
+
+    Attributes:
+        boxes: float32 ``(N, 4)`` xyxy pixels.
+        labels: int64 ``(N,)`` class index in ``1..K`` (``class_names[label - 1]``).
+        scores: float32 ``(N,)`` in [0, 1], descending.
+        masks: bool ``(N, H, W)``.
+        class_names: the model's ``K`` class names.
+        image_size: ``(H, W)`` of the masks / the preview.
+        source: file path (or ``"<array>"``).
+        kind: ``"image"``, ``"camera_raw"`` or ``"array"``.
+    """
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    masks: np.ndarray
+    class_names: list[str]
+    image_size: tuple[int, int]
+    source: str = "<array>"
+    kind: str = "array"
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    @property
+    def label_names(self) -> list[str]:
+        """Class name of every instance."""
+        return [self.class_names[int(k) - 1] for k in self.labels]
+
+    def to_coco(self, image_id: int) -> list[dict[str, Any]]:
+        """COCO result dicts (``category_id`` = label, ``bbox`` xywh, ``segmentation`` RLE)."""
+        from pycocotools import mask as mask_utils
+
+        out = []
+        rles = (
+            mask_utils.encode(np.asfortranarray(self.masks.transpose(1, 2, 0).astype(np.uint8)))
+            if len(self)
+            else []
+        )
+        for i in range(len(self)):
+            x0, y0, x1, y1 = (float(v) for v in self.boxes[i])
+            rle = rles[i]
+            out.append(
+                {
+                    "image_id": int(image_id),
+                    "category_id": int(self.labels[i]),
+                    "score": round(float(self.scores[i]), 6),
+                    "bbox": [round(x0, 3), round(y0, 3), round(x1 - x0, 3), round(y1 - y0, 3)],
+                    "segmentation": {
+                        "size": [int(s) for s in rle["size"]],
+                        "counts": rle["counts"].decode("ascii"),
+                    },
+                }
+            )
+        return out
+
+
+@dataclass
+class LoadedInput:
+    """An input prepared for the network.
+
+    ``tensor`` float32 ``(C, H, W)`` in [0, 1]; ``preview`` uint8 ``(H, W, 3)`` RGB of the same size,
+    brightened for a human; ``linear`` says whether ``tensor`` holds linear RAW values.
+    """
+
+    tensor: torch.Tensor
+    preview: np.ndarray
+    source: str
+    kind: str
+    linear: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PredictResult:
+    """Outcome for one input of :meth:`Predictor.predict_many`: a prediction or an error message."""
+
+    source: str
+    prediction: Prediction | None = None
+    preview: np.ndarray | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _image_to_float(img: np.ndarray, source: str) -> np.ndarray:
+    """OpenCV-read image (RGB order) -> float32 (H, W, 3) in [0, 1]."""
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]  # drop alpha
+    elif img.ndim == 3 and img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise InputFormatError(f"{source}: unsupported image layout {img.shape}")
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255.0
+    if img.dtype == np.uint16:
+        return img.astype(np.float32) / 65535.0
+    if np.issubdtype(img.dtype, np.floating):
+        return np.clip(img.astype(np.float32), 0.0, 1.0)
+    raise InputFormatError(f"{source}: unsupported pixel type {img.dtype}")
+
+
+def load_input(
+    source: str | os.PathLike | np.ndarray | torch.Tensor,
+    in_channels: int = 3,
+    ratio: float = 1.0,
+    preview: bool = True,
+) -> LoadedInput:
+    """Read a file or array into a network input plus a brightened preview (see the module docstring).
+
+    Raises:
+        InputFormatError: unreadable / unsupported file, or an input that does not fit ``in_channels``.
+        FileNotFoundError: no such file.
+    """
+    from darkseg.engine.visualize import brighten
+
+    if isinstance(source, (np.ndarray, torch.Tensor)):
+        return _load_array(source, in_channels, ratio, preview)
+    path = Path(source)
+    if path.is_dir():
+        raise InputFormatError(f"{path}: is a folder; use predict_many / collect_inputs for folders")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    from darkseg.raw import RawFormatError, is_camera_raw_path
+
+    if is_camera_raw_path(path):
+        try:
+            return _load_camera_raw(path, in_channels, ratio, preview)
+        except RawFormatError as exc:
+            raise InputFormatError(str(exc)) from exc
+    from darkseg.utils.io import ImageReadError, read_image
+
+    try:
+        img = read_image(path, unchanged=True)
+    except ImageReadError as exc:
+        # not an image OpenCV decodes: maybe a camera RAW with an unusual suffix
+        try:
+            return _load_camera_raw(path, in_channels, ratio, preview)
+        except RawFormatError:
+            raise InputFormatError(
+                f"{path}: unsupported or unreadable file (not an image OpenCV decodes nor a camera RAW LibRaw "
+                f"decodes); supported: PNG/JPEG/TIFF/BMP/WebP images and camera RAW ({exc})"
+            ) from None
+    if in_channels != 3:
+        raise InputFormatError(
+            f"{path}: the model takes {in_channels}-channel packed RAW input; give a camera RAW file "
+            "(DNG, CR2, NEF, ...) instead of an image"
+        )
+    x = _image_to_float(img, str(path))
+    if ratio != 1.0:
+        x = np.clip(x * np.float32(ratio), 0.0, 1.0)
+    tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+    pv = brighten(x) if preview else np.zeros((0, 0, 3), np.uint8)
+    return LoadedInput(tensor, pv, str(path), "image", linear=False, meta={"dtype": str(img.dtype)})
+
+
+def _load_camera_raw(path: Path, in_channels: int, ratio: float, preview: bool) -> LoadedInput:
+    from darkseg.raw import frame_to_input, read_camera_raw, render
+
+    frame = read_camera_raw(path)
+    fmt = "packed" if in_channels == 4 else "rgb"
+    tensor = frame_to_input(frame, fmt, ratio)
+    pv = render(frame, ratio=ratio, half=True) if preview else np.zeros((0, 0, 3), np.uint8)
+    meta = {
+        "pattern": frame.pattern,
+        "sensor_size": list(frame.shape),
+        "scale_to_sensor": 2.0,
+        "exposure_time": frame.exposure_time,
+    }
+    return LoadedInput(tensor, pv, str(path), "camera_raw", linear=True, meta=meta)
+
+
+def _load_array(arr: np.ndarray | torch.Tensor, in_channels: int, ratio: float, preview: bool) -> LoadedInput:
+    from darkseg.engine.visualize import brighten
+
+    if isinstance(arr, torch.Tensor):
+        if arr.ndim != 3 or arr.shape[0] != in_channels or not arr.is_floating_point():
+            raise InputFormatError(
+                f"<tensor>: expected a float (C={in_channels}, H, W) tensor in [0, 1], got "
+                f"{tuple(arr.shape)} {arr.dtype}"
+            )
+        tensor = arr.detach().float().cpu().clamp(0, 1)
+    else:
+        a = np.asarray(arr)
+        if a.ndim == 2 and in_channels == 3:
+            a = np.repeat(a[:, :, None], 3, axis=2)
+        if a.ndim != 3 or a.shape[2] != in_channels:
+            raise InputFormatError(f"<array>: expected (H, W, {in_channels}) for this model, got {a.shape}")
+        if in_channels == 3:
+            x = _image_to_float(a, "<array>")
+        elif np.issubdtype(a.dtype, np.floating):
+            x = np.clip(a.astype(np.float32), 0.0, 1.0)
+        else:
+            raise InputFormatError(f"<array>: packed RAW arrays must be float in [0, 1], got {a.dtype}")
+        tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+    if ratio != 1.0:
+        tensor = (tensor * float(ratio)).clamp(0, 1)
+    if not preview:
+        pv = np.zeros((0, 0, 3), np.uint8)
+    elif in_channels == 4:
+        from darkseg.raw.bayer import bin2x2
+
+        pv = brighten(bin2x2(tensor).permute(1, 2, 0).numpy(), linear=True)
+    else:
+        pv = brighten(tensor.permute(1, 2, 0).numpy())
+    return LoadedInput(tensor, pv, "<array>", "array", linear=in_channels == 4)
+
+
+def collect_inputs(inputs: Iterable[str | os.PathLike], recursive: bool = False) -> list[Path]:
+    """Expand files and folders into a sorted list of candidate files (images + camera RAW by suffix).
+
+    Files named explicitly are kept whatever their suffix (they get a clear error later if unsupported);
+    folders contribute files with a known image / camera RAW suffix.
+    """
+    from darkseg.raw import CAMERA_RAW_EXTENSIONS
+
+    known = IMAGE_EXTENSIONS | CAMERA_RAW_EXTENSIONS
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            it = p.rglob("*") if recursive else p.iterdir()
+            out.extend(sorted(f for f in it if f.is_file() and f.suffix.lower() in known))
+        else:
+            out.append(p)
+    return out
+
+
+class Predictor:
+    """Run a darkseg checkpoint on images and camera RAW files.
+
+    Args:
+        checkpoint: a darkseg checkpoint (``save_checkpoint``) or an already built model.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        score_thr: detections below this score are dropped.
+        mask_thr: mask probability threshold.
+        ratio: exposure-ratio gain applied to every input (camera RAW: the normalised RAW; images: the
+            [0, 1] values), then clipped.
+        fuse: fold SCB re-parameterisation before inference (exact up to float rounding).
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike | torch.nn.Module,
+        device: str | torch.device = "auto",
+        score_thr: float = 0.5,
+        mask_thr: float = 0.5,
+        ratio: float = 1.0,
+        fuse: bool = True,
+    ) -> None:
+        from darkseg.models import load_model
+        from darkseg.utils.runtime import resolve_device
+
+        self.device = resolve_device(device)
+        if isinstance(checkpoint, torch.nn.Module):
+            self.model, self.checkpoint = checkpoint, {}
+            self.model.to(self.device).eval()
+        else:
+            self.model, self.checkpoint = load_model(checkpoint, map_location=self.device)
+        if fuse and hasattr(self.model, "fuse") and not getattr(self.model, "fused", False):
+            self.model.fuse()
+        self.model.eval()
+        cfg = self.model.config
+        self.class_names: list[str] = list(cfg.class_names)
+        self.in_channels: int = int(cfg.in_channels)
+        if not 0.0 <= score_thr <= 1.0:
+            raise ValueError(f"score_thr must be in [0, 1], got {score_thr}")
+        if not float(ratio) > 0:
+            raise ValueError(f"ratio must be > 0, got {ratio}")
+        self.score_thr = float(score_thr)
+        self.mask_thr = float(mask_thr)
+        self.ratio = float(ratio)
+
+    def load(self, image_or_path: Any, preview: bool = True) -> LoadedInput:
+        """Read an input the way :meth:`predict` does (tensor + preview)."""
+        return load_input(image_or_path, self.in_channels, self.ratio, preview)
+
+    @torch.inference_mode()
+    def predict_tensor(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw torchvision output dict for one ``(C, H, W)`` tensor (no thresholding), on the CPU."""
+        out = self.model([tensor.to(self.device)])[0]
+        return {k: v.detach().cpu() for k, v in out.items()}
+
+    def _to_prediction(self, out: dict[str, torch.Tensor], size: tuple[int, int], source: str, kind: str):
+        keep = out["scores"] >= self.score_thr
+        masks = out.get("masks")
+        h, w = size
+        if masks is None:
+            m = np.zeros((int(keep.sum()), h, w), dtype=bool)
+        else:
+            m = (masks[keep][:, 0] > self.mask_thr).numpy()
+        return Prediction(
+            boxes=out["boxes"][keep].float().numpy().reshape(-1, 4),
+            labels=out["labels"][keep].to(torch.int64).numpy(),
+            scores=out["scores"][keep].float().numpy(),
+            masks=m,
+            class_names=self.class_names,
+            image_size=(h, w),
+            source=source,
+            kind=kind,
+        )
+
+    def predict(self, image_or_path: Any) -> Prediction:
+        """Instances of one image (path, NumPy ``(H, W, C)`` or torch ``(C, H, W)``)."""
+        return self.predict_with_preview(image_or_path, preview=False)[0]
+
+    def predict_with_preview(self, image_or_path: Any, preview: bool = True) -> tuple[Prediction, np.ndarray]:
+        """``(prediction, preview uint8 (H, W, 3))``; the preview has the prediction's coordinates."""
+        inp = self.load(image_or_path, preview=preview)
+        out = self.predict_tensor(inp.tensor)
+        size = (int(inp.tensor.shape[1]), int(inp.tensor.shape[2]))
+        return self._to_prediction(out, size, inp.source, inp.kind), inp.preview
+
+    def predict_many(
+        self, inputs: Sequence[Any], progress: bool = True, preview: bool = True, on_result=None
+    ) -> list[PredictResult]:
+        """Predict every input; a failing input records its error and the rest go on.
+
+        Args:
+            inputs: paths (folders are expanded by :func:`collect_inputs`) or arrays.
+            progress: show a tqdm bar.
+            preview: also render the brightened preview of each input.
+            on_result: optional callback ``f(PredictResult)`` called after each input (e.g. to write files
+                as they come instead of keeping every preview in memory; the result's preview is then
+                dropped from the returned list).
+        """
+        from tqdm.auto import tqdm
+
+        paths: list[Any] = []
+        for x in inputs:
+            if isinstance(x, (str, os.PathLike)):
+                paths.extend(collect_inputs([x]))
+            else:
+                paths.append(x)
+        results: list[PredictResult] = []
+        for src in tqdm(paths, desc="predict", unit="img", disable=not progress or len(paths) <= 1):
+            name = str(src) if isinstance(src, (str, os.PathLike)) else "<array>"
+            try:
+                pred, pv = self.predict_with_preview(src, preview=preview)
+                res = PredictResult(name, pred, pv if preview else None)
+            except (OSError, ValueError, RuntimeError) as exc:
+                res = PredictResult(name, error=str(exc) or type(exc).__name__)
+            if on_result is not None:
+                on_result(res)
+                res.preview = None
+            results.append(res)
+        return results
