@@ -91,6 +91,17 @@ def main() -> None:
     nb = n_batches * args.batch
     rows.append((f"torch, batch {args.batch} ({dev.type})", nb / t[0], nb / t[1]))
 
+    # the floor: one exact Poisson draw on the packed image at a typical low-light level
+    from darkseg.synth.unprocess import unprocess_packed
+
+    params = synth.sample_torch(1, gen, dev)
+    lam = (
+        unprocess_packed(x1.unsqueeze(0), params.unprocess, synth.pattern) * synth.camera.saturation / 55 / 3
+    )
+    t_pois = _timeit(lambda: torch.poisson(lam, generator=gen), args.n, sync, args.repeat)
+    t_one = 1.0 / rows[1][2] if dev.type == "cpu" else 1.0 / rows[1][1]
+    t_p = (t_pois[1] if dev.type == "cpu" else t_pois[0]) / args.n
+
     base = rows[0][1]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
@@ -101,6 +112,11 @@ def main() -> None:
     for name, ips, cps in rows:
         cpu = f"{cps:.1f}" if dev.type == "cpu" else "n/a (GPU)"
         print(f"| {name} | {ips:.1f} | {ips / base:.2f}x | {cpu} |")
+    print(
+        f"\ntorch.poisson alone (packed {tuple(lam.shape[1:])}, mean lambda {float(lam.mean()):.1f}, "
+        f"ratio 55, K 3): {t_p * 1e3:.2f} ms = {100 * t_p / t_one:.0f} % of one torch 1-image call "
+        f"(ceiling {1 / t_p:.0f} images/s for this step alone)"
+    )
 
 
 if __name__ == "__main__":
