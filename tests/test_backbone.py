@@ -117,3 +117,16 @@ def test_basic_block_depths_and_four_channel_input(depth, chans):
     assert [v.shape[1] for v in out.values()] == chans
     with pytest.raises(ValueError, match="expects"):
         body(torch.randn(1, 3, 64, 64))
+
+
+def test_r101_awd_scb_builds_and_runs():
+    body = ResNetBody(101, "caffe", awd=True, scb_stages=(2, 3, 4)).eval()
+    assert sum(isinstance(m, SCBConv) for m in body.modules()) == 4 + 23 + 3
+    with torch.no_grad():
+        out = body(torch.randn(1, 3, 64, 64))
+    assert [tuple(v.shape[1:]) for v in out.values()] == [
+        (256, 16, 16),
+        (512, 8, 8),
+        (1024, 4, 4),
+        (2048, 2, 2),
+    ]

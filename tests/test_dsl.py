@@ -47,7 +47,7 @@ def test_detach_levels_weights_and_errors():
     fc = _feats(g, True)
     fn = [(x.detach() + 0.1).requires_grad_(True) for x in fc]
     loss = dsl_loss(fn, fc, detach_clean=True, levels=[0, 2], weight=1.0, clamp=1.0)
-    assert abs(float(loss) - 2 * 0.01) < 1e-6
+    assert abs(loss.item() - 2 * 0.01) < 1e-6
     loss.backward()
     assert all(x.grad is None for x in fc)
     assert fn[1].grad is None and fn[0].grad is not None

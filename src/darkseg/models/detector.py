@@ -16,11 +16,17 @@ from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
+from torchvision.models.detection.transform import (
+    GeneralizedRCNNTransform,
+    _fake_cast_onnx,
+    _get_shape_onnx,
+    resize_boxes,
+)
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
 from .config import ModelConfig
@@ -83,7 +89,7 @@ class DarkTransform(GeneralizedRCNNTransform):
                 raise InputError(f"{what}[{i}]: expected a float tensor in [0, 1], got dtype {img.dtype}")
             if img.shape[1] < 2 or img.shape[2] < 2:
                 raise InputError(f"{what}[{i}]: image {tuple(img.shape[1:])} is too small (H, W >= 2 needed)")
-            if not torch.isfinite(img).all():
+            if not torch.jit.is_tracing() and not torch.isfinite(img).all():
                 raise InputError(f"{what}[{i}]: contains NaN or Inf values")
 
     def check_targets(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> None:
@@ -133,8 +139,12 @@ class DarkTransform(GeneralizedRCNNTransform):
         if self.interpolation == "bilinear":
             return super().resize(image, target)
         h, w = image.shape[-2:]
-        size = self.min_size[-1]
-        scale = min(size / min(h, w), self.max_size / max(h, w))
+        size = float(self.min_size[-1])
+        if torchvision._is_tracing():  # keep the scale a traced value (ONNX export), as torchvision does
+            shape = _get_shape_onnx(image).to(torch.float32)
+            scale = _fake_cast_onnx(torch.min(size / shape.min(), float(self.max_size) / shape.max()))
+        else:
+            scale = min(size / min(h, w), float(self.max_size) / max(h, w))
         image = F.interpolate(image[None], scale_factor=scale, mode="nearest", recompute_scale_factor=True)[0]
         if target is None:
             return image, target

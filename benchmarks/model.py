@@ -1,0 +1,233 @@
+"""Model benchmark: CPU inference latency of the AWD/SCB variants and the cost of a DSL training step.
+
+Usage::
+
+    python benchmarks/model.py                 # full run (600x400, R50), prints Markdown tables
+    python benchmarks/model.py --repeats 3 --size 300 200   # quicker
+
+Inference: Mask R-CNN R50-FPN (8 classes, min_size 400, max_size 600, eval mode, batch 1, one 600x400
+image) for plain / +AWD / +SCB (unfused) / +SCB (fused) / +AWD+SCB (fused). The variants are timed
+round-robin (each round runs every variant once, the median over rounds is reported) so that load drift
+on a shared machine affects all of them alike; ratios are to the plain model of the same run. Every
+variant gets the plain model's head weights and the same input, and we report the number of detections
+(mask-head work depends on it). Random weights: latency, not accuracy.
+
+Training: one step (forward + backward + SGD step) of the paper's model (caffe R50 + AWD + SCB) at batch
+2, 600x400: plain step ``model(images, targets)`` vs DSL step ``model.forward_dsl(clean, noisy,
+targets)``. Peak memory: maximum resident set size of a fresh subprocess that builds the model and runs
+one step (``resource.getrusage``), and the same for a plain step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from darkseg.models import ModelConfig, build_model, param_groups
+
+CLASSES = ["bicycle", "car", "motorcycle", "bus", "bottle", "chair", "dining table", "tv"]
+
+
+def make_targets(n: int, h: int, w: int, g: torch.Generator):
+    tgts = []
+    for _ in range(n):
+        boxes, masks = [], torch.zeros(4, h, w, dtype=torch.uint8)
+        for k in range(4):
+            x0 = int(torch.randint(0, w // 2, (1,), generator=g))
+            y0 = int(torch.randint(0, h // 2, (1,), generator=g))
+            x1, y1 = x0 + w // 4 + 8 * k, y0 + h // 4 + 4 * k
+            boxes.append([x0, y0, x1, y1])
+            masks[k, y0:y1, x0:x1] = 1
+        tgts.append(
+            {
+                "boxes": torch.tensor(boxes, dtype=torch.float32),
+                "labels": torch.randint(1, 9, (4,), generator=g),
+                "masks": masks,
+            }
+        )
+    return tgts
+
+
+def cfg_for(awd: bool, scb: bool, **kw) -> ModelConfig:
+    return ModelConfig(depth=50, style="caffe", awd=awd, scb=scb, class_names=CLASSES, **kw)
+
+
+def inference(size: tuple[int, int], repeats: int) -> list[dict]:
+    w, h = size
+    torch.manual_seed(0)
+    variants = [
+        ("plain", False, False, False),
+        ("+AWD", True, False, False),
+        ("+SCB (unfused)", False, True, False),
+        ("+SCB (fused)", False, True, True),
+        ("+AWD+SCB (fused)", True, True, True),
+    ]
+    models = {}
+    plain_sd = None
+    for name, awd, scb, fuse in variants:
+        m = build_model(cfg_for(awd, scb, min_size=min(h, w), max_size=max(h, w)))
+        if plain_sd is None:
+            plain_sd = m.state_dict()
+        else:  # identical heads / shared trunk weights for a like-for-like comparison
+            own = m.state_dict()
+            m.load_state_dict(
+                {k: v for k, v in plain_sd.items() if k in own and own[k].shape == v.shape}, strict=False
+            )
+        if fuse:
+            m.fuse()
+        models[name] = m.eval()
+    img = [torch.rand(3, h, w, generator=torch.Generator().manual_seed(1))]
+    times: dict[str, list[float]] = {n: [] for n in models}
+    btimes: dict[str, list[float]] = {n: [] for n in models}
+    dets: dict[str, int] = {}
+    with torch.inference_mode():
+        x = models["plain"].transform(img)[0].tensors
+        for name, m in models.items():  # warm-up
+            dets[name] = int(m(img)[0]["boxes"].shape[0])
+            m.backbone(x)
+        for _ in range(repeats):
+            for name, m in models.items():
+                t0 = time.perf_counter()
+                m(img)
+                t1 = time.perf_counter()
+                m.backbone(x)
+                t2 = time.perf_counter()
+                times[name].append(t1 - t0)
+                btimes[name].append(t2 - t1)
+            print(".", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    base = statistics.median(times["plain"])
+    bbase = statistics.median(btimes["plain"])
+    rows = []
+    for name, m in models.items():
+        med, bmed = statistics.median(times[name]), statistics.median(btimes[name])
+        params = sum(p.numel() for p in m.parameters())
+        rows.append(
+            {
+                "variant": name,
+                "ms": med * 1e3,
+                "ratio": med / base,
+                "backbone_ms": bmed * 1e3,
+                "backbone_ratio": bmed / bbase,
+                "detections": dets[name],
+                "params_M": params / 1e6,
+            }
+        )
+    return rows
+
+
+def _train_step(model, opt, mode: str, clean, noisy, targets) -> float:
+    t0 = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    losses = model.forward_dsl(clean, noisy, targets) if mode == "dsl" else model(noisy, targets)
+    sum(losses.values()).backward()
+    opt.step()
+    return time.perf_counter() - t0
+
+
+def _train_setup(size, batch):
+    w, h = size
+    torch.manual_seed(0)
+    model = build_model(cfg_for(True, True, min_size=min(h, w), max_size=max(h, w))).train()
+    opt = torch.optim.SGD(param_groups(model, 0.01, 1e-4), lr=0.01, momentum=0.9)
+    g = torch.Generator().manual_seed(2)
+    clean = [torch.rand(3, h, w, generator=g) for _ in range(batch)]
+    noisy = [(c + 0.05 * torch.randn(c.shape, generator=g)).clamp(0, 1) for c in clean]
+    return model, opt, clean, noisy, make_targets(batch, h, w, g)
+
+
+def training(size, batch: int, repeats: int) -> list[dict]:
+    model, opt, clean, noisy, targets = _train_setup(size, batch)
+    times = {"plain": [], "dsl": []}
+    _train_step(model, opt, "plain", clean, noisy, targets)  # warm-up
+    for _ in range(repeats):
+        for mode in ("plain", "dsl"):
+            times[mode].append(_train_step(model, opt, mode, clean, noisy, targets))
+        print(".", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    base = statistics.median(times["plain"])
+    return [
+        {"step": k, "s": statistics.median(v), "ratio": statistics.median(v) / base} for k, v in times.items()
+    ]
+
+
+def memory_probe(mode: str, size, batch: int) -> None:
+    """Run in a fresh process: one training step, print the peak RSS in GiB as JSON."""
+    model, opt, clean, noisy, targets = _train_setup(size, batch)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _train_step(model, opt, mode, clean, noisy, targets)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({"mode": mode, "peak_gib": peak / 2**20, "before_step_gib": before / 2**20}))
+
+
+def memory(size, batch: int) -> list[dict]:
+    rows = []
+    for mode in ("plain", "dsl"):
+        cmd = [
+            sys.executable,
+            __file__,
+            "--memory-probe",
+            mode,
+            "--batch",
+            str(batch),
+            "--size",
+            *map(str, size),
+        ]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        rows.append(json.loads(out))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, nargs=2, default=(600, 400), metavar=("W", "H"))
+    ap.add_argument("--repeats", type=int, default=7, help="timed rounds for inference")
+    ap.add_argument("--train-repeats", type=int, default=3, help="timed rounds for training steps")
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch.set_num_threads (1: robust on a shared machine)"
+    )
+    ap.add_argument("--skip", nargs="*", default=[], choices=["inference", "training", "memory"])
+    ap.add_argument("--memory-probe", choices=["plain", "dsl"], help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size = tuple(args.size)
+    if args.memory_probe:
+        memory_probe(args.memory_probe, size, args.batch)
+        return
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, input {size[0]}x{size[1]}\n")
+    if "inference" not in args.skip:
+        rows = inference(size, args.repeats)
+        print(f"Inference, batch 1, median of {args.repeats} rounds\n")
+        print("| variant | model (ms) | × plain | backbone+FPN (ms) | × plain | detections | params (M) |")
+        print("|---|---|---|---|---|---|---|")
+        for r in rows:
+            cells = [r["variant"], f"{r['ms']:.0f}", f"{r['ratio']:.3f}", f"{r['backbone_ms']:.0f}"]
+            cells += [f"{r['backbone_ratio']:.3f}", str(r["detections"]), f"{r['params_M']:.2f}"]
+            print("| " + " | ".join(cells) + " |")
+        print()
+    if "training" not in args.skip:
+        rows = training(size, args.batch, args.train_repeats)
+        print(f"Training step (R50 caffe + AWD + SCB), batch {args.batch}, median of {args.train_repeats}\n")
+        print("| step | time (s) | × plain step |\n|---|---|---|")
+        for r in rows:
+            print(f"| {r['step']} | {r['s']:.2f} | {r['ratio']:.3f} |")
+        print()
+    if "memory" not in args.skip:
+        rows = memory(size, args.batch)
+        print(f"Peak resident memory of one training step, batch {args.batch} (fresh process)\n")
+        print("| step | peak RSS (GiB) | RSS before the step (GiB) |\n|---|---|---|")
+        for r in rows:
+            print(f"| {r['mode']} | {r['peak_gib']:.2f} | {r['before_step_gib']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
