@@ -62,3 +62,15 @@ def test_load_json_reports_position(tmp_path):
     p.write_text('{"images": [1, 2,]}')
     with pytest.raises(ValueError, match=r"bad.json: malformed JSON at line 1"):
         load_json(p)
+
+
+def test_atomic_files_honour_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        with atomic_open(tmp_path / "f.txt", "w") as fh:
+            fh.write("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
