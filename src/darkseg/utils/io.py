@@ -34,7 +34,8 @@ class ImageReadError(RuntimeError):
 
 
 def _current_umask() -> int:
-    mask = os.umask(0)
+    """The process umask (read once per call; os.umask has no read-only form)."""
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
