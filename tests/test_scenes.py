@@ -19,6 +19,8 @@ from darkseg.data.scenes import (
 )
 from darkseg.utils.io import read_image
 
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 
 def test_same_seed_same_files_and_prefix_property(tmp_path):
     d1, a1 = generate_scenes(tmp_path / "a", 4, (96, 64), seed=3, progress=False)

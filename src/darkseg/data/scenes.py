@@ -104,8 +104,9 @@ def _polygon(cx: float, cy: float, radii: np.ndarray, angles: np.ndarray) -> np.
     return np.round(pts * 16).astype(np.int32)  # 4 fractional bits for cv2.fillPoly(shift=4)
 
 
-def shape_mask(category: str, size: tuple[int, int], cx: float, cy: float, r: float, theta: float,
-               aspect: float = 1.0) -> np.ndarray:
+def shape_mask(
+    category: str, size: tuple[int, int], cx: float, cy: float, r: float, theta: float, aspect: float = 1.0
+) -> np.ndarray:
     """Binary footprint of one object.
 
     Args:
@@ -199,8 +200,9 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.nd
     return np.clip(up, 0.0, 1.0)
 
 
-def _random_colour(rng: np.random.Generator, sat: tuple[float, float],
-                   val: tuple[float, float]) -> np.ndarray:
+def _random_colour(
+    rng: np.random.Generator, sat: tuple[float, float], val: tuple[float, float]
+) -> np.ndarray:
     """A linear-RGB colour from a random hue with saturation/value ranges."""
     hsv = np.array([[[rng.uniform(0, 180), rng.uniform(*sat) * 255, rng.uniform(*val) * 255]]], np.float32)
     rgb = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)[0, 0] / 255.0
@@ -256,8 +258,17 @@ def _texture(category: str, rng: np.random.Generator, u: np.ndarray, v: np.ndarr
     raise ValueError(f"unknown scene class {category!r}")
 
 
-def _paint_object(img: np.ndarray, footprint: np.ndarray, category: str, rng: np.random.Generator,
-                  cx: float, cy: float, r: float, theta: float, light: np.ndarray) -> None:
+def _paint_object(
+    img: np.ndarray,
+    footprint: np.ndarray,
+    category: str,
+    rng: np.random.Generator,
+    cx: float,
+    cy: float,
+    r: float,
+    theta: float,
+    light: np.ndarray,
+) -> None:
     """Paint one object (in place) over ``footprint`` with its texture, colour and directional shading."""
     ys, xs = np.nonzero(footprint)
     if ys.size == 0:
@@ -290,8 +301,14 @@ def _paint_shadow(img: np.ndarray, footprint: np.ndarray, offset: tuple[int, int
 # scenes
 
 
-def _place(rng: np.random.Generator, w: int, h: int, classes: tuple[str, ...], cfg: SceneConfig,
-           placed: list[np.ndarray]) -> tuple[str, np.ndarray, tuple[float, ...]] | None:
+def _place(
+    rng: np.random.Generator,
+    w: int,
+    h: int,
+    classes: tuple[str, ...],
+    cfg: SceneConfig,
+    placed: list[np.ndarray],
+) -> tuple[str, np.ndarray, tuple[float, ...]] | None:
     """Draw one object's class and pose; ``None`` when 20 tries all overlap too much."""
     short = min(w, h)
     for _ in range(20):
@@ -313,8 +330,12 @@ def _place(rng: np.random.Generator, w: int, h: int, classes: tuple[str, ...], c
     return None
 
 
-def render_scene(rng: np.random.Generator, size: tuple[int, int], classes: tuple[str, ...] = SCENE_CLASSES,
-                 cfg: SceneConfig | None = None) -> Scene:
+def render_scene(
+    rng: np.random.Generator,
+    size: tuple[int, int],
+    classes: tuple[str, ...] = SCENE_CLASSES,
+    cfg: SceneConfig | None = None,
+) -> Scene:
     """Render one scene.
 
     Args:
@@ -337,8 +358,11 @@ def render_scene(rng: np.random.Generator, size: tuple[int, int], classes: tuple
         o = _place(rng, w, h, classes, cfg, [fp for _, fp, _ in objs])
         if o is not None:
             objs.append(o)
-    instance_map, kept = resolve_occlusion([fp for _, fp, _ in objs], cfg.min_visible_area) if objs else (
-        np.zeros((h, w), np.int32), [])
+    instance_map, kept = (
+        resolve_occlusion([fp for _, fp, _ in objs], cfg.min_visible_area)
+        if objs
+        else (np.zeros((h, w), np.int32), [])
+    )
 
     light_ang = rng.uniform(0, 2 * math.pi)
     light = np.array([-math.cos(light_ang), -math.sin(light_ang)], np.float32)  # shade gradient direction
@@ -382,10 +406,16 @@ def _coco_annotation(mask: np.ndarray, ann_id: int, image_id: int, category_id: 
     }
 
 
-def generate_scenes(out_dir: str | os.PathLike, num_images: int, size: tuple[int, int] = (256, 192),
-                    seed: int = 0, classes: tuple[str, ...] | list[str] | None = None,
-                    image_format: str = "png", cfg: SceneConfig | None = None,
-                    progress: bool = True) -> tuple[Path, Path]:
+def generate_scenes(
+    out_dir: str | os.PathLike,
+    num_images: int,
+    size: tuple[int, int] = (256, 192),
+    seed: int = 0,
+    classes: tuple[str, ...] | list[str] | None = None,
+    image_format: str = "png",
+    cfg: SceneConfig | None = None,
+    progress: bool = True,
+) -> tuple[Path, Path]:
     """Render ``num_images`` scenes into ``out_dir/images/`` and write ``out_dir/annotations.json``.
 
     Args:
@@ -434,8 +464,11 @@ def generate_scenes(out_dir: str | os.PathLike, num_images: int, size: tuple[int
             ann = _coco_annotation(inst.mask, len(annotations) + 1, image_id, cat_ids[inst.category])
             annotations.append(ann)
     coco = {
-        "info": {"description": "darkseg procedural scenes", "seed": int(seed),
-                 "size": [int(s) for s in size]},
+        "info": {
+            "description": "darkseg procedural scenes",
+            "seed": int(seed),
+            "size": [int(s) for s in size],
+        },
         "images": images,
         "annotations": annotations,
         "categories": [{"id": cid, "name": name, "supercategory": "shape"} for name, cid in cat_ids.items()],

@@ -1,0 +1,99 @@
+"""``darkseg demo --quick`` end to end, and the demo's pieces."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from darkseg.cli import main
+from darkseg.engine.demo import DemoSettings, plot_loss_curve, run_demo, write_low_light_set
+from darkseg.utils.io import read_image
+
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    rc = main(["demo", "--quick", "--out", str(out), "--no-progress", "--seed", "1"])
+    return rc, out
+
+
+def test_quick_demo_writes_a_valid_report(quick_run):
+    rc, out = quick_run
+    assert rc == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    for view in ("dark", "clean"):
+        for iou_type in ("bbox", "segm"):
+            m = summary["metrics"][view][iou_type]
+            assert set(m) == set(METRICS)
+            assert all(isinstance(v, float) and (v == -1.0 or 0.0 <= v <= 1.0) for v in m.values())
+    assert summary["headline"]["segm_AP_dark"] == summary["metrics"]["dark"]["segm"]["AP"]
+    assert summary["train"]["iterations"] == 4
+    pictures = [out / "loss_curve.png", *[out / p for p in summary["overlays"]]]
+    assert len(summary["overlays"]) == 2
+    for p in pictures:
+        img = read_image(p)
+        assert img.ndim == 3 and img.shape[0] > 32 and img.shape[1] > 32 and img.std() > 0
+    md = (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    assert "segm AP" in md and "loss_curve.png" in md and summary["overlays"][0] in md
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
+    assert "<table>" in page and summary["overlays"][1] in page
+    # an overlay is three panels side by side: dark input, prediction, ground truth
+    ov = read_image(out / summary["overlays"][0])
+    assert ov.shape[1] == 3 * 96 + 2 * 4
+
+
+def test_quick_demo_data_layout(quick_run):
+    _, out = quick_run
+    test = json.loads((out / "data" / "test" / "annotations.json").read_text())
+    dark = json.loads((out / "data" / "test_dark" / "annotations.json").read_text())
+    assert dark["annotations"] == test["annotations"]
+    assert [i["id"] for i in dark["images"]] == [i["id"] for i in test["images"]]
+    srgb = read_image(out / "data" / "test" / "images" / test["images"][0]["file_name"])
+    noisy = read_image(out / "data" / "test_dark" / "images" / dark["images"][0]["file_name"])
+    clean = read_image(out / "data" / "test_clean" / "images" / dark["images"][0]["file_name"])
+    assert srgb.shape == noisy.shape == clean.shape
+    # the low-light renderings are darker than the sRGB scene, and the noisy one differs from the clean one
+    assert noisy.mean() < srgb.mean() and clean.mean() < srgb.mean()
+    assert np.abs(noisy.astype(int) - clean.astype(int)).mean() > 1.0
+    log = (out / "train" / "log.jsonl").read_text().splitlines()
+    assert len(log) == 4 and "loss_dsl" in json.loads(log[0])
+
+
+def test_low_light_set_is_seeded(tmp_path):
+    from darkseg.data.scenes import generate_scenes
+    from darkseg.synth import SynthConfig
+
+    d, ann = generate_scenes(tmp_path / "s", 2, (48, 32), seed=0, progress=False)
+    cfg = SynthConfig(ratio_range=(20, 20))
+    a_dir, _ = write_low_light_set(d, ann, tmp_path / "a", cfg, seed=5, progress=False)
+    b_dir, _ = write_low_light_set(d, ann, tmp_path / "b", cfg, seed=5, progress=False)
+    c_dir, _ = write_low_light_set(d, ann, tmp_path / "c", cfg, seed=6, progress=False)
+    assert (a_dir / "000000.png").read_bytes() == (b_dir / "000000.png").read_bytes()
+    assert (a_dir / "000000.png").read_bytes() != (c_dir / "000000.png").read_bytes()
+    with pytest.raises(ValueError, match="output 'rgb'"):
+        write_low_light_set(d, ann, tmp_path / "p", SynthConfig(output="packed"), seed=0, progress=False)
+
+
+def test_loss_curve_needs_records(tmp_path):
+    recs = [
+        {"iter": i, "loss": 3.0 / i, "loss_mask": 1.0 / i, "clean_loss_mask": 0.9 / i, "loss_dsl": 0.01}
+        for i in range(1, 30)
+    ]
+    plot_loss_curve(recs, tmp_path / "c.png")
+    assert read_image(tmp_path / "c.png").shape[2] == 3
+    with pytest.raises(ValueError, match="no training records"):
+        plot_loss_curve([], tmp_path / "d.png")
+
+
+def test_class_mismatch_is_reported(tmp_path):
+    s = DemoSettings.quick()
+    s.classes = ("disc", "box")
+    with pytest.raises(ValueError, match="class_names"):
+        run_demo(tmp_path, s, progress=False)
