@@ -431,8 +431,9 @@ def write_report(out_dir: str | os.PathLike, summary: dict[str, Any]) -> tuple[P
     page = [
         "<!doctype html><html><head><meta charset='utf-8'><title>darkseg demo</title>"
         f"<style>{style}</style></head><body><h1>darkseg demo report</h1>",
-        "<p>The paper's method (low-light RAW synthesis + AWD + SCB + DSL) trained from scratch on procedural "
-        "scenes and tested on synthetic low-light renderings of unseen scenes. AP values x100.</p>",
+        "<p>The paper's method (low-light RAW synthesis + AWD + SCB + DSL) trained from scratch on "
+        "procedural scenes and tested on synthetic low-light renderings of unseen scenes. "
+        "AP values x100.</p>",
         f"<p><b>{html.escape(strong)}</b></p><ul>",
         *[f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in facts],
         "</ul><h2>COCO metrics</h2>",
