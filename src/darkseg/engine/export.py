@@ -202,3 +202,57 @@ def export_model(
         if tmp.exists():
             tmp.unlink()
     return out
+
+
+def run_exported(path: str | os.PathLike, format: str):
+    """A callable ``f(image (C, H, W) tensor) -> {"boxes", "labels", "scores", "masks"}`` (torch tensors)
+    running an exported file: TorchScript via ``torch.jit.load``, ONNX via onnxruntime (CPU)."""
+    path = str(path)
+    if format == "torchscript":
+        module = torch.jit.load(path, map_location="cpu").eval()
+
+        def run_ts(image: Tensor) -> dict[str, Tensor]:
+            with torch.no_grad():
+                return dict(module([image])[1][0])
+
+        return run_ts
+    if format == "onnx":
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+        def run_onnx(image: Tensor) -> dict[str, Tensor]:
+            outs = sess.run(None, {"image": image.detach().cpu().numpy()})
+            return {k: torch.from_numpy(v) for k, v in zip(("boxes", "labels", "scores", "masks"), outs)}
+
+        return run_onnx
+    raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
+
+
+def compare_exported(
+    model: torch.nn.Module,
+    path: str | os.PathLike,
+    format: str,
+    image: Tensor | None = None,
+    size: tuple[int, int] = (240, 320),
+) -> dict[str, float]:
+    """Largest absolute difference per output between the exported file and the fused PyTorch model.
+
+    ``image`` defaults to a seeded random ``(C, *size)`` input. A different number of detections gives
+    ``inf`` for every output.
+    """
+    ref_model = prepare_for_export(model)
+    if image is None:
+        image = _example_input(model, *size)
+    with torch.no_grad():
+        ref = ref_model([image])[0]
+    got = run_exported(path, format)(image)
+    diffs: dict[str, float] = {}
+    for k in ("boxes", "labels", "scores", "masks"):
+        a, b = ref[k].float(), got[k].float()
+        diffs[k] = (
+            float((a - b).abs().max())
+            if a.shape == b.shape and a.numel()
+            else (0.0 if a.shape == b.shape else float("inf"))
+        )
+    return diffs

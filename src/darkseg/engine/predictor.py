@@ -191,7 +191,7 @@ def load_input(
             return _load_camera_raw(path, in_channels, ratio, preview)
         except RawFormatError:
             raise InputFormatError(
-                f"{path}: unsupported or unreadable file (not an image OpenCV decodes nor a camera RAW LibRaw "
+                f"{path}: unsupported or unreadable file (neither an image OpenCV decodes nor a camera RAW "
                 f"decodes); supported: PNG/JPEG/TIFF/BMP/WebP images and camera RAW ({exc})"
             ) from None
     if in_channels != 3:
