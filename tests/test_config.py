@@ -84,7 +84,8 @@ def test_overrides_are_parsed_as_yaml():
 
 def test_unknown_keys_name_key_and_file(tmp_path):
     p = tmp_path / "exp.yaml"
-    text = _text("tiny_coco_cpu").replace("  lr: 0.01\n", "  lr: 0.01\n  lr_decay: 3\n")
+    text = _text("tiny_coco_cpu").replace("\ntrain:\n", "\ntrain:\n  lr_decay: 3\n")
+    assert "lr_decay" in text
     p.write_text(text)
     with pytest.raises(ConfigError, match=r"exp\.yaml.*'train\.lr_decay'"):
         load_config(p)

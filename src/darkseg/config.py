@@ -138,6 +138,14 @@ class TrainConfig:
     ``lr x gamma`` [0.1] at each of ``lr_steps`` [9, 11] counted in ``lr_step_unit`` "epoch"|"iter"
     (epoch steps: the lr drops at the start of 0-based epoch ``s``, i.e. after ``s`` epochs).
     ``batch_size`` is per process (global batch = batch_size x world size) [8 on 1 GPU].
+    Synthesis/loss: ``dsl`` (clean + noisy task losses + DSL; needs ``synth``), ``train_view`` (the
+    rendering trained on without DSL), ``synth_device`` "workers" | "device" (batched on the GPU).
+    Run: ``amp`` auto|true|false (float16 autocast + GradScaler, CUDA only), ``device``, ``seed``,
+    ``deterministic``, ``num_workers``, ``find_unused_parameters`` (DDP), ``init_from`` (a darkseg or
+    torchvision checkpoint to start from). Checkpoints: ``checkpoint_every`` iterations and every
+    ``checkpoint_every_epochs`` epochs (0 = off; ``last.pth``), ``keep_epoch_checkpoints`` (also
+    ``epoch_<E>.pth``). Logs: ``log_every`` (console/bar; the files get every iteration). Evaluation:
+    ``eval_every`` iterations (0 = off), ``eval_at_end``.
     """
 
     max_iters: int | None = None
@@ -164,6 +172,7 @@ class TrainConfig:
     num_workers: int = 2
     find_unused_parameters: bool = True
     checkpoint_every: int = 1000
+    checkpoint_every_epochs: int = 1
     keep_epoch_checkpoints: bool = True
     log_every: int = 20
     eval_every: int = 0
@@ -212,7 +221,7 @@ class TrainConfig:
             bad("device", "must be auto, cpu, cuda or cuda:N")
         if self.num_workers < 0:
             bad("num_workers", "must be >= 0")
-        for name in ("checkpoint_every", "log_every", "eval_every"):
+        for name in ("checkpoint_every", "checkpoint_every_epochs", "log_every", "eval_every"):
             if getattr(self, name) < 0:
                 bad(name, "must be >= 0 (0 = off)")
         if self.log_every < 1:

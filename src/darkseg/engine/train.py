@@ -15,7 +15,8 @@ One iteration (spec §1, §5, §9.2):
    the noisy or clean rendering (``train.train_view``) or the sRGB image when there is no synthesis;
    the training loss is the sum of all loss-dict values;
 5. backward (AMP ``GradScaler`` on CUDA), optional gradient clipping (global L2 norm), SGD step;
-6. logs; a checkpoint every ``checkpoint_every`` iterations and at the end of every epoch.
+6. logs; a checkpoint every ``checkpoint_every`` iterations, every ``checkpoint_every_epochs`` epochs
+   and at the end.
 
 Because everything random is a function of ``(seed, epoch, index)`` or ``(seed, iteration, rank)``, and the
 checkpoint stores weights, optimiser and scaler state and the iteration count, ``resume=True`` continues
@@ -264,22 +265,26 @@ class Trainer:
         path = self.out_dir / LAST
         if not path.is_file():
             raise FileNotFoundError(f"{path}: nothing to resume (no {LAST} in {self.out_dir}); drop --resume")
-        ckpt = load_training_checkpoint(path, self.model, self.optimizer, self.scaler, map_location="cpu")
-        # optimizer.load_state_dict keeps tensors on the device of the params; move momentum buffers
-        for st in self.optimizer.state.values():
-            for k, v in st.items():
-                if torch.is_tensor(v):
-                    st[k] = v.to(self.device)
-        saved = ckpt.get("config", {})
+        from darkseg.models import read_checkpoint
+
+        head = read_checkpoint(path, map_location="cpu")
+        saved = head.get("config", {})
         if saved.get("model") != self.cfg.to_dict()["model"]:
             raise TrainingError(f"{path}: the checkpoint's model config differs from the current one")
         for key in ("iters_per_epoch", "world_size"):
             now = self.iters_per_epoch if key == "iters_per_epoch" else self.world
-            if int(ckpt.get(key, now)) != now:
+            if int(head.get(key, now)) != now:
                 raise TrainingError(
-                    f"{path}: {key} was {ckpt[key]} but is {now} now (dataset, batch size or process count "
+                    f"{path}: {key} was {head[key]} but is {now} now (dataset, batch size or process count "
                     "changed); an exact resume needs the same; start a new run with train.init_from instead"
                 )
+        del head
+        ckpt = load_training_checkpoint(path, self.model, self.optimizer, self.scaler, map_location="cpu")
+        # optimizer.load_state_dict casts state to the params' device; keep it explicit for CUDA runs
+        for st in self.optimizer.state.values():
+            for k, v in st.items():
+                if torch.is_tensor(v) and k != "step":
+                    st[k] = v.to(self.device)
         self.start_iter = int(ckpt["iteration"])
         self._print(f"resumed from {path} at iteration {self.start_iter}")
 
@@ -399,6 +404,10 @@ class Trainer:
                     print(f"iter {it}/{self.total_iters} lr {lr:.3e} loss {loss_val:.4f}", flush=True)
 
                 epoch_end = it % self.iters_per_epoch == 0
+                if epoch_end and t.checkpoint_every_epochs:
+                    epoch_end = (it // self.iters_per_epoch) % t.checkpoint_every_epochs == 0
+                else:
+                    epoch_end = False
                 periodic = bool(t.checkpoint_every) and it % t.checkpoint_every == 0
                 if epoch_end or periodic or it == self.total_iters:
                     self._save(it, epoch_end)

@@ -1,0 +1,164 @@
+"""End-to-end training on real photos (../shared/data/tinycoco-seg): DSL + low-light synthesis on CPU,
+checkpoint, resume (exact, also after a crash), evaluation with pycocotools.
+
+Scale: ResNet-18 with AWD + SCB, 32/64-wide heads, images resized into a 128 x 96 box, 2 images.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import shared_subdir
+
+TINY = [
+    "data.max_size=128", "data.min_size=96", "model.max_size=128", "model.min_size=96",
+    "model.fpn_channels=32", "model.box_head_dim=64", "model.mask_head_channels=32",
+    "model.rpn_pre_nms_top_n_train=200", "model.rpn_post_nms_top_n_train=100",
+    "model.rpn_pre_nms_top_n_test=100", "model.rpn_post_nms_top_n_test=50",
+    "model.rpn_batch_size_per_image=64", "model.box_batch_size_per_image=32",
+    "model.box_detections_per_img=20", "train.num_workers=0", "train.batch_size=2",
+    "train.keep_epoch_checkpoints=false", "train.checkpoint_every_epochs=0",
+]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: the test machine's cores are shared, and oversubscribed torch threads spin."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _cfg(extra: list[str]):
+    from darkseg.config import load_config
+
+    root = shared_subdir("tinycoco-seg")
+    train_dir, train_ann = root / "images/train2017", root / "annotations/instances_train2017.json"
+    data = [f"data.train.image_dir={train_dir}", f"data.train.ann_file={train_ann}",
+            "data.train.max_images=2",
+            # evaluate on the same two photos (an overfit check), rendered as synthetic low light
+            f"data.val.image_dir={train_dir}", f"data.val.ann_file={train_ann}", "data.val.max_images=2"]
+    return load_config("tiny_coco_cpu", TINY + data + extra)
+
+
+def _records(out_dir):
+    from darkseg.engine.logger import read_jsonl
+
+    return [r for r in read_jsonl(out_dir / "log.jsonl") if "eval" not in r]
+
+
+def test_train_overfit_checkpoint_resume_evaluate(tmp_path):
+    from darkseg.engine.train import train
+    from darkseg.models import load_model
+
+    out = tmp_path / "run"
+    cfg = _cfg(["train.max_iters=10", "train.warmup_iters=2", "train.lr=0.02", "train.lr_steps=[100]",
+                "train.checkpoint_every=4", "train.checkpoint_every_epochs=5",
+                "train.keep_epoch_checkpoints=true", "data.flip=0.0"])
+    assert cfg.train.dsl and cfg.synth is not None and cfg.model.awd and cfg.model.scb
+    s = train(cfg, out, progress=False)
+
+    recs = _records(out)
+    assert [r["iter"] for r in recs] == list(range(1, 11))
+    for r in recs:  # DSL step: clean_ and noisy task losses + loss_dsl, all finite
+        keys = [k for k in r if k.startswith(("loss_", "clean_loss_"))]
+        assert "loss_dsl" in keys and "clean_loss_mask" in keys and "loss_mask" in keys and len(keys) == 11
+        assert all(torch.isfinite(torch.tensor(r[k])) for k in keys + ["loss"])
+        assert 0 <= r["loss_dsl"] <= 0.004 + 1e-6  # spec §5.4 bound
+    first, last = [r["loss"] for r in recs[:4]], [r["loss"] for r in recs[-4:]]
+    assert sum(last) / 4 < 0.9 * sum(first) / 4, (first, last)
+    assert s["iterations"] == 10 and s["loss_last"] < s["loss_first"]
+    assert recs[0]["lr"] == pytest.approx(0.02 * 0.001) and recs[-1]["lr"] == pytest.approx(0.02)
+
+    # files: checkpoints (iterations 4 and 8, epochs 5 and 10, final), logs, config, summary, results
+    ckpt = torch.load(out / "last.pth", map_location="cpu", weights_only=True)
+    assert ckpt["iteration"] == 10 and ckpt["epoch_batch"] == 0 and ckpt["iters_per_epoch"] == 1
+    assert ckpt["config"]["train"]["max_iters"] == 10 and ckpt["optimizer"]["state"]
+    names = sorted(p.name for p in out.glob("*.pth"))
+    assert names == ["epoch_10.pth", "epoch_5.pth", "final.pth", "last.pth"]
+    assert torch.load(out / "epoch_5.pth", map_location="cpu", weights_only=True)["iteration"] == 5
+    assert (out / "log.csv").read_text().splitlines()[0].startswith("iter,epoch,lr,loss")
+    assert len((out / "log.csv").read_text().splitlines()) == 11
+    assert json.loads((out / "summary.json").read_text())["iterations"] == 10
+
+    # evaluation ran through pycocotools on synthetic dark renderings: 12 metrics per IoU type
+    assert set(s["eval"]) == {"bbox", "segm"} and all(len(v) == 12 for v in s["eval"].values())
+    assert all(-1.0 <= x <= 1.0 for v in s["eval"].values() for x in v.values())
+    results = json.loads((out / "results_final.json").read_text())
+    assert isinstance(results, list)
+
+    # the final checkpoint is a darkseg model checkpoint with the trained weights
+    model, _ = load_model(out / "final.pth")
+    last_model, _ = load_model(out / "last.pth")
+    for (k, a), b in zip(model.state_dict().items(), last_model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+    # resume with a longer schedule: continues at iteration 11, no duplicated log records
+    cfg2 = _cfg(["train.max_iters=12", "train.warmup_iters=2", "train.lr=0.02", "train.lr_steps=[100]",
+                 "train.checkpoint_every=4", "data.flip=0.0", "train.eval_at_end=false"])
+    s2 = train(cfg2, out, resume=True, progress=False)
+    assert s2["resumed_from"] == 10 and s2["iterations"] == 12 and s2["iterations_this_run"] == 2
+    assert [r["iter"] for r in _records(out)] == list(range(1, 13))
+
+
+def _params(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_after_crash_is_bit_identical(tmp_path, monkeypatch):
+    """4 iterations straight == 2 iterations, checkpoint, crash during iteration 4, resume, 2 more."""
+    import darkseg.engine.train as tr
+
+    extra = ["train.max_iters=4", "train.warmup_iters=3", "train.lr=0.02", "train.lr_steps=[3]",
+             "train.lr_step_unit=iter", "train.checkpoint_every=2", "train.eval_at_end=false",
+             "data.train.max_images=3", "train.grad_clip=5.0"]  # 3 images / batch 2: epochs of 2 batches
+    straight = tr.Trainer(_cfg(extra), tmp_path / "straight", progress=False)
+    straight.run()
+    want = _params(straight.model)
+
+    class Crash(RuntimeError):
+        pass
+
+    real_set_lr = tr.set_lr
+
+    def crashing_set_lr(opt, schedule, iteration):
+        if iteration == 3:  # iterations 1-3 done, checkpoint at 2: iteration 3's work is lost
+            raise Crash("simulated kill")
+        return real_set_lr(opt, schedule, iteration)
+
+    monkeypatch.setattr(tr, "set_lr", crashing_set_lr)
+    with pytest.raises(Crash):
+        tr.Trainer(_cfg(extra), tmp_path / "killed", progress=False).run()
+    assert [r["iter"] for r in _records(tmp_path / "killed")] == [1, 2, 3]
+    monkeypatch.setattr(tr, "set_lr", real_set_lr)
+
+    resumed = tr.Trainer(_cfg(extra), tmp_path / "killed", resume=True, progress=False)
+    assert resumed.start_iter == 2
+    resumed.run()
+    got = _params(resumed.model)
+    assert want.keys() == got.keys()
+    for k in want:
+        assert torch.equal(want[k], got[k]), f"{k} differs after resume"
+    a, b = _records(tmp_path / "straight"), _records(tmp_path / "killed")
+    assert [r["iter"] for r in b] == [1, 2, 3, 4]
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    assert [r["lr"] for r in a] == [r["lr"] for r in b]
+    # and the run did change the weights
+    init = tr.Trainer(_cfg(extra), tmp_path / "fresh", progress=False)
+    changed = [k for k, v in init.model.state_dict().items() if not torch.equal(v, want[k])]
+    assert len(changed) > 10
+
+
+def test_resume_refuses_incompatible_or_missing_checkpoint(tmp_path):
+    from darkseg.engine.train import Trainer, TrainingError
+
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        Trainer(_cfg(["train.max_iters=1"]), tmp_path / "none", resume=True, progress=False)
+    out = tmp_path / "run"
+    Trainer(_cfg(["train.max_iters=1", "train.eval_at_end=false"]), out, progress=False).run()
+    with pytest.raises(TrainingError, match="model config differs"):
+        Trainer(_cfg(["train.max_iters=2", "model.fpn_channels=16"]), out, resume=True, progress=False)
