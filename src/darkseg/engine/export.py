@@ -27,7 +27,6 @@ from torch import Tensor
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.transform import (
     GeneralizedRCNNTransform,
-    _fake_cast_onnx,
     _get_shape_onnx,
     _resize_image_and_masks,
     resize_boxes,
@@ -69,18 +68,40 @@ class ExportTransform(GeneralizedRCNNTransform):
             )
         else:
             if torchvision._is_tracing():
-                shape = _get_shape_onnx(image).to(torch.float32)
-                scale = _fake_cast_onnx(torch.min(size / shape.min(), float(self.max_size) / shape.max()))
+                image = _nearest_resize_traced(image, size, float(self.max_size))
             else:
                 scale = min(size / float(min(h, w)), float(self.max_size) / float(max(h, w)))
-            image = F.interpolate(
-                image[None], size=None, scale_factor=scale, mode="nearest", recompute_scale_factor=True
-            )[0]
+                image = F.interpolate(
+                    image[None], size=None, scale_factor=scale, mode="nearest", recompute_scale_factor=True
+                )[0]
         if target is None:
             return image, target
         bbox = target["boxes"]
         target["boxes"] = resize_boxes(bbox, (h, w), image.shape[-2:])
         return image, target
+
+
+def _nearest_resize_traced(image: Tensor, size: float, max_size: float) -> Tensor:
+    """Keep-ratio nearest resize written as two gathers, for ONNX.
+
+    Bit-identical to PyTorch's ``F.interpolate(mode="nearest", recompute_scale_factor=True)``: the output
+    size is ``floor(side * scale)`` in float64 (Python floats), source index ``floor(dst * (in / out))`` in
+    float32 as PyTorch's kernel computes it. ONNX ``Resize`` instead divides by the scale, which lands on the
+    other side of integer boundaries for some sizes and shifts whole rows.
+    """
+    shape = _get_shape_onnx(image)
+    shape64 = shape.to(torch.float64)
+    # 1-d tensors only: the ONNX exporter computes 0-d ("scalar") arithmetic in float32
+    s64 = torch.tensor([size, max_size], dtype=torch.float64)
+    lo, hi = shape64.min(dim=0, keepdim=True)[0], shape64.max(dim=0, keepdim=True)[0]
+    scale = torch.minimum(s64[0:1] / lo, s64[1:2] / hi)
+    out_hw = torch.floor(shape64 * scale).to(torch.int64)
+    ratio = shape.to(torch.float32) / out_hw.to(torch.float32)
+    idx_h = torch.floor(torch.arange(out_hw[0]).to(torch.float32) * ratio[0]).to(torch.int64)
+    idx_w = torch.floor(torch.arange(out_hw[1]).to(torch.float32) * ratio[1]).to(torch.int64)
+    idx_h = torch.min(idx_h, shape[0] - 1)
+    idx_w = torch.min(idx_w, shape[1] - 1)
+    return image.index_select(1, idx_h).index_select(2, idx_w)
 
 
 class _OnnxWrapper(torch.nn.Module):
@@ -103,7 +124,7 @@ def prepare_for_export(model: torch.nn.Module) -> torch.nn.Module:
     m.transform = ExportTransform(m.transform)
     for p in m.parameters():
         p.requires_grad_(False)
-    return m
+    return m.eval()
 
 
 def trace_backbone(
@@ -247,12 +268,37 @@ def compare_exported(
     with torch.no_grad():
         ref = ref_model([image])[0]
     got = run_exported(path, format)(image)
-    diffs: dict[str, float] = {}
-    for k in ("boxes", "labels", "scores", "masks"):
-        a, b = ref[k].float(), got[k].float()
-        diffs[k] = (
-            float((a - b).abs().max())
-            if a.shape == b.shape and a.numel()
-            else (0.0 if a.shape == b.shape else float("inf"))
-        )
+    return detection_differences(ref, got)
+
+
+def detection_differences(ref: dict[str, Tensor], got: dict[str, Tensor]) -> dict[str, float]:
+    """Largest absolute difference per output between two detection dicts, order-insensitively.
+
+    Detections with (almost) equal scores may come out in another order after float-rounding
+    differences, so each detection of ``got`` is paired with the unused ``ref`` detection of the same
+    label whose box and score are closest. ``labels`` is 0 when every detection found a partner, ``inf``
+    for every output when the counts differ or one is left without a partner.
+    """
+    n = int(ref["scores"].numel())
+    if int(got["scores"].numel()) != n:
+        return {k: float("inf") for k in ("boxes", "labels", "scores", "masks")}
+    diffs = {"boxes": 0.0, "labels": 0.0, "scores": 0.0, "masks": 0.0}
+    used: set[int] = set()
+    rb, rs, rl = ref["boxes"].float(), ref["scores"].float(), ref["labels"]
+    for i in range(n):
+        cost = (rb - got["boxes"][i].float()).abs().amax(1) + (rs - float(got["scores"][i])).abs()
+        cost[rl != got["labels"][i]] = float("inf")
+        for j in used:
+            cost[j] = float("inf")
+        j = int(cost.argmin()) if n else 0
+        if not torch.isfinite(cost[j]):
+            return {k: float("inf") for k in diffs}
+        used.add(j)
+        diffs["boxes"] = max(diffs["boxes"], float((rb[j] - got["boxes"][i].float()).abs().max()))
+        diffs["scores"] = max(diffs["scores"], float(abs(rs[j] - float(got["scores"][i]))))
+        if "masks" in ref and "masks" in got:
+            a, b = ref["masks"][j].float(), got["masks"][i].float()
+            diffs["masks"] = max(
+                diffs["masks"], float((a - b).abs().max()) if a.shape == b.shape else float("inf")
+            )
     return diffs
