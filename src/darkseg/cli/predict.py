@@ -45,6 +45,8 @@ def _unique_name(stem: str, used: set[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
     from darkseg.engine.predictor import Predictor, PredictResult, collect_inputs
     from darkseg.engine.visualize import draw_instances
     from darkseg.models import CheckpointError
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     def on_result(res: PredictResult) -> None:
         if not res.ok:
             errors.append({"file": res.source, "error": res.error})
-            print(f"darkseg predict: skipped {res.error}", file=sys.stderr)
+            tqdm.write(f"darkseg predict: skipped {res.error}", file=sys.stderr)
             return
         pred = res.prediction
         image_id = len(images) + 1

@@ -391,8 +391,9 @@ class Predictor:
             try:
                 pred, pv = self.predict_with_preview(src, preview=preview)
                 res = PredictResult(name, pred, pv if preview else None)
-            except (OSError, ValueError, RuntimeError) as exc:
-                res = PredictResult(name, error=str(exc) or type(exc).__name__)
+            except Exception as exc:  # noqa: BLE001 - one bad input must not stop the others
+                msg = str(exc) or type(exc).__name__
+                res = PredictResult(name, error=msg if name in msg else f"{name}: {msg}")
             if on_result is not None:
                 on_result(res)
                 res.preview = None
