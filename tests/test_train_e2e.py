@@ -162,3 +162,72 @@ def test_resume_refuses_incompatible_or_missing_checkpoint(tmp_path):
     Trainer(_cfg(["train.max_iters=1", "train.eval_at_end=false"]), out, progress=False).run()
     with pytest.raises(TrainingError, match="model config differs"):
         Trainer(_cfg(["train.max_iters=2", "model.fpn_channels=16"]), out, resume=True, progress=False)
+
+
+def test_init_from_checkpoint_and_cli(tmp_path, capsys):
+    from darkseg.cli import main
+    from darkseg.engine.train import Trainer
+    from darkseg.models import load_model
+
+    root = shared_subdir("tinycoco-seg")
+    out = tmp_path / "cli"
+    args = ["train", "tiny_coco_cpu", "--out", str(out), "--device", "cpu", "--no-progress"]
+    for item in TINY + ["train.max_iters=1", "data.train.max_images=2", "data.val=null",
+                        f"data.train.image_dir={root / 'images/train2017'}",
+                        f"data.train.ann_file={root / 'annotations/instances_train2017.json'}"]:
+        args += ["--set", item]
+    assert main(args) == 0
+    assert "1 iterations" in capsys.readouterr().out
+    assert (out / "final.pth").is_file() and (out / "config.yaml").is_file()
+    assert main(args[:-2] + ["--set", "train.max_iters=2", "--resume"]) == 0
+    assert [r["iter"] for r in _records(out)] == [1, 2]
+
+    trained, _ = load_model(out / "final.pth")
+    fresh = Trainer(_cfg(["train.max_iters=1", f"train.init_from={out / 'final.pth'}"]), tmp_path / "init",
+                    progress=False)
+    for (k, a), b in zip(trained.state_dict().items(), fresh.model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_sigkill_loses_at_most_the_work_since_the_last_checkpoint(tmp_path):
+    """A real ``darkseg train`` process killed with SIGKILL: last.pth stays readable, --resume continues."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from darkseg.engine.logger import read_jsonl
+
+    root = shared_subdir("tinycoco-seg")
+    out = tmp_path / "killed"
+    sets = TINY + ["train.max_iters=200", "train.checkpoint_every=1", "data.train.max_images=2",
+                   "data.val=null", f"data.train.image_dir={root / 'images/train2017'}",
+                   f"data.train.ann_file={root / 'annotations/instances_train2017.json'}"]
+    cmd = [sys.executable, "-m", "darkseg", "train", "tiny_coco_cpu", "--out", str(out), "--device", "cpu",
+           "--no-progress"] + [a for s in sets for a in ("--set", s)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if len(read_jsonl(out / "log.jsonl")) >= 2:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = max(r["iter"] for r in read_jsonl(out / "log.jsonl"))
+    ckpt = torch.load(out / "last.pth", map_location="cpu", weights_only=True)
+    assert done - 1 <= ckpt["iteration"] <= done  # checkpoint after every iteration: at most one lost
+    from darkseg.engine.train import Trainer
+
+    resumed = Trainer(_cfg(["train.max_iters=" + str(ckpt["iteration"] + 1), "train.checkpoint_every=1",
+                            "data.val=null"]), out, resume=True, progress=False)
+    assert resumed.start_iter == ckpt["iteration"]
+    s = resumed.run()
+    assert s["iterations"] == ckpt["iteration"] + 1
+    assert [r["iter"] for r in _records(out)] == list(range(1, ckpt["iteration"] + 2))
