@@ -7,8 +7,8 @@ One iteration (spec §1, §5, §9.2):
    ``synth_device="workers"`` - turned into ``(clean, noisy)`` low-light renderings by
    :class:`darkseg.data.transforms.LowLightViews`. All per-sample randomness is re-seeded from
    ``(seed, epoch, index)`` just before the sample is built, so it does not depend on worker scheduling;
-   with ``synth_device="device"`` the batch is synthesised on the GPU with a generator seeded from
-   ``(seed, iteration, rank)``;
+   with ``synth_device="device"`` the batch is synthesised in the main process on the training device
+   (the GPU) with a generator seeded from ``(seed, iteration, rank)``;
 2. the global torch RNG (RPN/RoI sampling) is re-seeded from ``(seed, iteration, rank)``;
 3. lr from :class:`~darkseg.engine.schedule.StepWarmupSchedule` (x ``lr_mult`` per group);
 4. loss: DSL ``model.forward_dsl(clean, noisy, targets)``, otherwise ``model(view, targets)`` with view =
@@ -199,9 +199,8 @@ class Trainer:
             # down by large factors; flushing them to zero is the usual fix (process-wide setting).
             torch.set_flush_denormal(True)
         self.amp = self.device.type == "cuda" and t.amp in ("auto", True)
+        # "device": batched synthesis in the main process on the training device (meant for CUDA)
         self.synth_on_device = cfg.synth is not None and t.synth_device == "device"
-        if self.synth_on_device and self.device.type != "cuda":
-            self.synth_on_device = False  # batched synthesis on the CPU main process = workers path
         self.progress = progress and self.main
 
         # model (same initial weights on every rank: built right after seeding; DDP also broadcasts)
