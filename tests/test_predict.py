@@ -212,3 +212,8 @@ def test_cli_writes_overlays_and_coco_json(ckpt, tmp_path, capsys):
     assert m.shape == (256, 384)
     assert "bad.jpg" in capsys.readouterr().err
     assert main(["predict", "--checkpoint", str(tmp_path / "none.pt"), str(d), "--out", str(out)]) == 2
+    assert "none.pt" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        argv = ["predict", "--checkpoint", str(ckpt), str(d), "--device", "cuda", "--out", str(out)]
+        assert main(argv) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err
