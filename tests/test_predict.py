@@ -178,6 +178,8 @@ def test_draw_instances_and_brighten():
     dark = _dark_image()
     b = brighten(dark)
     assert b.dtype == np.uint8 and np.median(b) > np.median(dark) + 40
+    lin = brighten(dark, linear=True)  # linear data (LIS RAW PNGs): same median target, other tone curve
+    assert abs(float(np.median(lin)) - float(np.median(b))) < 12 and not np.array_equal(lin, b)
     bright = np.full((8, 8, 3), 200, np.uint8)
     assert np.array_equal(brighten(bright), bright)  # never darkens a well-exposed image
 

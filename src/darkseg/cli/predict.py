@@ -31,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ratio", type=float, default=1.0, help="exposure-ratio gain on the normalised input before clipping"
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    parser.add_argument(
+        "--linear-images",
+        action="store_true",
+        help="image files are linear RAW renderings (LIS RAW PNGs): preview them with a linear tone curve",
+    )
     parser.add_argument("--recursive", action="store_true", help="search folders recursively")
     parser.add_argument("--no-overlay", action="store_true", help="write only the JSON files")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -59,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
             score_thr=args.score_thr,
             mask_thr=args.mask_thr,
             ratio=args.ratio,
+            linear_images=args.linear_images,
         )
     except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"darkseg predict: {exc}", file=sys.stderr)

@@ -158,8 +158,12 @@ def load_input(
     in_channels: int = 3,
     ratio: float = 1.0,
     preview: bool = True,
+    linear_images: bool = False,
 ) -> LoadedInput:
     """Read a file or array into a network input plus a brightened preview (see the module docstring).
+
+    ``linear_images``: image files hold linear RAW values (LIS RAW PNGs), not sRGB; only the preview's
+    tone curve depends on it.
 
     Raises:
         InputFormatError: unreadable / unsupported file, or an input that does not fit ``in_channels``.
@@ -203,8 +207,8 @@ def load_input(
     if ratio != 1.0:
         x = np.clip(x * np.float32(ratio), 0.0, 1.0)
     tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
-    pv = brighten(x) if preview else np.zeros((0, 0, 3), np.uint8)
-    return LoadedInput(tensor, pv, str(path), "image", linear=False, meta={"dtype": str(img.dtype)})
+    pv = brighten(x, linear=linear_images) if preview else np.zeros((0, 0, 3), np.uint8)
+    return LoadedInput(tensor, pv, str(path), "image", linear=linear_images, meta={"dtype": str(img.dtype)})
 
 
 def _load_camera_raw(path: Path, in_channels: int, ratio: float, preview: bool) -> LoadedInput:
@@ -290,6 +294,7 @@ class Predictor:
         ratio: exposure-ratio gain applied to every input (camera RAW: the normalised RAW; images: the
             [0, 1] values), then clipped.
         fuse: fold SCB re-parameterisation before inference (exact up to float rounding).
+        linear_images: image files are linear RAW renderings (LIS RAW PNGs): brighten previews as linear.
     """
 
     def __init__(
@@ -300,6 +305,7 @@ class Predictor:
         mask_thr: float = 0.5,
         ratio: float = 1.0,
         fuse: bool = True,
+        linear_images: bool = False,
     ) -> None:
         from darkseg.models import load_model
         from darkseg.utils.runtime import resolve_device
@@ -323,10 +329,11 @@ class Predictor:
         self.score_thr = float(score_thr)
         self.mask_thr = float(mask_thr)
         self.ratio = float(ratio)
+        self.linear_images = bool(linear_images)
 
     def load(self, image_or_path: Any, preview: bool = True) -> LoadedInput:
         """Read an input the way :meth:`predict` does (tensor + preview)."""
-        return load_input(image_or_path, self.in_channels, self.ratio, preview)
+        return load_input(image_or_path, self.in_channels, self.ratio, preview, self.linear_images)
 
     @torch.inference_mode()
     def predict_tensor(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
