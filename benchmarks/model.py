@@ -14,8 +14,9 @@ variant gets the plain model's head weights and the same input, and we report th
 
 Training: one step (forward + backward + SGD step) of the paper's model (caffe R50 + AWD + SCB) at batch
 2, 600x400: plain step ``model(images, targets)`` vs DSL step ``model.forward_dsl(clean, noisy,
-targets)``. Peak memory: maximum resident set size of a fresh subprocess that builds the model and runs
-one step (``resource.getrusage``), and the same for a plain step.
+targets)``. Peak memory: peak resident set size (``VmHWM``) of a fresh subprocess that builds the model
+and runs one step, and the same for a plain step. Times are process CPU time with one torch thread (see
+``_clock``); denormals are flushed (as the training engine does).
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ import time
 import torch
 
 from darkseg.models import ModelConfig, build_model, param_groups
+
+
+def _clock() -> float:
+    """Process CPU time: with one torch thread it measures this process's compute and is robust to other
+    jobs sharing the cores (wall-clock time is inflated and noisy on a loaded machine)."""
+    return time.process_time()
+
 
 CLASSES = ["bicycle", "car", "motorcycle", "bus", "bottle", "chair", "dining table", "tv"]
 
@@ -94,11 +102,11 @@ def inference(size: tuple[int, int], repeats: int) -> list[dict]:
             m.backbone(x)
         for _ in range(repeats):
             for name, m in models.items():
-                t0 = time.perf_counter()
+                t0 = _clock()
                 m(img)
-                t1 = time.perf_counter()
+                t1 = _clock()
                 m.backbone(x)
-                t2 = time.perf_counter()
+                t2 = _clock()
                 times[name].append(t1 - t0)
                 btimes[name].append(t2 - t1)
             print(".", end="", file=sys.stderr, flush=True)
@@ -124,12 +132,12 @@ def inference(size: tuple[int, int], repeats: int) -> list[dict]:
 
 
 def _train_step(model, opt, mode: str, clean, noisy, targets) -> float:
-    t0 = time.perf_counter()
+    t0 = _clock()
     opt.zero_grad(set_to_none=True)
     losses = model.forward_dsl(clean, noisy, targets) if mode == "dsl" else model(noisy, targets)
     sum(losses.values()).backward()
     opt.step()
-    return time.perf_counter() - t0
+    return _clock() - t0
 
 
 def _train_setup(size, batch):
@@ -161,10 +169,23 @@ def training(size, batch: int, repeats: int) -> list[dict]:
 def memory_probe(mode: str, size, batch: int) -> None:
     """Run in a fresh process: one training step, print the peak RSS in GiB as JSON."""
     model, opt, clean, noisy, targets = _train_setup(size, batch)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _vm_hwm_kib()
     _train_step(model, opt, mode, clean, noisy, targets)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak = _vm_hwm_kib()
     print(json.dumps({"mode": mode, "peak_gib": peak / 2**20, "before_step_gib": before / 2**20}))
+
+
+def _vm_hwm_kib() -> int:
+    """Peak resident set size of this process (``VmHWM``; unlike ``ru_maxrss`` it is not inherited from
+    the parent across fork/exec). Falls back to ``ru_maxrss`` where /proc is missing."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def memory(size, batch: int) -> list[dict]:
@@ -199,6 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # random weights produce denormals that would distort timings
     size = tuple(args.size)
     if args.memory_probe:
         memory_probe(args.memory_probe, size, args.batch)

@@ -85,17 +85,30 @@ class AWD(nn.Module):
         else:
             self.channel_net = None
 
-    def sampling_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """Softmax weights ``(B, g, C/g or 1, k*k, oh, ow)``; non-negative, sum 1 over the ``k*k`` axis."""
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, g, C/g | 1, k*k, oh*ow)`` (weight_net, times the channel factor when enabled)."""
         b, c = x.shape[:2]
         g, kk = self.groups, self.kernel_size**2
-        z = self.weight_net(x)  # (B, g*kk, oh, ow), channel g*kk + k
-        oh, ow = z.shape[-2:]
-        z = z.view(b, g, 1, kk, oh, ow)
+        conv, norm = self.weight_net[0], self.weight_net[1]
+        frozen = hasattr(norm, "running_mean") and (not norm.training or not isinstance(norm, nn.BatchNorm2d))
+        if frozen and not isinstance(norm, nn.BatchNorm2d) or frozen and norm.track_running_stats:
+            # fixed statistics: fold the BN affine map into the conv (one pass less over 9C x L values)
+            scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
+            bias = norm.bias - norm.running_mean * scale
+            z = F.conv2d(x, conv.weight * scale.view(-1, 1, 1, 1), bias, conv.stride, conv.padding, 1, g)
+        else:
+            z = self.weight_net(x)  # (B, g*kk, oh, ow), channel g*kk + k
+        z = z.view(b, g, 1, kk, -1)
         if self.channel_net is not None:
-            t = self.channel_net(x).view(b, g, c // g, 1, 1, 1)
-            z = z * t  # per-(image, channel) inverse temperature
-        return torch.softmax(z, dim=3)
+            z = z * self.channel_net(x).view(b, g, c // g, 1, 1)  # per-(image, channel) inverse temperature
+        return z
+
+    def sampling_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax weights ``(B, g, C/g or 1, k*k, oh, ow)``; non-negative, sum 1 over the ``k*k`` axis."""
+        oh = (x.shape[-2] - 1) // self.stride + 1
+        ow = (x.shape[-1] - 1) // self.stride + 1
+        z = self._logits(x)
+        return torch.softmax(z, dim=3).view(*z.shape[:4], oh, ow)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
@@ -106,12 +119,17 @@ class AWD(nn.Module):
             )
         b, c, h, w = x.shape
         g, k, kk = self.groups, self.kernel_size, self.kernel_size**2
-        weights = self.sampling_weights(x)  # (B, g, C/g | 1, kk, oh, ow)
-        oh, ow = weights.shape[-2:]
+        oh, ow = (h - 1) // self.stride + 1, (w - 1) // self.stride + 1
+        z = self._logits(x)  # (B, g, C/g | 1, kk, L)
         xp = F.pad(x, (self.pad,) * 4, mode="reflect")
-        patches = F.unfold(xp, k, stride=self.stride)  # (B, C*kk, oh*ow), channel-major
-        patches = patches.view(b, g, c // g, kk, oh, ow)
-        return (patches * weights).sum(dim=3).reshape(b, c, oh, ow)
+        patches = F.unfold(xp, k, stride=self.stride).view(b, g, c // g, kk, oh * ow)  # channel-major taps
+        if torch.is_grad_enabled() and (z.requires_grad or x.requires_grad):
+            e = torch.exp(z - z.amax(dim=3, keepdim=True))  # unnormalised softmax, numerically safe
+            y = (patches * e).sum(dim=3) / e.sum(dim=3)  # = sum_k softmax_k * patch_k
+        else:  # inference: same arithmetic in place (fewer large allocations)
+            e = z.sub_(z.amax(dim=3, keepdim=True)).exp_()
+            y = patches.mul_(e).sum(dim=3).div_(e.sum(dim=3))
+        return y.reshape(b, c, oh, ow)
 
     def extra_repr(self) -> str:
         return (
