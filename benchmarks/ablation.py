@@ -324,8 +324,9 @@ def main(argv=None) -> int:
         m = r["metrics"]
         print(
             f"[{k}/{len(runs)}] {variant:15s} seed {seed}: dark segm/box AP "
-            f"{100 * m['dark']['segm']['AP']:.1f}/{100 * m['dark']['bbox']['AP']:.1f}  clean {100 * m['clean']['segm']['AP']:.1f}/"
-            f"{100 * m['clean']['bbox']['AP']:.1f}  ({time.perf_counter() - t:.0f} s)",
+            f"{100 * m['dark']['segm']['AP']:.1f}/{100 * m['dark']['bbox']['AP']:.1f}  "
+            f"clean {100 * m['clean']['segm']['AP']:.1f}/{100 * m['clean']['bbox']['AP']:.1f}  "
+            f"({time.perf_counter() - t:.0f} s)",
             flush=True,
         )
     agg = aggregate(results)
@@ -333,7 +334,8 @@ def main(argv=None) -> int:
     notes = verdicts(agg)
     scale = (
         f"Scale: {args.train_images} training / {args.test_images} test scenes of "
-        f"{args.size[0]}x{args.size[1]} px, {args.iters} iterations x batch {args.batch} per run, seeds {args.seeds}, "
+        f"{args.size[0]}x{args.size[1]} px, {args.iters} iterations x batch {args.batch} per run, "
+        f"seeds {args.seeds}, "
         f"ResNet-18 Mask R-CNN from scratch (packaged `demo` config), training camera "
         f"{base.synth.camera}, dark test camera {args.test_camera}, exposure ratio "
         f"{base.synth.ratio_range[0]:g}-{base.synth.ratio_range[1]:g}; "
