@@ -88,7 +88,7 @@ class DemoSettings:
     size: tuple[int, int] = (192, 144)
     classes: tuple[str, ...] = ("disc", "box", "triangle", "ring", "star", "cross")
     overlays: int = 6
-    score_thresh: float = 0.5
+    score_thresh: float = 0.3
     config: str = "demo"
     overrides: list[str] = field(default_factory=list)
 
@@ -197,13 +197,22 @@ def plot_loss_curve(
     a1.legend()
     a1.grid(alpha=0.3)
     terms = sorted({key for r in recs for key in r if key.startswith(("loss_", "clean_loss_"))})
-    for i, key in enumerate(terms):
+    bases = sorted({key.removeprefix("clean_") for key in terms})
+    for key in terms:
         v = np.array([r.get(key, np.nan) for r in recs], dtype=float)
-        style = "--" if key.startswith("clean_") else "-"
-        a2.plot(it, np.maximum(_moving_average(v, k), 1e-6), style, color=f"C{i % 10}", lw=1.3, label=key)
+        clean = key.startswith("clean_")
+        colour = f"C{bases.index(key.removeprefix('clean_')) % 10}"
+        a2.plot(
+            it,
+            np.maximum(_moving_average(v, k), 1e-6),
+            "--" if clean else "-",
+            color=colour,
+            lw=1.3,
+            label=None if clean else key,
+        )
     a2.set_yscale("log")
     a2.set_xlabel("iteration")
-    a2.set_title("loss terms (moving average; dashed = clean view)")
+    a2.set_title("loss terms, moving average (solid: noisy view, dashed: clean view)", fontsize=9)
     a2.legend(fontsize=7, ncol=2)
     a2.grid(alpha=0.3, which="both")
     _savefig(fig, Path(path))
