@@ -290,16 +290,23 @@ def verdicts(agg: dict[str, dict]) -> list[str]:
 
 
 def write_docs(path: Path, text: str) -> None:
-    """Replace the body of the ``## Ablation`` section of ``path`` (up to the next ``## `` header)."""
+    """Replace the body of the ``### The paper's ablation`` subsection of ``path`` (or, without one, of
+    the ``## Ablation`` section), up to the next header; the demo subsection is kept."""
     from darkseg.utils.io import atomic_open
 
     doc = path.read_text(encoding="utf-8")
     lines = doc.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.startswith("## Ablation")), None)
+    sub = next((i for i, line in enumerate(lines) if line.startswith("### The paper's ablation")), None)
+    start = (
+        sub
+        if sub is not None
+        else next((i for i, line in enumerate(lines) if line.startswith("## Ablation")), None)
+    )
     if start is None:
         lines += ["\n", "## Ablation (`benchmarks/ablation.py`)\n"]
         start = len(lines) - 1
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    stops = ("## ", "### ") if sub is not None else ("## ",)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(stops)), len(lines))
     new = lines[: start + 1] + ["\n", text.rstrip() + "\n", "\n"] + lines[end:]
     with atomic_open(path, "w") as fh:
         fh.write("".join(new).rstrip() + "\n")
