@@ -15,6 +15,7 @@ from darkseg.raw.bayer import (
     mosaic_rgb,
     pack_bayer,
     unpack_bayer,
+    upsample2x_bilinear,
 )
 
 
@@ -101,3 +102,17 @@ def test_demosaic_packed_equals_full_resolution_demosaic(pattern):
     pt = pack_bayer(torch.from_numpy(m)[None, None], pattern)
     out = demosaic_packed(pt, pattern)[0].permute(1, 2, 0).numpy()
     np.testing.assert_allclose(out, ref, atol=1e-6)
+
+
+def test_upsample2x_bilinear_matches_opencv_and_torch():
+    a = np.random.default_rng(0).random((5, 7, 3)).astype(np.float32)
+    up = upsample2x_bilinear(a)
+    assert up.shape == (10, 14, 3) and up.dtype == np.float32
+    np.testing.assert_allclose(up, cv2.resize(a, (14, 10), interpolation=cv2.INTER_LINEAR), atol=1e-6)
+    t = torch.from_numpy(a).permute(2, 0, 1)[None]
+    ut = upsample2x_bilinear(t)
+    ref = torch.nn.functional.interpolate(t, scale_factor=2, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(ut, ref, atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(ut[0].permute(1, 2, 0).numpy(), up)  # same numbers on both paths
+    with pytest.raises(ValueError, match="upsample2x_bilinear"):
+        upsample2x_bilinear(np.zeros((4, 4)))

@@ -177,3 +177,46 @@ def test_fused_unprocess_packed_equals_unprocess_mosaic_pack(pattern):
         xt = torch.from_numpy(x).permute(2, 0, 1)[None]
         out = unprocess_packed(xt, pt, pattern)[0].permute(1, 2, 0).numpy()
         np.testing.assert_allclose(out, ref, atol=2e-6)
+
+
+def test_binned_output_renders_like_the_lis_raw_pngs():
+    """output="binned": 2x2 binning at half resolution, bilinear 2x upsampling, 8-bit (spec 7.2 / 13.8)."""
+    from darkseg.raw.bayer import bin2x2, upsample2x_bilinear
+    from darkseg.synth.render import RenderOptions, render
+
+    rng = np.random.default_rng(0)
+    packed = rng.random((6, 9, 4)).astype(np.float32)
+    out = render(packed, RenderOptions(output="binned"))
+    assert out.shape == (12, 18, 3) and out.dtype == np.float32
+    ref = np.round(255 * upsample2x_bilinear(bin2x2(packed))) / 255
+    np.testing.assert_allclose(out, ref, atol=1e-6)
+    # LIS order of operations: resize then round (8-bit codes), not round then resize
+    np.testing.assert_allclose(out * 255, np.round(out * 255), atol=1e-3)
+    round_first = upsample2x_bilinear(np.round(255 * bin2x2(packed)) / 255)
+    assert np.abs(out - round_first).max() > 0.5 / 255
+    # the detector's 0.5x nearest resize keeps out[2i, 2j]: a 9/16, 3/16, 3/16, 1/16 blend of binned pixels
+    b = bin2x2(packed)
+    want = 0.5625 * b[1, 1] + 0.1875 * (b[0, 1] + b[1, 0]) + 0.0625 * b[0, 0]
+    np.testing.assert_allclose(render(packed, RenderOptions(output="binned", quantize_8bit=False))[2, 2],
+                               want, atol=1e-6)
+
+    s = LowLightSynthesizer(SynthConfig(output="binned"))
+    srgb = rng.random((3, 13, 17)).astype(np.float32)
+    c, n = s.synth(torch.from_numpy(srgb), torch.Generator().manual_seed(0))
+    assert c.shape == n.shape == (3, 13, 17) and s.output_channels == 3 and s.output_scale == 1.0
+    # numpy and torch agree given the same parameters (noise-free, full precision)
+    s = LowLightSynthesizer(SynthConfig(output="binned", noise_model="none", quantize_8bit=False))
+    p = s.sample_numpy(rng)
+    img = rng.random((12, 16, 3)).astype(np.float32)
+    cn, _ = s.numpy(img, rng, params=p)
+    ct, _ = s.synth(torch.from_numpy(img).permute(2, 0, 1)[None], params=s.stack_params([p]))
+    np.testing.assert_allclose(ct[0].permute(1, 2, 0).numpy(), cn, atol=2e-6)
+    # binned differs from the demosaic: it is smoother (no per-site interpolation pattern)
+    d = LowLightSynthesizer(SynthConfig(output="rgb", noise_model="none", quantize_8bit=False))
+    cd, _ = d.numpy(img, rng, params=p)
+    assert np.abs(cd - cn).max() > 1e-3
+    legacy = LowLightSynthesizer(SynthConfig(output="binned", legacy_swap_rb=True, noise_model="none",
+                                             quantize_8bit=False))
+    np.testing.assert_array_equal(legacy.numpy(img, rng, params=p)[0], cn[..., ::-1])
+    with pytest.raises(ValueError, match="output must be one of"):
+        SynthConfig(output="demosaic")

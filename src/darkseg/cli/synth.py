@@ -40,9 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--output",
-        choices=("rgb", "packed"),
+        choices=("rgb", "binned", "packed"),
         default="rgb",
-        help="rgb: demosaiced 3-channel full resolution; packed: 4-channel R,G1,B,G2 half resolution",
+        help="rgb: demosaiced 3-channel full resolution; binned: 3-channel full resolution rendered like "
+        "the real LIS RAW PNGs (2x2 binning + bilinear upsampling); packed: 4-channel R,G1,B,G2 half "
+        "resolution",
     )
     parser.add_argument("--ccm", choices=("calibrated", "random"), default="calibrated")
     parser.add_argument(

@@ -180,8 +180,8 @@ class LowLightViews:
     """sRGB sample -> ``(clean, noisy, target)`` through a ``darkseg.synth.LowLightSynthesizer``.
 
     ``clean``/``noisy`` are the synthesiser's outputs for the image (3ch full resolution for
-    ``output="rgb"``, 4ch packed half resolution for ``output="packed"``); the target is rescaled to the
-    output size. Randomness: an own ``torch.Generator`` (seed ``seed``, re-seeded per worker).
+    ``output="rgb"``/``"binned"``, 4ch packed half resolution for ``output="packed"``); the target is
+    rescaled to the output size. Randomness: an own ``torch.Generator`` (seed ``seed``, re-seeded per worker).
     """
 
     def __init__(self, synthesizer: Any, seed: int = 0) -> None:

@@ -114,8 +114,8 @@ def write_low_light_set(
     ``LowLightSynthesizer(synth_cfg).numpy``; the noisy rendering goes to ``out_dir/images`` and,
     when ``clean_out_dir`` is given, the noise-free rendering of the same unprocessing to
     ``clean_out_dir/images``. Annotations are copied (``file_name`` suffix set to ``.png``).
-    ``synth_cfg.output`` must be ``"rgb"`` (3-channel renderings); with ``quantize_8bit`` the PNGs hold
-    the renderings exactly.
+    ``synth_cfg.output`` must be ``"rgb"`` or ``"binned"`` (3-channel renderings); with
+    ``quantize_8bit`` the PNGs hold the renderings exactly.
 
     Returns:
         ``(out_dir/images, out_dir/annotations.json)``.
@@ -125,9 +125,9 @@ def write_low_light_set(
     from darkseg.synth import LowLightSynthesizer
     from darkseg.utils.io import atomic_write_json, load_json, read_image, write_image
 
-    if synth_cfg.output != "rgb":
+    if synth_cfg.output == "packed":
         raise ValueError(
-            f"write_low_light_set needs synth output 'rgb' (image files), got {synth_cfg.output!r}"
+            f"write_low_light_set needs a 3-channel synth output (image files), got {synth_cfg.output!r}"
         )
     synth = LowLightSynthesizer(synth_cfg)
     coco = load_json(ann_file)

@@ -30,6 +30,7 @@ __all__ = [
     "demosaic_bilinear",
     "demosaic_packed",
     "bin2x2",
+    "upsample2x_bilinear",
 ]
 
 Array = np.ndarray | torch.Tensor
@@ -276,3 +277,34 @@ def bin2x2(packed: Array) -> Array:
         raise ValueError(f"bin2x2: NumPy packed must be (h, w, 4), got {p.shape}")
     g = 0.5 * (p[:, :, 1] + p[:, :, 3])
     return np.stack([p[:, :, 0], g, p[:, :, 2]], axis=-1)
+
+
+def upsample2x_bilinear(x: Array) -> Array:
+    """Bilinear 2x upsampling with half-pixel centres and replicated edges (OpenCV ``INTER_LINEAR``).
+
+    Output pixel ``2i`` is ``0.75 x[i] + 0.25 x[i - 1]`` and ``2i + 1`` is ``0.75 x[i] + 0.25 x[i + 1]``
+    along each axis (indices clamped at the border): what ``cv2.resize(.., fx=2, fy=2)`` and
+    ``torch.nn.functional.interpolate(scale_factor=2, mode="bilinear", align_corners=False)`` compute,
+    written out so the NumPy and torch paths give the same numbers.
+
+    NumPy ``(h, w, C)`` -> ``(2h, 2w, C)``; torch ``(..., C, h, w)`` -> ``(..., C, 2h, 2w)``.
+    """
+    torch_in = isinstance(x, torch.Tensor)
+    if torch_in:
+        if x.ndim < 3:
+            raise ValueError(f"upsample2x_bilinear: torch input must be (..., C, h, w), got {tuple(x.shape)}")
+        axes = (x.ndim - 2, x.ndim - 1)
+    else:
+        x = np.asarray(x)
+        if x.ndim != 3:
+            raise ValueError(f"upsample2x_bilinear: NumPy input must be (h, w, C), got {x.shape}")
+        axes = (0, 1)
+    for ax in axes:
+        even = 0.75 * x + 0.25 * _shift(x, ax, -1)
+        odd = 0.75 * x + 0.25 * _shift(x, ax, +1)
+        if torch_in:
+            x = torch.stack([even, odd], dim=ax + 1).flatten(ax, ax + 1)
+        else:
+            x = np.stack([even, odd], axis=ax + 1)
+            x = x.reshape(x.shape[:ax] + (-1,) + x.shape[ax + 2 :])
+    return x

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from darkseg.raw.bayer import pattern_offsets
 from darkseg.synth.noise import NAMED_MODELS, NoiseModel, NoiseParams, build_noise_model
-from darkseg.synth.render import RenderOptions, render
+from darkseg.synth.render import OUTPUTS, RenderOptions, render
 from darkseg.synth.unprocess import (
     UnprocessParams,
     sample_unprocess_params_numpy,
@@ -35,16 +35,17 @@ class SynthConfig:
         camera: shipped profile name (``darkseg.synth.available_cameras()``) or a profile JSON path.
         noise_model: ``"PGRU"`` (LIS), ``"PG"`` (Poisson + Gaussian read) or ``"none"``.
         ratio_range: exposure ratio range; sampled uniformly per image (LIS: 10-100).
-        output: ``"rgb"`` 3 channels, demosaiced, full resolution (spec 6.6) or ``"packed"``
-            4 channels (R, G1, B, G2) at half resolution (H, W must be even).
+        output: ``"rgb"`` 3 channels, demosaiced, full resolution (spec 6.6); ``"binned"`` 3 channels,
+            full resolution, rendered like the real LIS RAW PNGs (2x2 binning + bilinear 2x upsampling,
+            spec 7.2 / 13.8); or ``"packed"`` 4 channels (R, G1, B, G2) at half resolution (H, W even).
         quantize_8bit: round the mosaic and the rendering to 8 bits like LIS (spec 13.3).
-        legacy_swap_rb: return B, G, R like the original synthetic images (spec 13.1); ``"rgb"`` only.
+        legacy_swap_rb: return B, G, R like the original synthetic images (spec 13.1); 3-channel only.
         per_pixel_quantisation: ``U`` noise per pixel instead of one scalar per image (spec 13.4).
         ccm: ``"calibrated"`` (LIS cam2rgb) or ``"random"`` (Brooks et al. random CCM per image).
         cfa_pattern: CFA of the synthetic sensor; ``None`` = the camera profile's.
         profile: which noise fit of the camera.
         render_wb, render_brighten, render_ccm, render_gamma, render_tone: optional ISP steps of the
-            ``"rgb"`` rendering (all off = LIS's dim linear camera RGB).
+            3-channel renderings (all off = LIS's dim linear camera RGB).
     """
 
     camera: str = "CanonEOS5D4"
@@ -67,14 +68,14 @@ class SynthConfig:
         self.ratio_range = tuple(float(v) for v in self.ratio_range)  # type: ignore[assignment]
         if len(self.ratio_range) != 2:
             raise ValueError(f"ratio_range needs two values, got {self.ratio_range}")
-        if self.output not in ("rgb", "packed"):
-            raise ValueError(f"output must be 'rgb' or 'packed', got {self.output!r}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
         if self.noise_model not in NAMED_MODELS:
             raise ValueError(f"noise_model must be one of {sorted(NAMED_MODELS)}, got {self.noise_model!r}")
         if self.ccm not in ("calibrated", "random"):
             raise ValueError(f"ccm must be 'calibrated' or 'random', got {self.ccm!r}")
-        if self.legacy_swap_rb and self.output != "rgb":
-            raise ValueError("legacy_swap_rb applies to output='rgb' only")
+        if self.legacy_swap_rb and self.output == "packed":
+            raise ValueError("legacy_swap_rb applies to the 3-channel outputs ('rgb', 'binned') only")
         if self.cfa_pattern is not None:
             pattern_offsets(self.cfa_pattern)
 
@@ -150,7 +151,7 @@ class LowLightSynthesizer:
         """One image: ``(H, W, 3)`` RGB float in ``[0, 1]`` (uint8 also accepted) -> ``(clean, noisy)``.
 
         Outputs float32 in ``[0, 1]``: ``(H, W, 3)`` for ``"rgb"`` (odd sizes are edge-padded to even
-        internally and cropped back), ``(H/2, W/2, 4)`` for ``"packed"``.
+        internally and cropped back; also ``"binned"``), ``(H/2, W/2, 4)`` for ``"packed"``.
         """
         x = np.asarray(srgb)
         if x.ndim != 3 or x.shape[2] != 3:
@@ -165,7 +166,7 @@ class LowLightSynthesizer:
         noisy = self.noise.apply_numpy(clean, p.noise, rng)
         out_c = render(clean, self.render_options, p.unprocess)
         out_n = render(noisy, self.render_options, p.unprocess)
-        if self.cfg.output == "rgb":
+        if self.cfg.output != "packed":
             out_c, out_n = out_c[:h, :w], out_n[:h, :w]
         return np.ascontiguousarray(out_c), np.ascontiguousarray(out_n)
 
@@ -216,7 +217,7 @@ class LowLightSynthesizer:
 
         Returns:
             ``(clean, noisy)`` float32 in ``[0, 1]`` with the input's batch-ness: ``(B, 3, H, W)`` for
-            ``"rgb"``, ``(B, 4, H/2, W/2)`` for ``"packed"``.
+            ``"rgb"``/``"binned"``, ``(B, 4, H/2, W/2)`` for ``"packed"``.
         """
         if not isinstance(srgb, torch.Tensor):
             raise TypeError(
@@ -247,7 +248,7 @@ class LowLightSynthesizer:
         ]
         out_c = torch.cat([o[0] for o in outs]) if len(outs) > 1 else outs[0][0]
         out_n = torch.cat([o[1] for o in outs]) if len(outs) > 1 else outs[0][1]
-        if self.cfg.output == "rgb":
+        if self.cfg.output != "packed":
             out_c, out_n = out_c[..., :h, :w], out_n[..., :h, :w]
         if single:
             out_c, out_n = out_c[0], out_n[0]
@@ -274,12 +275,12 @@ class LowLightSynthesizer:
 
     @property
     def output_channels(self) -> int:
-        return 3 if self.cfg.output == "rgb" else 4
+        return 4 if self.cfg.output == "packed" else 3
 
     @property
     def output_scale(self) -> float:
         """Output size / input size (0.5 for packed)."""
-        return 1.0 if self.cfg.output == "rgb" else 0.5
+        return 0.5 if self.cfg.output == "packed" else 1.0
 
 
 def _slice_params(p: SynthParams, sl: slice) -> SynthParams:

@@ -7,6 +7,12 @@ optional ISP steps (white balance, brightening, CCM, gamma, tone curve; all off 
 whose output is ``uint8`` again). Channels are **R, G, B**; ``legacy_swap_rb`` returns B, G, R like
 the original code's synthetic images (spec 6.7).
 
+``"binned"`` output: how the real LIS RAW PNGs were made (spec 7.2, the fix of section 13.8): 2x2
+binning ``[R, (G1 + G2) / 2, B]`` at half resolution, bilinear 2x upsampling back to the full size
+(:func:`darkseg.raw.bayer.upsample2x_bilinear`), optional ISP steps, optional 8-bit rounding (LIS rounds
+after the resize). Same shape and channels as ``"rgb"``; training on it matches the real test images'
+rendering instead of OpenCV's demosaic.
+
 ``"packed"`` output: the 4 planes (R, G1, B, G2) at half resolution, optionally 8-bit quantised.
 """
 
@@ -17,10 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from darkseg.raw.bayer import demosaic_packed
+from darkseg.raw.bayer import bin2x2, demosaic_packed, upsample2x_bilinear
 from darkseg.synth.unprocess import UnprocessParams, process_linear
 
-__all__ = ["RenderOptions", "render"]
+__all__ = ["OUTPUTS", "RenderOptions", "render"]
+
+#: the network-input renderings (see the module docstring)
+OUTPUTS = ("rgb", "binned", "packed")
 
 
 @dataclass(frozen=True)
@@ -60,16 +69,21 @@ def render(packed, opts: RenderOptions, params: UnprocessParams | None = None):
         params: the images' unprocessing metadata; needed only for ISP steps.
 
     Returns:
-        ``"rgb"``: NumPy ``(2h, 2w, 3)`` / torch ``(B, 3, 2h, 2w)``; ``"packed"``: the input layout.
+        ``"rgb"``/``"binned"``: NumPy ``(2h, 2w, 3)`` / torch ``(B, 3, 2h, 2w)``; ``"packed"``: the input
+        layout.
         float32 in ``[0, 1]``.
     """
     if opts.output == "packed":
         return _q8(packed) if opts.quantize_8bit else packed
-    if opts.output != "rgb":
-        raise ValueError(f"output must be 'rgb' or 'packed', got {opts.output!r}")
-    if opts.quantize_8bit:  # rounding the packed planes = rounding the mosaic
-        packed = _q8(packed)
-    rgb = demosaic_packed(packed, opts.pattern)  # == demosaic_bilinear(unpack_bayer(packed))
+    if opts.output == "binned":
+        torch_in = isinstance(packed, torch.Tensor)
+        rgb = upsample2x_bilinear(bin2x2(packed if torch_in else np.asarray(packed, np.float32)))
+    elif opts.output == "rgb":
+        if opts.quantize_8bit:  # rounding the packed planes = rounding the mosaic
+            packed = _q8(packed)
+        rgb = demosaic_packed(packed, opts.pattern)  # == demosaic_bilinear(unpack_bayer(packed))
+    else:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {opts.output!r}")
     if opts.any_isp:
         if params is None:
             raise ValueError("render: ISP steps (white balance/CCM/gamma/tone) need the unprocess params")
