@@ -228,7 +228,11 @@ def test_cli_results_and_checkpoint_modes(tmp_path, capsys, one_thread):
     assert got["metrics"]["segm"]["APm"] == pytest.approx(
         expected["segm_from_merged_rle"]["stats"]["APm"], abs=1e-4
     )
-    assert "cloud" in capsys.readouterr().out
+    gt = json.loads((d / "gt_dataset.json").read_text())
+    assert got["ground_truth"] == {"images": len(gt["images"]), "instances": len(gt["annotations"]),
+                                   "crowd": sum(a.get("iscrowd", 0) for a in gt["annotations"])}
+    out = capsys.readouterr().out
+    assert "cloud" in out and f"ground truth: {len(gt['images'])} images" in out
 
     models = pytest.importorskip("darkseg.models")
     ann = _tiny_coco_set(tmp_path)

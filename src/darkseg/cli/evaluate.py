@@ -73,9 +73,15 @@ def _run_results(args: argparse.Namespace) -> dict:
         recompute_areas(gt)
     full = coco_evaluate_full(gt, args.results, _iou_types(args.iou_type))
     names = {c["id"]: c["name"] for c in gt.dataset["categories"]}
+    anns = gt.dataset["annotations"]
     return {
         "annotations": str(args.annotations),
         "results": str(args.results),
+        "ground_truth": {
+            "images": len(gt.dataset["images"]),
+            "instances": len(anns),
+            "crowd": sum(1 for a in anns if a.get("iscrowd", 0)),
+        },
         "metrics": {t: v["metrics"] for t, v in full.items()},
         "per_class": {t: {names[c]: ap for c, ap in v["per_class"].items()} for t, v in full.items()},
     }
@@ -173,6 +179,9 @@ def run(args: argparse.Namespace) -> int:
     print(format_metrics(report["metrics"]))
     print()
     print(format_per_class(report["per_class"]))
+    if report.get("ground_truth") is not None:
+        g = report["ground_truth"]
+        print(f"\nground truth: {g['images']} images, {g['instances']} instances ({g['crowd']} crowd)")
     if report.get("num_images") is not None:
         print(f"\n{report['num_images']} images, {report['num_detections']} detections")
     if args.json_out is not None:
