@@ -105,3 +105,30 @@ def test_grouped_form_and_errors():
         AWD(8)(torch.randn(1, 3, 10, 10))
     with pytest.raises(ValueError, match="too small"):
         AWD(8)(torch.randn(1, 8, 1, 10))
+
+
+@pytest.mark.parametrize("mode", ["train_bn", "frozen_bn", "frozen_bn_no_channel"])
+def test_all_forward_paths_and_gradients_match_the_reference(mode):
+    """Live BN (training), frozen BN with the channel factor folded into per-image weights, and frozen BN
+    without the channel MLP: outputs and input gradients equal the loop reference (batch 3)."""
+    from darkseg.models.resnet import FrozenBatchNorm2d
+
+    g = torch.Generator().manual_seed(1)
+    norm = None if mode == "train_bn" else FrozenBatchNorm2d
+    m = _randomize(AWD(5, stride=2, norm_layer=norm, use_channel=mode != "frozen_bn_no_channel"), g)
+    if mode == "train_bn":
+        m.train()
+    else:
+        with torch.no_grad():
+            m.weight_net[1].running_var.uniform_(0.5, 2.0, generator=g)
+            m.weight_net[1].running_mean.normal_(generator=g)
+    x = torch.randn(3, 5, 9, 8, generator=g)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = m(xa), _reference(m, xb)
+    torch.testing.assert_close(ya, yb, atol=1e-5, rtol=1e-5)
+    wgt = torch.randn(ya.shape, generator=g)
+    (ya * wgt).sum().backward()
+    (yb * wgt).sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():  # inference path too
+        torch.testing.assert_close(m(x), yb.detach(), atol=1e-5, rtol=1e-5)
