@@ -80,3 +80,34 @@ def test_two_process_gloo_training_keeps_parameters_identical(tmp_path):
     # rank 0 wrote the checkpoint and the per-iteration log with all-reduced losses
     assert (out / "last.pth").is_file()
     assert len((out / "log.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_torchrun_launches_the_train_cli(tmp_path):
+    """`torchrun --nproc_per_node 2 -m darkseg train ...`: the launcher's environment is picked up, both
+    ranks finish, rank 0 alone writes the checkpoint and log, the summary reports 2 processes."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from darkseg.data.scenes import SCENE_CLASSES, generate_scenes
+
+    image_dir, ann_file = generate_scenes(tmp_path / "scenes", 4, size=(96, 64), seed=3, progress=False)
+    names = "[" + ", ".join(SCENE_CLASSES) + "]"
+    overrides = OVERRIDES + [f"data.train.image_dir={image_dir}", f"data.train.ann_file={ann_file}",
+                             f"model.class_names={names}"]
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "darkseg", "train", "tiny_coco_cpu", "--out", str(out), "--no-progress"]
+    for o in overrides:
+        cmd += ["--set", o]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert (out / "last.pth").is_file()
+    assert len((out / "log.jsonl").read_text().splitlines()) == 2
+    summaries = list(out.glob("summary*.json"))
+    assert summaries, sorted(p.name for p in out.iterdir())
+    summary = json.loads(summaries[0].read_text())
+    assert summary["world_size"] == 2 and summary["iterations"] == 2
