@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=400)
     ap.add_argument("--width", type=int, default=600)
     ap.add_argument("--noise-model", default="PGRU")
+    ap.add_argument("--output", default="rgb", choices=("rgb", "binned", "packed"), help="synth output")
     ap.add_argument("--repeat", type=int, default=3, help="report the best of this many timings")
     args = ap.parse_args()
 
@@ -74,7 +75,7 @@ def main() -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    synth = LowLightSynthesizer(SynthConfig(noise_model=args.noise_model))
+    synth = LowLightSynthesizer(SynthConfig(noise_model=args.noise_model, output=args.output))
     img = test_image(args.height, args.width)
     rng = np.random.default_rng(0)
     gen = torch.Generator(device=dev).manual_seed(0)
@@ -105,7 +106,8 @@ def main() -> None:
     base = rows[0][1]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"# synthesis {args.noise_model}, {args.width}x{args.height}, clean + noisy 'rgb' rendering, "
+        f"# synthesis {args.noise_model}, {args.width}x{args.height}, clean + noisy {args.output!r} "
+        "rendering, "
         f"{args.threads} thread(s), torch {torch.__version__}, {os.cpu_count()} CPUs, load {load:.1f}"
     )
     print("| path | images/s (wall) | vs numpy | images/s (process CPU time) |\n|---|---:|---:|---:|")
