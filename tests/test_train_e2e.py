@@ -233,6 +233,56 @@ def test_sigkill_loses_at_most_the_work_since_the_last_checkpoint(tmp_path):
     assert [r["iter"] for r in _records(out)] == list(range(1, ckpt["iteration"] + 2))
 
 
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_checkpoints_the_finished_iteration_and_stops(tmp_path, sig):
+    """A real ``darkseg train`` process gets SIGINT (Ctrl-C) or SIGTERM (``kill``, preemption): it finishes
+    the running iteration, writes last.pth at that iteration (periodic checkpoints are off), says how to
+    continue, exits 130/143; ``--resume`` continues from there with nothing lost."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from darkseg.engine.logger import read_jsonl
+
+    root = shared_subdir("tinycoco-seg")
+    out = tmp_path / "stopped"
+    sets = TINY + ["train.max_iters=200", "train.checkpoint_every=0", "train.checkpoint_every_epochs=0",
+                   "data.train.max_images=2", "data.val=null",
+                   f"data.train.image_dir={root / 'images/train2017'}",
+                   f"data.train.ann_file={root / 'annotations/instances_train2017.json'}"]
+    cmd = [sys.executable, "-m", "darkseg", "train", "tiny_coco_cpu", "--out", str(out), "--device", "cpu",
+           "--no-progress"] + [a for s in sets for a in ("--set", s)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if len(read_jsonl(out / "log.jsonl")) >= 2:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read()
+        assert not (out / "last.pth").exists()  # no periodic checkpoint was due
+        proc.send_signal(getattr(signal, sig))
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == (130 if sig == "SIGINT" else 143), err
+    done = max(r["iter"] for r in read_jsonl(out / "log.jsonl"))
+    assert f"stopped by {sig} after iteration {done}" in err and "--resume" in err
+    ckpt = torch.load(out / "last.pth", map_location="cpu", weights_only=True)
+    assert ckpt["iteration"] == done < 200
+    assert not (out / "final.pth").exists()
+    from darkseg.engine.train import Trainer
+
+    resumed = Trainer(_cfg(["train.max_iters=" + str(done + 1), "train.checkpoint_every=0",
+                            "data.val=null"]), out, resume=True, progress=False)
+    assert resumed.start_iter == done
+    assert resumed.run()["iterations"] == done + 1
+
+
 def test_batched_synthesis_on_the_training_device(tmp_path):
     """``synth_device: device``: sRGB batches from the loader, synthesis in the main process (seeded per
     iteration), DSL step; two runs give the same losses."""

@@ -56,10 +56,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     from darkseg.engine.distributed import cleanup_distributed
+    from darkseg.engine.interrupt import TrainingInterrupted
     from darkseg.engine.train import TrainingError, train
 
     try:
         train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    except TrainingInterrupted as exc:
+        print(f"darkseg train: {exc}", file=sys.stderr)
+        return 130 if exc.signame == "SIGINT" else 143
     except (TrainingError, FileNotFoundError, ValueError) as exc:
         print(f"darkseg train: {exc}", file=sys.stderr)
         return 1

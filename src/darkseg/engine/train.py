@@ -40,6 +40,7 @@ from darkseg.engine.checkpointing import (
     load_training_checkpoint,
     save_training_checkpoint,
 )
+from darkseg.engine.interrupt import GracefulStop, TrainingInterrupted
 from darkseg.engine.logger import TrainLogger, truncate_logs
 from darkseg.engine.schedule import StepWarmupSchedule, set_lr
 
@@ -368,7 +369,9 @@ class Trainer:
         batches = self._batches() if it < self.total_iters else None
         last_saved = self.start_iter if self.resume else -1
         final_eval = None
+        stop = GracefulStop()  # SIGINT/SIGTERM: finish the iteration, checkpoint, stop
         try:
+            stop.install()
             while it < self.total_iters:
                 torch.manual_seed(du.mix_seed(t.seed, it, self.rank, 0x7A11))
                 batch = next(batches)
@@ -416,6 +419,10 @@ class Trainer:
                     if res is not None:
                         evals[it] = res["metrics"]
                         logger.log_eval(it, res["metrics"])
+                if it < self.total_iters and stop.requested(self.device):
+                    if last_saved != it:
+                        self._save(it, False)
+                    raise TrainingInterrupted(stop.signame, it, str(self.out_dir / LAST))
             del batches  # stops DataLoader workers
             elapsed = time.perf_counter() - t0
             if last_saved != it:
@@ -430,6 +437,7 @@ class Trainer:
                 if final_eval is not None:
                     logger.log_eval(it, final_eval["metrics"])
         finally:
+            stop.restore()
             logger.close()
         summary = self._summary(it, history, elapsed, evals, final_eval, final)
         if self.main:
