@@ -347,7 +347,8 @@ def main(argv=None) -> int:
         f"{base.synth.camera}, dark test camera {args.test_camera}, exposure ratio "
         f"{base.synth.ratio_range[0]:g}-{base.synth.ratio_range[1]:g}; "
         f"{torch.get_num_threads()} torch threads on {args.device}; "
-        f"wall time {time.perf_counter() - t0:.0f} s."
+        f"{sum(r['total_seconds'] for r in results) / 60:.0f} min of training + evaluation in all "
+        f"(this invocation: {time.perf_counter() - t0:.0f} s wall; finished runs are reused)."
     )
     text = "\n".join([scale, "", table, "", *notes])
     print("\n" + text)
