@@ -189,10 +189,10 @@ def test_init_from_checkpoint_and_cli(tmp_path, capsys):
         assert torch.equal(a, b), k
 
 
-def test_sigkill_loses_at_most_the_work_since_the_last_checkpoint(tmp_path):
-    """A real ``darkseg train`` process killed with SIGKILL: last.pth stays readable, --resume continues."""
+def _signal_training_process(out, checkpoint_every: int, sig: int):
+    """Start a real ``darkseg train`` process (200 iterations, tiny model), send it ``sig`` once two
+    iterations are logged, wait for it to end; returns ``(returncode, stderr, last logged iteration)``."""
     import os
-    import signal
     import subprocess
     import sys
     import time
@@ -200,55 +200,7 @@ def test_sigkill_loses_at_most_the_work_since_the_last_checkpoint(tmp_path):
     from darkseg.engine.logger import read_jsonl
 
     root = shared_subdir("tinycoco-seg")
-    out = tmp_path / "killed"
-    sets = TINY + ["train.max_iters=200", "train.checkpoint_every=1", "data.train.max_images=2",
-                   "data.val=null", f"data.train.image_dir={root / 'images/train2017'}",
-                   f"data.train.ann_file={root / 'annotations/instances_train2017.json'}"]
-    cmd = [sys.executable, "-m", "darkseg", "train", "tiny_coco_cpu", "--out", str(out), "--device", "cpu",
-           "--no-progress"] + [a for s in sets for a in ("--set", s)]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
-            if len(read_jsonl(out / "log.jsonl")) >= 2:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, proc.stderr.read().decode()
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    done = max(r["iter"] for r in read_jsonl(out / "log.jsonl"))
-    ckpt = torch.load(out / "last.pth", map_location="cpu", weights_only=True)
-    assert done - 1 <= ckpt["iteration"] <= done  # checkpoint after every iteration: at most one lost
-    from darkseg.engine.train import Trainer
-
-    resumed = Trainer(_cfg(["train.max_iters=" + str(ckpt["iteration"] + 1), "train.checkpoint_every=1",
-                            "data.val=null"]), out, resume=True, progress=False)
-    assert resumed.start_iter == ckpt["iteration"]
-    s = resumed.run()
-    assert s["iterations"] == ckpt["iteration"] + 1
-    assert [r["iter"] for r in _records(out)] == list(range(1, ckpt["iteration"] + 2))
-
-
-@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
-def test_ctrl_c_or_sigterm_checkpoints_the_finished_iteration_and_stops(tmp_path, sig):
-    """A real ``darkseg train`` process gets SIGINT (Ctrl-C) or SIGTERM (``kill``, preemption): it finishes
-    the running iteration, writes last.pth at that iteration (periodic checkpoints are off), says how to
-    continue, exits 130/143; ``--resume`` continues from there with nothing lost."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from darkseg.engine.logger import read_jsonl
-
-    root = shared_subdir("tinycoco-seg")
-    out = tmp_path / "stopped"
-    sets = TINY + ["train.max_iters=200", "train.checkpoint_every=0", "train.checkpoint_every_epochs=0",
+    sets = TINY + ["train.max_iters=200", f"train.checkpoint_every={checkpoint_every}",
                    "data.train.max_images=2", "data.val=null",
                    f"data.train.image_dir={root / 'images/train2017'}",
                    f"data.train.ann_file={root / 'annotations/instances_train2017.json'}"]
@@ -263,24 +215,52 @@ def test_ctrl_c_or_sigterm_checkpoints_the_finished_iteration_and_stops(tmp_path
                 break
             time.sleep(0.05)
         assert proc.poll() is None, proc.stderr.read()
-        assert not (out / "last.pth").exists()  # no periodic checkpoint was due
-        proc.send_signal(getattr(signal, sig))
+        if not checkpoint_every:
+            assert not (out / "last.pth").exists()  # no periodic checkpoint was due
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == (130 if sig == "SIGINT" else 143), err
-    done = max(r["iter"] for r in read_jsonl(out / "log.jsonl"))
+    return proc.returncode, err, max(r["iter"] for r in read_jsonl(out / "log.jsonl"))
+
+
+def _resume_one_more(out, done: int) -> None:
+    from darkseg.engine.train import Trainer
+
+    resumed = Trainer(_cfg(["train.max_iters=" + str(done + 1), "train.checkpoint_every=1",
+                            "data.val=null"]), out, resume=True, progress=False)
+    assert resumed.start_iter == done
+    assert resumed.run()["iterations"] == done + 1
+    assert [r["iter"] for r in _records(out)] == list(range(1, done + 2))
+
+
+def test_sigkill_loses_at_most_the_work_since_the_last_checkpoint(tmp_path):
+    """A real ``darkseg train`` process killed with SIGKILL: last.pth stays readable, --resume continues."""
+    import signal
+
+    out = tmp_path / "killed"
+    _, _, done = _signal_training_process(out, 1, signal.SIGKILL)
+    ckpt = torch.load(out / "last.pth", map_location="cpu", weights_only=True)
+    assert done - 1 <= ckpt["iteration"] <= done  # checkpoint after every iteration: at most one lost
+    _resume_one_more(out, ckpt["iteration"])
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_checkpoints_the_finished_iteration_and_stops(tmp_path, sig):
+    """A real ``darkseg train`` process gets SIGINT (Ctrl-C) or SIGTERM (``kill``, preemption): it finishes
+    the running iteration, writes last.pth at that iteration (periodic checkpoints are off), says how to
+    continue, exits 130/143; ``--resume`` continues from there with nothing lost."""
+    import signal
+
+    out = tmp_path / "stopped"
+    rc, err, done = _signal_training_process(out, 0, getattr(signal, sig))
+    assert rc == (130 if sig == "SIGINT" else 143), err
     assert f"stopped by {sig} after iteration {done}" in err and "--resume" in err
     ckpt = torch.load(out / "last.pth", map_location="cpu", weights_only=True)
     assert ckpt["iteration"] == done < 200
     assert not (out / "final.pth").exists()
-    from darkseg.engine.train import Trainer
-
-    resumed = Trainer(_cfg(["train.max_iters=" + str(done + 1), "train.checkpoint_every=0",
-                            "data.val=null"]), out, resume=True, progress=False)
-    assert resumed.start_iter == done
-    assert resumed.run()["iterations"] == done + 1
+    _resume_one_more(out, done)
 
 
 def test_batched_synthesis_on_the_training_device(tmp_path):
