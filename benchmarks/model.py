@@ -32,6 +32,7 @@ import time
 import torch
 
 from darkseg.models import ModelConfig, build_model, param_groups
+from darkseg.utils.runtime import keep_freed_memory
 
 
 def _clock() -> float:
@@ -152,25 +153,39 @@ def _train_setup(size, batch):
 
 
 def training(size, batch: int, repeats: int) -> list[dict]:
+    """Median step times, first with glibc's default allocator, then after ``keep_freed_memory()`` (what
+    ``darkseg train`` does on CPU; process-wide, so it is measured second)."""
     model, opt, clean, noisy, targets = _train_setup(size, batch)
-    times = {"plain": [], "dsl": []}
-    _train_step(model, opt, "plain", clean, noisy, targets)  # warm-up
-    for _ in range(repeats):
-        for mode in ("plain", "dsl"):
-            times[mode].append(_train_step(model, opt, mode, clean, noisy, targets))
-        print(".", end="", file=sys.stderr, flush=True)
+    rows = []
+    for alloc in ("default", "keep_freed_memory"):
+        if alloc == "keep_freed_memory" and not keep_freed_memory():
+            break
+        times = {"plain": [], "dsl": []}
+        _train_step(model, opt, "plain", clean, noisy, targets)  # warm-up
+        for _ in range(repeats):
+            for mode in ("plain", "dsl"):
+                times[mode].append(_train_step(model, opt, mode, clean, noisy, targets))
+            print(".", end="", file=sys.stderr, flush=True)
+        base = statistics.median(times["plain"])
+        rows += [
+            {"step": k, "allocator": alloc, "s": statistics.median(v), "ratio": statistics.median(v) / base}
+            for k, v in times.items()
+        ]
     print(file=sys.stderr)
-    base = statistics.median(times["plain"])
-    return [
-        {"step": k, "s": statistics.median(v), "ratio": statistics.median(v) / base} for k, v in times.items()
-    ]
+    return rows
 
 
 def memory_probe(mode: str, size, batch: int) -> None:
-    """Run in a fresh process: one training step, print the peak RSS in GiB as JSON."""
+    """Run in a fresh process: one training step (``"*-kept"``: three steps after ``keep_freed_memory()``),
+    print the peak RSS in GiB as JSON."""
+    steps = 1
+    if mode.endswith("-kept"):
+        keep_freed_memory()
+        steps = 3
     model, opt, clean, noisy, targets = _train_setup(size, batch)
     before = _vm_hwm_kib()
-    _train_step(model, opt, mode, clean, noisy, targets)
+    for _ in range(steps):
+        _train_step(model, opt, mode.removesuffix("-kept"), clean, noisy, targets)
     peak = _vm_hwm_kib()
     print(json.dumps({"mode": mode, "peak_gib": peak / 2**20, "before_step_gib": before / 2**20}))
 
@@ -190,7 +205,7 @@ def _vm_hwm_kib() -> int:
 
 def memory(size, batch: int) -> list[dict]:
     rows = []
-    for mode in ("plain", "dsl"):
+    for mode in ("plain", "dsl", "dsl-kept"):
         cmd = [
             sys.executable,
             __file__,
@@ -216,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
         "--threads", type=int, default=1, help="torch.set_num_threads (1: robust on a shared machine)"
     )
     ap.add_argument("--skip", nargs="*", default=[], choices=["inference", "training", "memory"])
-    ap.add_argument("--memory-probe", choices=["plain", "dsl"], help=argparse.SUPPRESS)
+    ap.add_argument("--memory-probe", choices=["plain", "dsl", "dsl-kept"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -239,9 +254,9 @@ def main(argv: list[str] | None = None) -> None:
     if "training" not in args.skip:
         rows = training(size, args.batch, args.train_repeats)
         print(f"Training step (R50 caffe + AWD + SCB), batch {args.batch}, median of {args.train_repeats}\n")
-        print("| step | time (s) | × plain step |\n|---|---|---|")
+        print("| step | allocator | time (s) | × plain step (same allocator) |\n|---|---|---|---|")
         for r in rows:
-            print(f"| {r['step']} | {r['s']:.2f} | {r['ratio']:.3f} |")
+            print(f"| {r['step']} | {r['allocator']} | {r['s']:.2f} | {r['ratio']:.3f} |")
         print()
     if "memory" not in args.skip:
         rows = memory(size, args.batch)

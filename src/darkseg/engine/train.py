@@ -186,7 +186,7 @@ class Trainer:
     def __init__(self, cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
                  progress: bool = True) -> None:
         from darkseg.models import build_model, param_groups
-        from darkseg.utils.runtime import seed_everything
+        from darkseg.utils.runtime import keep_freed_memory, seed_everything
 
         self.cfg, self.out_dir, self.resume = cfg, Path(out_dir), resume
         t = cfg.train
@@ -199,6 +199,8 @@ class Trainer:
             # Denormal floats (tiny activations/gradients of small random-init models) slow CPU kernels
             # down by large factors; flushing them to zero is the usual fix (process-wide setting).
             torch.set_flush_denormal(True)
+            # glibc would unmap and page-fault every large tensor again at each step (DSL: 2.2x -> 2.0x)
+            keep_freed_memory()
         self.amp = self.device.type == "cuda" and t.amp in ("auto", True)
         # "device": batched synthesis in the main process on the training device (meant for CUDA)
         self.synth_on_device = cfg.synth is not None and t.synth_device == "device"
