@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from darkseg.synth import LowLightSynthesizer, SynthConfig
+from darkseg.utils.runtime import keep_freed_memory
 
 
 def test_image(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -84,13 +85,18 @@ def main() -> None:
     n_batches = max(1, args.n // args.batch)
 
     rows = []
-    t = _timeit(lambda: synth.numpy(img, rng), args.n, lambda: None, args.repeat)
-    rows.append(("numpy, 1 image/call (CPU)", args.n / t[0], args.n / t[1]))
-    t = _timeit(lambda: synth.synth(x1, gen), args.n, sync, args.repeat)
-    rows.append((f"torch, 1 image/call ({dev.type})", args.n / t[0], args.n / t[1]))
-    t = _timeit(lambda: synth.synth(xb, gen), n_batches, sync, args.repeat)
-    nb = n_batches * args.batch
-    rows.append((f"torch, batch {args.batch} ({dev.type})", nb / t[0], nb / t[1]))
+    # glibc's default allocator first, then keep_freed_memory() (what `darkseg synth` and CPU training
+    # use; process-wide, so it is measured second)
+    for alloc in ("", ", keep_freed_memory"):
+        if alloc and not keep_freed_memory():
+            break
+        t = _timeit(lambda: synth.numpy(img, rng), args.n, lambda: None, args.repeat)
+        rows.append((f"numpy, 1 image/call (CPU){alloc}", args.n / t[0], args.n / t[1]))
+        t = _timeit(lambda: synth.synth(x1, gen), args.n, sync, args.repeat)
+        rows.append((f"torch, 1 image/call ({dev.type}){alloc}", args.n / t[0], args.n / t[1]))
+        t = _timeit(lambda: synth.synth(xb, gen), n_batches, sync, args.repeat)
+        nb = n_batches * args.batch
+        rows.append((f"torch, batch {args.batch} ({dev.type}){alloc}", nb / t[0], nb / t[1]))
 
     # the floor: one exact Poisson draw on the packed image at a typical low-light level
     from darkseg.synth.unprocess import unprocess_packed

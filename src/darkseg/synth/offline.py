@@ -118,6 +118,9 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(cfg_dict: dict, images: str, out: str, seed: int, fmt: str, save_clean: bool) -> None:
+    from darkseg.utils.runtime import keep_freed_memory
+
+    keep_freed_memory()  # reuse freed image buffers instead of page-faulting fresh ones (~20 % faster)
     _WORKER.update(
         synth=LowLightSynthesizer(SynthConfig(**cfg_dict)),
         images=Path(images),
