@@ -31,7 +31,7 @@ class TrainingInterrupted(RuntimeError):
 
 
 class GracefulStop:
-    """Context manager: catch SIGINT/SIGTERM into a flag (``requested()``), restore handlers on exit."""
+    """Catch SIGINT/SIGTERM into a flag (``install()``, then ``requested()``; ``restore()`` when done)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -51,12 +51,6 @@ class GracefulStop:
         for s, h in self._old.items():
             signal.signal(s, h)
         self._old.clear()
-
-    def __enter__(self) -> GracefulStop:
-        return self.install()
-
-    def __exit__(self, *exc) -> None:
-        self.restore()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:  # second signal: stop now

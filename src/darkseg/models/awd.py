@@ -136,10 +136,9 @@ class AWD(nn.Module):
         b, c, h, w = x.shape
         g, k, kk, s = self.groups, self.kernel_size, self.kernel_size**2, self.stride
         oh, ow = (h - 1) // s + 1, (w - 1) // s + 1
-        z = self._logits(x)  # (B, g, C/g | 1, kk, L)
-        wts = torch.softmax(z, dim=3)
+        wts = self.sampling_weights(x)  # (B, g, C/g | 1, kk, oh, ow)
         if wts.shape[2] != c // g:  # logits shared by the channels of a group
-            wts = wts.expand(b, g, c // g, kk, oh * ow)
+            wts = wts.expand(b, g, c // g, kk, oh, ow)
         wts = wts.reshape(b, c, kk, oh, ow)
         xp = F.pad(x, (self.pad,) * 4, mode="reflect")
         # sum over the k*k taps of strided views of the padded input: the same numbers as unfolding the

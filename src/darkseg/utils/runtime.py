@@ -48,7 +48,7 @@ def keep_freed_memory() -> bool:
 
     By default glibc serves every large tensor with a fresh ``mmap`` and unmaps it when freed, so each
     training step page-faults its whole working set again (several GB for Mask R-CNN at 600x400): on
-    CPU this made a DSL step 2.2-2.3x a plain step instead of 2.0x (docs/benchmarks.md). After this call
+    CPU this made a DSL step 2.1-2.3x a plain step instead of 2.0x (docs/benchmarks.md). After this call
     large blocks come from the heap and freed memory stays mapped (peak RSS is unchanged; memory is not
     returned to the OS before the process ends). Process-wide and idempotent; called by CPU training.
     Returns False (and does nothing) where the C library is not glibc.
