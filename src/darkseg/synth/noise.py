@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from darkseg.synth.poisson import poisson_numpy, poisson_torch
+
 __all__ = [
     "CameraProfile",
     "load_camera",
@@ -342,23 +344,29 @@ class NoiseModel:
         """
         comp = self.components
         scale = self.camera.saturation / p.ratio
-        z = np.asarray(y, dtype=np.float64) * scale
+        y = np.asarray(y)
         if "P" in comp:
-            z = rng.poisson(z / p.K) * p.K
-        elif "p" in comp:
-            z = z + rng.standard_normal(z.shape) * np.sqrt(np.maximum(p.K * z, 1e-10))
+            z = poisson_numpy(np.multiply(y, scale / p.K, dtype=np.float64), rng)
+            z *= p.K
+        else:
+            z = np.multiply(y, scale, dtype=np.float64)
+            if "p" in comp:
+                z += rng.standard_normal(z.shape) * np.sqrt(np.maximum(p.K * z, 1e-10))
         if "g" in comp:
-            z = z + rng.standard_normal(z.shape) * max(p.g_scale, 1e-10)
+            z += rng.standard_normal(z.shape) * max(p.g_scale, 1e-10)
         elif "G" in comp:
             u = np.maximum(rng.random(z.shape, dtype=np.float32), np.float32(2.0**-25))
-            z = z + tukey_lambda_ppf(u, np.float32(p.lam)) * p.G_scale
+            read = tukey_lambda_ppf(u, np.float32(p.lam))
+            read *= np.float32(p.G_scale)
+            z += read
         if "B" in comp:
-            z = z + np.asarray(p.color_bias, dtype=np.float64).reshape(1, 1, -1)
+            z += np.asarray(p.color_bias, dtype=np.float64).reshape(1, 1, -1)
         if "R" in comp:
-            z = z + rng.standard_normal((z.shape[0], 1, z.shape[2])) * p.R_scale
+            z += rng.standard_normal((z.shape[0], 1, z.shape[2])) * p.R_scale
         if "U" in comp:
-            z = z + (rng.uniform(-0.5, 0.5, z.shape) if self.per_pixel_quantisation else p.quant)
-        return np.clip(z / scale, 0.0, 1.0).astype(np.float32)
+            z += rng.uniform(-0.5, 0.5, z.shape) if self.per_pixel_quantisation else p.quant
+        z *= 1.0 / scale
+        return np.clip(z, 0.0, 1.0, out=z).astype(np.float32)
 
     def apply_torch(self, y: torch.Tensor, p: NoiseParams, generator: torch.Generator) -> torch.Tensor:
         """Noisy version of a packed batch ``y`` ``(B, C, h, w)`` in ``[0, 1]``; float32 in ``[0, 1]``.
@@ -376,7 +384,7 @@ class NoiseModel:
         z = y.float() * scale
         if "P" in comp:
             k = per_image(p.K)
-            z = torch.poisson(z / k, generator=generator) * k
+            z = poisson_torch(z / k, generator) * k
         elif "p" in comp:
             z = z + torch.randn(z.shape, **kw) * (per_image(p.K) * z).clamp_min(1e-10).sqrt()
         if "g" in comp:
