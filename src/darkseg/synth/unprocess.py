@@ -101,6 +101,25 @@ def inverse_smoothstep(x):
     return 0.5 - np.sin(np.arcsin(1.0 - 2.0 * np.clip(x, 0.0, 1.0)) / 3.0)
 
 
+def _linearize_numpy(x: np.ndarray) -> np.ndarray:
+    """``gamma_expand(inverse_smoothstep(x))`` for NumPy in float32, in one buffer.
+
+    The power is taken as ``exp(2.2 ln x)`` (vectorised float32 ``exp``/``log``; within 4e-7 of
+    ``x ** 2.2`` on ``[0, 1]``).
+    """
+    y = np.clip(np.asarray(x, dtype=np.float32), np.float32(0.0), np.float32(1.0))
+    y *= np.float32(-2.0)
+    y += np.float32(1.0)
+    np.arcsin(y, out=y)
+    y /= np.float32(3.0)
+    np.sin(y, out=y)
+    np.subtract(np.float32(0.5), y, out=y)
+    np.maximum(y, np.float32(1e-8), out=y)
+    np.log(y, out=y)
+    y *= np.float32(2.2)
+    return np.exp(y, out=y)
+
+
 def smoothstep(x):
     """The tone curve ``3x^2 - 2x^3`` on ``[0, 1]`` (input clipped)."""
     x = x.clamp(0.0, 1.0) if isinstance(x, torch.Tensor) else np.clip(x, 0.0, 1.0)
@@ -108,9 +127,9 @@ def smoothstep(x):
 
 
 def gamma_expand(x):
-    """Inverse gamma: ``max(x, 1e-8) ** 2.2``."""
+    """Inverse gamma: ``max(x, 1e-8) ** 2.2`` (torch: as ``exp(2.2 ln x)``, faster on the CPU)."""
     if isinstance(x, torch.Tensor):
-        return x.clamp_min(1e-8).pow_(2.2)
+        return x.clamp_min(1e-8).log_().mul_(2.2).exp_()
     return np.maximum(x, 1e-8) ** 2.2
 
 
@@ -203,8 +222,7 @@ def unprocess(rgb, p: UnprocessParams):
         mask = ((gray - 0.9).clamp_min(0.0) / 0.1) ** 2
         safe = torch.maximum(mask + (1.0 - mask) * gains, gains)
         return (x * safe).clamp_(0.0, 1.0)
-    x = np.asarray(rgb, dtype=np.float32)
-    x = gamma_expand(inverse_smoothstep(x)).astype(np.float32, copy=False)
+    x = _linearize_numpy(rgb)
     x = x @ np.asarray(p.rgb2cam, dtype=np.float32).T
     gains = np.array([1.0 / p.red_gain, 1.0, 1.0 / p.blue_gain], dtype=np.float32) / np.float32(p.rgb_gain)
     gray = x.mean(axis=-1, keepdims=True)
@@ -247,7 +265,7 @@ def unprocess_packed(rgb, p: UnprocessParams, pattern: str = "RGGB"):
     h, w = x.shape[:2]
     if h % 2 or w % 2:
         raise ValueError(f"unprocess_packed needs even height and width, got {h}x{w}")
-    x = gamma_expand(inverse_smoothstep(x)).astype(np.float32, copy=False)
+    x = _linearize_numpy(x)
     hh, ww = h // 2, w // 2
     planar = np.ascontiguousarray(x.transpose(2, 0, 1))  # (3, H, W)
     sites = np.stack([planar[:, dy::2, dx::2] for dy, dx in offs]).reshape(4, 3, hh * ww)
