@@ -18,6 +18,21 @@ import pytest
 from darkseg.cli import main
 
 
+def _synth_args(images, ann, out, *extra: str) -> list[str]:
+    """``darkseg synth`` arguments for one image folder, annotation file and output folder."""
+    return [
+        "synth",
+        "--images",
+        str(images),
+        "--annotations",
+        str(ann),
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+
+
 @pytest.fixture(scope="module")
 def tiny():
     from conftest import shared_subdir
@@ -30,20 +45,7 @@ def tiny():
 def reference_run(tiny, tmp_path_factory):
     images, ann = tiny
     out = tmp_path_factory.mktemp("ref")
-    rc = main(
-        [
-            "synth",
-            "--images",
-            str(images),
-            "--annotations",
-            str(ann),
-            "--out",
-            str(out),
-            "--seed",
-            "0",
-            "--no-progress",
-        ]
-    )
+    rc = main(_synth_args(images, ann, out, "--seed", "0"))
     assert rc == 0
     return out
 
@@ -75,21 +77,7 @@ def test_output_count_format_and_annotations(tiny, reference_run):
 def test_resume_after_kill_gives_identical_files(tiny, reference_run, tmp_path):
     images, ann = tiny
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "darkseg",
-        "synth",
-        "--images",
-        str(images),
-        "--annotations",
-        str(ann),
-        "--out",
-        str(out),
-        "--seed",
-        "0",
-        "--no-progress",
-    ]
+    cmd = [sys.executable, "-m", "darkseg", *_synth_args(images, ann, out, "--seed", "0")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -106,37 +94,11 @@ def test_resume_after_kill_gives_identical_files(tiny, reference_run, tmp_path):
         assert p.read_bytes() == (reference_run / "images" / p.name).read_bytes()
     # a killed writer leaves at most a temporary file; plant one to check it is cleaned up
     (out / "images" / ".stale.png.abc123.tmp").write_bytes(b"partial")
-    rc = main(
-        [
-            "synth",
-            "--images",
-            str(images),
-            "--annotations",
-            str(ann),
-            "--out",
-            str(out),
-            "--seed",
-            "0",
-            "--no-progress",
-        ]
-    )
+    rc = main(_synth_args(images, ann, out, "--seed", "0"))
     assert rc == 0
     assert _files(out / "images") == _files(reference_run / "images")
     # resuming with different settings is refused
-    rc = main(
-        [
-            "synth",
-            "--images",
-            str(images),
-            "--annotations",
-            str(ann),
-            "--out",
-            str(out),
-            "--seed",
-            "1",
-            "--no-progress",
-        ]
-    )
+    rc = main(_synth_args(images, ann, out, "--seed", "1"))
     assert rc == 2
 
 
@@ -154,20 +116,7 @@ def test_bad_files_are_reported_and_the_rest_continue(tiny, reference_run, tmp_p
     small = tmp_path / "ann.json"
     small.write_text(json.dumps(coco))
     out = tmp_path / "out"
-    rc = main(
-        [
-            "synth",
-            "--images",
-            str(img_dir),
-            "--annotations",
-            str(small),
-            "--out",
-            str(out),
-            "--no-progress",
-            "--workers",
-            "2",
-        ]
-    )
+    rc = main(_synth_args(img_dir, small, out, "--workers", "2"))
     err = capsys.readouterr().err
     assert rc == 1
     assert names[0] in err and "not a decodable image" in err
@@ -195,32 +144,10 @@ def test_bad_annotation_files(tiny, tmp_path, capsys):
     for name, text in cases.items():
         p = tmp_path / name
         p.write_text(text)
-        rc = main(
-            [
-                "synth",
-                "--images",
-                str(images),
-                "--annotations",
-                str(p),
-                "--out",
-                str(tmp_path / "o"),
-                "--no-progress",
-            ]
-        )
+        rc = main(_synth_args(images, p, tmp_path / "o"))
         err = capsys.readouterr().err
         assert rc == 2 and name in err and expect[name] in err, err
-    rc = main(
-        [
-            "synth",
-            "--images",
-            str(tmp_path / "nope"),
-            "--annotations",
-            str(tmp_path / "zero.json"),
-            "--out",
-            str(tmp_path / "o"),
-            "--no-progress",
-        ]
-    )
+    rc = main(_synth_args(tmp_path / "nope", tmp_path / "zero.json", tmp_path / "o"))
     assert rc == 2 and "image folder not found" in capsys.readouterr().err
 
 
@@ -231,40 +158,11 @@ def test_packed_npy_output(tiny, tmp_path):
     small = tmp_path / "ann.json"
     small.write_text(json.dumps(coco))
     out = tmp_path / "o"
-    rc = main(
-        [
-            "synth",
-            "--images",
-            str(images),
-            "--annotations",
-            str(small),
-            "--out",
-            str(out),
-            "--format",
-            "npy",
-            "--output",
-            "packed",
-            "--no-progress",
-        ]
-    )
+    rc = main(_synth_args(images, small, out, "--format", "npy", "--output", "packed"))
     assert rc == 0
     for im in coco["images"]:
         arr = np.load(out / "images" / str(Path(im["file_name"]).with_suffix(".npy")))
         assert arr.shape == (im["height"] // 2, im["width"] // 2, 4) and arr.dtype == np.float32
     assert (
-        main(
-            [
-                "synth",
-                "--images",
-                str(images),
-                "--annotations",
-                str(small),
-                "--out",
-                str(tmp_path / "p"),
-                "--output",
-                "packed",
-                "--no-progress",
-            ]
-        )
-        == 2
+        main(_synth_args(images, small, tmp_path / "p", "--output", "packed")) == 2
     )  # png16 cannot hold 4 channels
