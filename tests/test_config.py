@@ -63,7 +63,11 @@ def test_paper_settings():
     assert (t.warmup_iters, t.warmup_ratio, t.lr_steps, t.gamma) == (500, 0.001, [9, 11], 0.1)
     assert t.lr_mult == {"awd": 2.0, "scb": 2.0} and t.grad_clip is None
     assert (ours.data.max_size, ours.data.min_size, ours.data.interpolation, ours.data.flip) == (
-        600, 400, "nearest", 0.5)
+        600,
+        400,
+        "nearest",
+        0.5,
+    )
     assert ours.data.val.type == "lis" and "RAW_Dark" in ours.data.val.image_dir
     base = load_config("coco2lis_baseline")
     assert base.synth is None and not base.train.dsl and not base.model.awd and not base.model.scb
@@ -71,8 +75,17 @@ def test_paper_settings():
 
 
 def test_overrides_are_parsed_as_yaml():
-    cfg = load_config("tiny_coco_cpu", ["train.lr=2e-2", "train.lr_steps=[5, 7]", "model.depth=34",
-                                        "train.grad_clip=null", "data.val=null", "name=x y"])
+    cfg = load_config(
+        "tiny_coco_cpu",
+        [
+            "train.lr=2e-2",
+            "train.lr_steps=[5, 7]",
+            "model.depth=34",
+            "train.grad_clip=null",
+            "data.val=null",
+            "name=x y",
+        ],
+    )
     assert cfg.train.lr == 0.02 and isinstance(cfg.train.lr, float)
     assert cfg.train.lr_steps == [5, 7] and cfg.model.depth == 34 and cfg.train.grad_clip is None
     assert cfg.data.val is None and cfg.name == "x y"

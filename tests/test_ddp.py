@@ -14,12 +14,25 @@ import torch
 import torch.multiprocessing as mp
 
 OVERRIDES = [
-    "data.max_size=96", "data.min_size=64", "model.max_size=96", "model.min_size=64",
-    "model.fpn_channels=16", "model.box_head_dim=32", "model.mask_head_channels=16",
-    "model.rpn_pre_nms_top_n_train=100", "model.rpn_post_nms_top_n_train=50",
-    "model.rpn_batch_size_per_image=32", "model.box_batch_size_per_image=16",
-    "train.num_workers=0", "train.batch_size=1", "train.max_iters=2", "train.warmup_iters=0",
-    "train.lr=0.02", "train.eval_at_end=false", "train.checkpoint_every_epochs=0", "data.val=null",
+    "data.max_size=96",
+    "data.min_size=64",
+    "model.max_size=96",
+    "model.min_size=64",
+    "model.fpn_channels=16",
+    "model.box_head_dim=32",
+    "model.mask_head_channels=16",
+    "model.rpn_pre_nms_top_n_train=100",
+    "model.rpn_post_nms_top_n_train=50",
+    "model.rpn_batch_size_per_image=32",
+    "model.box_batch_size_per_image=16",
+    "train.num_workers=0",
+    "train.batch_size=1",
+    "train.max_iters=2",
+    "train.warmup_iters=0",
+    "train.lr=0.02",
+    "train.eval_at_end=false",
+    "train.checkpoint_every_epochs=0",
+    "data.val=null",
     "train.device=cpu",
 ]
 
@@ -33,8 +46,13 @@ def _free_port() -> int:
 def _worker(rank: int, world: int, port: int, overrides: list[str], out_dir: str) -> None:
     import os
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
     torch.set_num_threads(1)
     from darkseg.config import load_config
     from darkseg.engine.distributed import cleanup_distributed
@@ -55,8 +73,11 @@ def _scene_overrides(tmp_path) -> list[str]:
 
     image_dir, ann_file = generate_scenes(tmp_path / "scenes", 4, size=(96, 64), seed=3, progress=False)
     names = "[" + ", ".join(SCENE_CLASSES) + "]"
-    return OVERRIDES + [f"data.train.image_dir={image_dir}", f"data.train.ann_file={ann_file}",
-                        f"model.class_names={names}"]
+    return OVERRIDES + [
+        f"data.train.image_dir={image_dir}",
+        f"data.train.ann_file={ann_file}",
+        f"model.class_names={names}",
+    ]
 
 
 @pytest.mark.slow
@@ -98,8 +119,8 @@ def test_torchrun_launches_the_train_cli(tmp_path):
 
     overrides = _scene_overrides(tmp_path)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "darkseg", "train", "tiny_coco_cpu", "--out", str(out), "--no-progress"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd = torchrun + ["-m", "darkseg", "train", "tiny_coco_cpu", "--out", str(out), "--no-progress"]
     for o in overrides:
         cmd += ["--set", o]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

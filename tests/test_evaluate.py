@@ -229,8 +229,11 @@ def test_cli_results_and_checkpoint_modes(tmp_path, capsys, one_thread):
         expected["segm_from_merged_rle"]["stats"]["APm"], abs=1e-4
     )
     gt = json.loads((d / "gt_dataset.json").read_text())
-    assert got["ground_truth"] == {"images": len(gt["images"]), "instances": len(gt["annotations"]),
-                                   "crowd": sum(a.get("iscrowd", 0) for a in gt["annotations"])}
+    assert got["ground_truth"] == {
+        "images": len(gt["images"]),
+        "instances": len(gt["annotations"]),
+        "crowd": sum(a.get("iscrowd", 0) for a in gt["annotations"]),
+    }
     out = capsys.readouterr().out
     assert "cloud" in out and f"ground truth: {len(gt['images'])} images" in out
 

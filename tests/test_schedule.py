@@ -12,8 +12,9 @@ from darkseg.engine.schedule import StepWarmupSchedule, set_lr
 
 
 def test_warmup_is_mmcv_linear():
-    s = StepWarmupSchedule(base_lr=0.01, lr_steps=(9, 11), iters_per_epoch=1000, warmup_iters=500,
-                           warmup_ratio=0.001)
+    s = StepWarmupSchedule(
+        base_lr=0.01, lr_steps=(9, 11), iters_per_epoch=1000, warmup_iters=500, warmup_ratio=0.001
+    )
     assert s.lr(0) == pytest.approx(0.01 * 0.001)
     for it in (1, 100, 250, 499):
         assert s.lr(it) == pytest.approx(0.01 * (1 - (1 - it / 500) * (1 - 0.001)))
@@ -33,8 +34,9 @@ def test_epoch_steps_after_epochs_9_and_11():
 
 
 def test_iter_steps_and_warmup_compose():
-    s = StepWarmupSchedule(base_lr=1.0, lr_steps=(2, 4), unit="iter", gamma=0.5, warmup_iters=4,
-                           warmup_ratio=0.2)
+    s = StepWarmupSchedule(
+        base_lr=1.0, lr_steps=(2, 4), unit="iter", gamma=0.5, warmup_iters=4, warmup_ratio=0.2
+    )
     # warm-up multiplies the already decayed lr (mmcv get_warmup_lr(regular_lr))
     expected = [0.2, 0.4, 0.6 * 0.5, 0.8 * 0.5, 0.25, 0.25]
     assert [s.lr(i) for i in range(6)] == pytest.approx(expected)
@@ -63,8 +65,9 @@ def test_paper_config_param_groups_get_double_lr():
     model = build_model(cfg.model)
     t = cfg.train
     opt = torch.optim.SGD(param_groups(model, t.lr, t.weight_decay, t.lr_mult), lr=t.lr, momentum=t.momentum)
-    s = StepWarmupSchedule(base_lr=t.lr, lr_steps=t.lr_steps, iters_per_epoch=1000,
-                           warmup_iters=t.warmup_iters)
+    s = StepWarmupSchedule(
+        base_lr=t.lr, lr_steps=t.lr_steps, iters_per_epoch=1000, warmup_iters=t.warmup_iters
+    )
     set_lr(opt, s, t.warmup_iters)
     lr_of = {n: g["lr"] for g in opt.param_groups for n in g["param_names"]}
     llpf = [n for n in lr_of if "llpf" in n]

@@ -197,8 +197,9 @@ def test_binned_output_renders_like_the_lis_raw_pngs():
     # the detector's 0.5x nearest resize keeps out[2i, 2j]: a 9/16, 3/16, 3/16, 1/16 blend of binned pixels
     b = bin2x2(packed)
     want = 0.5625 * b[1, 1] + 0.1875 * (b[0, 1] + b[1, 0]) + 0.0625 * b[0, 0]
-    np.testing.assert_allclose(render(packed, RenderOptions(output="binned", quantize_8bit=False))[2, 2],
-                               want, atol=1e-6)
+    np.testing.assert_allclose(
+        render(packed, RenderOptions(output="binned", quantize_8bit=False))[2, 2], want, atol=1e-6
+    )
 
     s = LowLightSynthesizer(SynthConfig(output="binned"))
     srgb = rng.random((3, 13, 17)).astype(np.float32)
@@ -215,8 +216,9 @@ def test_binned_output_renders_like_the_lis_raw_pngs():
     d = LowLightSynthesizer(SynthConfig(output="rgb", noise_model="none", quantize_8bit=False))
     cd, _ = d.numpy(img, rng, params=p)
     assert np.abs(cd - cn).max() > 1e-3
-    legacy = LowLightSynthesizer(SynthConfig(output="binned", legacy_swap_rb=True, noise_model="none",
-                                             quantize_8bit=False))
+    legacy = LowLightSynthesizer(
+        SynthConfig(output="binned", legacy_swap_rb=True, noise_model="none", quantize_8bit=False)
+    )
     np.testing.assert_array_equal(legacy.numpy(img, rng, params=p)[0], cn[..., ::-1])
     with pytest.raises(ValueError, match="output must be one of"):
         SynthConfig(output="demosaic")

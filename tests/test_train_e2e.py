@@ -14,13 +14,24 @@ import torch
 from conftest import shared_subdir
 
 TINY = [
-    "data.max_size=128", "data.min_size=96", "model.max_size=128", "model.min_size=96",
-    "model.fpn_channels=32", "model.box_head_dim=64", "model.mask_head_channels=32",
-    "model.rpn_pre_nms_top_n_train=200", "model.rpn_post_nms_top_n_train=100",
-    "model.rpn_pre_nms_top_n_test=100", "model.rpn_post_nms_top_n_test=50",
-    "model.rpn_batch_size_per_image=64", "model.box_batch_size_per_image=32",
-    "model.box_detections_per_img=20", "train.num_workers=0", "train.batch_size=2",
-    "train.keep_epoch_checkpoints=false", "train.checkpoint_every_epochs=0",
+    "data.max_size=128",
+    "data.min_size=96",
+    "model.max_size=128",
+    "model.min_size=96",
+    "model.fpn_channels=32",
+    "model.box_head_dim=64",
+    "model.mask_head_channels=32",
+    "model.rpn_pre_nms_top_n_train=200",
+    "model.rpn_post_nms_top_n_train=100",
+    "model.rpn_pre_nms_top_n_test=100",
+    "model.rpn_post_nms_top_n_test=50",
+    "model.rpn_batch_size_per_image=64",
+    "model.box_batch_size_per_image=32",
+    "model.box_detections_per_img=20",
+    "train.num_workers=0",
+    "train.batch_size=2",
+    "train.keep_epoch_checkpoints=false",
+    "train.checkpoint_every_epochs=0",
 ]
 
 
@@ -38,10 +49,15 @@ def _cfg(extra: list[str]):
 
     root = shared_subdir("tinycoco-seg")
     train_dir, train_ann = root / "images/train2017", root / "annotations/instances_train2017.json"
-    data = [f"data.train.image_dir={train_dir}", f"data.train.ann_file={train_ann}",
-            "data.train.max_images=2",
-            # evaluate on the same two photos (an overfit check), rendered as synthetic low light
-            f"data.val.image_dir={train_dir}", f"data.val.ann_file={train_ann}", "data.val.max_images=2"]
+    data = [
+        f"data.train.image_dir={train_dir}",
+        f"data.train.ann_file={train_ann}",
+        "data.train.max_images=2",
+        # evaluate on the same two photos (an overfit check), rendered as synthetic low light
+        f"data.val.image_dir={train_dir}",
+        f"data.val.ann_file={train_ann}",
+        "data.val.max_images=2",
+    ]
     return load_config("tiny_coco_cpu", TINY + data + extra)
 
 
@@ -56,9 +72,18 @@ def test_train_overfit_checkpoint_resume_evaluate(tmp_path):
     from darkseg.models import load_model
 
     out = tmp_path / "run"
-    cfg = _cfg(["train.max_iters=10", "train.warmup_iters=2", "train.lr=0.02", "train.lr_steps=[100]",
-                "train.checkpoint_every=4", "train.checkpoint_every_epochs=5",
-                "train.keep_epoch_checkpoints=true", "data.flip=0.0"])
+    cfg = _cfg(
+        [
+            "train.max_iters=10",
+            "train.warmup_iters=2",
+            "train.lr=0.02",
+            "train.lr_steps=[100]",
+            "train.checkpoint_every=4",
+            "train.checkpoint_every_epochs=5",
+            "train.keep_epoch_checkpoints=true",
+            "data.flip=0.0",
+        ]
+    )
     assert cfg.train.dsl and cfg.synth is not None and cfg.model.awd and cfg.model.scb
     s = train(cfg, out, progress=False)
 
@@ -98,8 +123,17 @@ def test_train_overfit_checkpoint_resume_evaluate(tmp_path):
         assert torch.equal(a, b), k
 
     # resume with a longer schedule: continues at iteration 11, no duplicated log records
-    cfg2 = _cfg(["train.max_iters=12", "train.warmup_iters=2", "train.lr=0.02", "train.lr_steps=[100]",
-                 "train.checkpoint_every=4", "data.flip=0.0", "train.eval_at_end=false"])
+    cfg2 = _cfg(
+        [
+            "train.max_iters=12",
+            "train.warmup_iters=2",
+            "train.lr=0.02",
+            "train.lr_steps=[100]",
+            "train.checkpoint_every=4",
+            "data.flip=0.0",
+            "train.eval_at_end=false",
+        ]
+    )
     s2 = train(cfg2, out, resume=True, progress=False)
     assert s2["resumed_from"] == 10 and s2["iterations"] == 12 and s2["iterations_this_run"] == 2
     assert [r["iter"] for r in _records(out)] == list(range(1, 13))
@@ -113,9 +147,17 @@ def test_resume_after_crash_is_bit_identical(tmp_path, monkeypatch):
     """4 iterations straight == 2 iterations, checkpoint, crash during iteration 4, resume, 2 more."""
     import darkseg.engine.train as tr
 
-    extra = ["train.max_iters=4", "train.warmup_iters=3", "train.lr=0.02", "train.lr_steps=[3]",
-             "train.lr_step_unit=iter", "train.checkpoint_every=2", "train.eval_at_end=false",
-             "data.train.max_images=3", "train.grad_clip=5.0"]  # 3 images / batch 2: epochs of 2 batches
+    extra = [
+        "train.max_iters=4",
+        "train.warmup_iters=3",
+        "train.lr=0.02",
+        "train.lr_steps=[3]",
+        "train.lr_step_unit=iter",
+        "train.checkpoint_every=2",
+        "train.eval_at_end=false",
+        "data.train.max_images=3",
+        "train.grad_clip=5.0",
+    ]  # 3 images / batch 2: epochs of 2 batches
     straight = tr.Trainer(_cfg(extra), tmp_path / "straight", progress=False)
     straight.run()
     want = _params(straight.model)
@@ -172,9 +214,13 @@ def test_init_from_checkpoint_and_cli(tmp_path, capsys):
     root = shared_subdir("tinycoco-seg")
     out = tmp_path / "cli"
     args = ["train", "tiny_coco_cpu", "--out", str(out), "--device", "cpu", "--no-progress"]
-    for item in TINY + ["train.max_iters=1", "data.train.max_images=2", "data.val=null",
-                        f"data.train.image_dir={root / 'images/train2017'}",
-                        f"data.train.ann_file={root / 'annotations/instances_train2017.json'}"]:
+    for item in TINY + [
+        "train.max_iters=1",
+        "data.train.max_images=2",
+        "data.val=null",
+        f"data.train.image_dir={root / 'images/train2017'}",
+        f"data.train.ann_file={root / 'annotations/instances_train2017.json'}",
+    ]:
         args += ["--set", item]
     assert main(args) == 0
     assert "1 iterations" in capsys.readouterr().out
@@ -183,8 +229,9 @@ def test_init_from_checkpoint_and_cli(tmp_path, capsys):
     assert [r["iter"] for r in _records(out)] == [1, 2]
 
     trained, _ = load_model(out / "final.pth")
-    fresh = Trainer(_cfg(["train.max_iters=1", f"train.init_from={out / 'final.pth'}"]), tmp_path / "init",
-                    progress=False)
+    fresh = Trainer(
+        _cfg(["train.max_iters=1", f"train.init_from={out / 'final.pth'}"]), tmp_path / "init", progress=False
+    )
     for (k, a), b in zip(trained.state_dict().items(), fresh.model.state_dict().values()):
         assert torch.equal(a, b), k
 
@@ -200,12 +247,16 @@ def _signal_training_process(out, checkpoint_every: int, sig: int):
     from darkseg.engine.logger import read_jsonl
 
     root = shared_subdir("tinycoco-seg")
-    sets = TINY + ["train.max_iters=200", f"train.checkpoint_every={checkpoint_every}",
-                   "data.train.max_images=2", "data.val=null",
-                   f"data.train.image_dir={root / 'images/train2017'}",
-                   f"data.train.ann_file={root / 'annotations/instances_train2017.json'}"]
-    cmd = [sys.executable, "-m", "darkseg", "train", "tiny_coco_cpu", "--out", str(out), "--device", "cpu",
-           "--no-progress"] + [a for s in sets for a in ("--set", s)]
+    sets = TINY + [
+        "train.max_iters=200",
+        f"train.checkpoint_every={checkpoint_every}",
+        "data.train.max_images=2",
+        "data.val=null",
+        f"data.train.image_dir={root / 'images/train2017'}",
+        f"data.train.ann_file={root / 'annotations/instances_train2017.json'}",
+    ]
+    cmd = [sys.executable, "-m", "darkseg", "train", "tiny_coco_cpu", "--device", "cpu", "--no-progress"]
+    cmd += ["--out", str(out)] + [a for s in sets for a in ("--set", s)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
     try:
@@ -228,8 +279,12 @@ def _signal_training_process(out, checkpoint_every: int, sig: int):
 def _resume_one_more(out, done: int) -> None:
     from darkseg.engine.train import Trainer
 
-    resumed = Trainer(_cfg(["train.max_iters=" + str(done + 1), "train.checkpoint_every=1",
-                            "data.val=null"]), out, resume=True, progress=False)
+    resumed = Trainer(
+        _cfg(["train.max_iters=" + str(done + 1), "train.checkpoint_every=1", "data.val=null"]),
+        out,
+        resume=True,
+        progress=False,
+    )
     assert resumed.start_iter == done
     assert resumed.run()["iterations"] == done + 1
     assert [r["iter"] for r in _records(out)] == list(range(1, done + 2))

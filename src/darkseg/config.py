@@ -114,11 +114,14 @@ class DataConfig:
         if self.val is not None:
             self.val.validate("data.val")
         if not 1 <= self.min_size <= self.max_size:
-            raise ConfigError(f"data.min_size/max_size: need 1 <= min_size <= max_size "
-                              f"(got {self.min_size}, {self.max_size})")
+            raise ConfigError(
+                f"data.min_size/max_size: need 1 <= min_size <= max_size "
+                f"(got {self.min_size}, {self.max_size})"
+            )
         if self.interpolation not in ("nearest", "bilinear", "bicubic", "area"):
-            raise ConfigError(f"data.interpolation: must be nearest|bilinear|bicubic|area "
-                              f"(got {self.interpolation!r})")
+            raise ConfigError(
+                f"data.interpolation: must be nearest|bilinear|bicubic|area (got {self.interpolation!r})"
+            )
         if not 0.0 <= self.flip <= 1.0:
             raise ConfigError(f"data.flip: probability in [0, 1] (got {self.flip})")
         if self.val_view not in ("image", "noisy", "clean"):
@@ -183,8 +186,10 @@ class TrainConfig:
             raise ConfigError(f"train.{name}: {msg} (got {getattr(self, name)!r})")
 
         if (self.max_iters is None) == (self.epochs is None):
-            raise ConfigError(f"train.max_iters / train.epochs: give exactly one (got max_iters="
-                              f"{self.max_iters}, epochs={self.epochs})")
+            raise ConfigError(
+                f"train.max_iters / train.epochs: give exactly one (got max_iters="
+                f"{self.max_iters}, epochs={self.epochs})"
+            )
         if self.max_iters is not None and self.max_iters < 1:
             bad("max_iters", "must be >= 1")
         if self.epochs is not None and self.epochs < 1:
@@ -245,26 +250,36 @@ class ExperimentConfig:
         self.data.validate()
         self.train.validate()
         if self.train.dsl and self.synth is None:
-            raise ConfigError("train.dsl: DSL needs clean/noisy pairs; add a synth section or set "
-                              "train.dsl=false")
+            raise ConfigError(
+                "train.dsl: DSL needs clean/noisy pairs; add a synth section or set train.dsl=false"
+            )
         in_ch = getattr(self.model, "in_channels", 3)
         if self.synth is not None:
             want = 4 if self.synth.output == "packed" else 3
             if in_ch != want:
-                raise ConfigError(f"model.in_channels: synth.output={self.synth.output!r} gives "
-                                  f"{want}-channel images but the model expects {in_ch}")
+                raise ConfigError(
+                    f"model.in_channels: synth.output={self.synth.output!r} gives "
+                    f"{want}-channel images but the model expects {in_ch}"
+                )
         elif in_ch != 3:
             raise ConfigError("model.in_channels: without synthesis the inputs are 3-channel sRGB images")
         if self.data.val is not None and self.data.val_view != "image" and self.synth is None:
             raise ConfigError(f"data.val_view: {self.data.val_view!r} needs a synth section")
         if self.data.val is not None and self.data.val_view == "image" and in_ch == 4:
-            raise ConfigError("data.val_view: a packed-RAW (4-channel) model cannot be evaluated on stored "
-                              "3-channel images; use noisy or clean")
+            raise ConfigError(
+                "data.val_view: a packed-RAW (4-channel) model cannot be evaluated on stored "
+                "3-channel images; use noisy or clean"
+            )
         for where, ds in (("data.train", self.data.train), ("data.val", self.data.val)):
-            if ds is not None and ds.class_names is not None \
-                    and len(ds.class_names) != len(self.model.class_names):
-                raise ConfigError(f"{where}.class_names: {len(ds.class_names)} names but the model has "
-                                  f"{len(self.model.class_names)} classes")
+            if (
+                ds is not None
+                and ds.class_names is not None
+                and len(ds.class_names) != len(self.model.class_names)
+            ):
+                raise ConfigError(
+                    f"{where}.class_names: {len(ds.class_names)} names but the model has "
+                    f"{len(self.model.class_names)} classes"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python dict (YAML/JSON-serialisable) that :meth:`from_dict` reads back."""
@@ -321,8 +336,9 @@ def _check_keys(cls: type, d: dict[str, Any], where: str, source: str) -> None:
     if unknown:
         prefix = f"{where}." if where else ""
         names = ", ".join(f"'{prefix}{k}'" for k in unknown)
-        raise ConfigError(f"{source}: unknown key {names}; known keys{' of ' + where if where else ''}: "
-                          f"{sorted(known)}")
+        raise ConfigError(
+            f"{source}: unknown key {names}; known keys{' of ' + where if where else ''}: {sorted(known)}"
+        )
 
 
 def _build(cls: type, d: Any, where: str, source: str):
@@ -349,8 +365,9 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
                 return _coerce(value, a, where, source)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else
-                          f"{source}: {where}: {value!r} is not a valid {_tname(tp)}")
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"{source}: {where}: {value!r} is not a valid {_tname(tp)}"
+        )
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where, source)
     if tp is Any:

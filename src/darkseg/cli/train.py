@@ -21,13 +21,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="experiment YAML file or packaged config name")
     parser.add_argument("--out", help="output folder (default: the config's output_dir)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pth exactly")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config entry, e.g. --set train.lr=0.02 (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config entry, e.g. --set train.lr=0.02 (repeatable)",
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides train.device")
     parser.add_argument("--no-progress", action="store_true", help="print log lines instead of a bar")
     parser.add_argument("--list", action="store_true", help="list the packaged configs and exit")
-    parser.add_argument("--print-config", action="store_true",
-                        help="print the resolved config (after --set) as YAML and exit")
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the resolved config (after --set) as YAML and exit"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

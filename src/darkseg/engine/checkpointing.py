@@ -23,8 +23,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["TrainState", "save_training_checkpoint", "load_training_checkpoint", "rng_states",
-           "LAST", "copy_checkpoint"]
+__all__ = [
+    "TrainState",
+    "save_training_checkpoint",
+    "load_training_checkpoint",
+    "rng_states",
+    "LAST",
+    "copy_checkpoint",
+]
 
 LAST = "last.pth"
 

@@ -70,8 +70,11 @@ def init_distributed(device: str = "auto") -> DistInfo:
         if use_cuda and not torch.cuda.is_available():
             raise RuntimeError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
     if use_cuda:
-        idx = int(device.split(":", 1)[1]) if ":" in device else (local_rank if world > 1 else
-                                                                  torch.cuda.current_device())
+        idx = (
+            int(device.split(":", 1)[1])
+            if ":" in device
+            else (local_rank if world > 1 else torch.cuda.current_device())
+        )
         dev = torch.device("cuda", idx)
         torch.cuda.set_device(dev)
     else:
@@ -202,8 +205,8 @@ class ShardedBatchSampler:
         """This process's keys for global batch ``batch_idx`` of ``epoch``."""
         order = self.epoch_order(epoch) if order is None else order
         span = self.batch_size * self.world_size
-        chunk = order[batch_idx * span:(batch_idx + 1) * span]
-        return [(epoch, i) for i in chunk[self.rank::self.world_size]]
+        chunk = order[batch_idx * span : (batch_idx + 1) * span]
+        return [(epoch, i) for i in chunk[self.rank :: self.world_size]]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         epoch, b = self.start_epoch, self.start_batch

@@ -112,8 +112,9 @@ class TrainLogger:
         if progress:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total_iters, initial=start_iter, desc="train", dynamic_ncols=True,
-                             unit="it")
+            self._bar = tqdm(
+                total=total_iters, initial=start_iter, desc="train", dynamic_ncols=True, unit="it"
+            )
 
     def log_iter(self, record: dict[str, Any], show: bool = True) -> None:
         """Write one iteration record (must contain ``iter``); update the bar."""

@@ -44,8 +44,15 @@ from darkseg.engine.interrupt import GracefulStop, TrainingInterrupted
 from darkseg.engine.logger import TrainLogger, truncate_logs
 from darkseg.engine.schedule import StepWarmupSchedule, set_lr
 
-__all__ = ["train", "Trainer", "KeyedDataset", "SeededView", "build_train_dataset", "build_eval_dataset",
-           "TrainingError"]
+__all__ = [
+    "train",
+    "Trainer",
+    "KeyedDataset",
+    "SeededView",
+    "build_train_dataset",
+    "build_eval_dataset",
+    "TrainingError",
+]
 
 
 class TrainingError(RuntimeError):
@@ -102,15 +109,17 @@ class SeededView:
 def _make_dataset(ds_cfg, cfg: ExperimentConfig, train: bool, transforms):
     from darkseg.data.build import dataset_from_config
 
-    ds = dataset_from_config(ds_cfg, class_names=list(cfg.model.class_names), train=train,
-                             transforms=transforms)
+    ds = dataset_from_config(
+        ds_cfg, class_names=list(cfg.model.class_names), train=train, transforms=transforms
+    )
     if ds_cfg.max_images is not None:
         ds.ids = ds.ids[: ds_cfg.max_images]
     if len(ds) == 0:
         raise TrainingError(f"{ds_cfg.ann_file}: no usable images for classes {list(ds.class_names)}")
     if len(ds.class_names) != len(cfg.model.class_names):
-        raise TrainingError(f"{ds_cfg.ann_file}: {len(ds.class_names)} classes but the model has "
-                            f"{len(cfg.model.class_names)}")
+        raise TrainingError(
+            f"{ds_cfg.ann_file}: {len(ds.class_names)} classes but the model has {len(cfg.model.class_names)}"
+        )
     return ds
 
 
@@ -172,8 +181,10 @@ def _init_weights(model: nn.Module, path: str, log) -> None:
 
 
 def _to_device(targets: list[dict], device: torch.device) -> list[dict]:
-    return [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
-            for t in targets]
+    return [
+        {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
+        for t in targets
+    ]
 
 
 # --------------------------------------------------------------------------------------- trainer
@@ -183,8 +194,9 @@ class Trainer:
     ``model`` is the bare detector (not the DDP wrapper); after :meth:`run` it holds the final weights.
     """
 
-    def __init__(self, cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
-                 progress: bool = True) -> None:
+    def __init__(
+        self, cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False, progress: bool = True
+    ) -> None:
         from darkseg.models import build_model, param_groups
         from darkseg.utils.runtime import keep_freed_memory, seed_everything
 
@@ -227,12 +239,19 @@ class Trainer:
 
         # optimiser, schedule, AMP
         self.optimizer = torch.optim.SGD(
-            param_groups(self.model, t.lr, t.weight_decay, t.lr_mult), lr=t.lr, momentum=t.momentum,
+            param_groups(self.model, t.lr, t.weight_decay, t.lr_mult),
+            lr=t.lr,
+            momentum=t.momentum,
             weight_decay=t.weight_decay,
         )
         self.schedule = StepWarmupSchedule(
-            base_lr=t.lr, lr_steps=tuple(t.lr_steps), gamma=t.gamma, unit=t.lr_step_unit,
-            iters_per_epoch=self.iters_per_epoch, warmup_iters=t.warmup_iters, warmup_ratio=t.warmup_ratio,
+            base_lr=t.lr,
+            lr_steps=tuple(t.lr_steps),
+            gamma=t.gamma,
+            unit=t.lr_step_unit,
+            iters_per_epoch=self.iters_per_epoch,
+            warmup_iters=t.warmup_iters,
+            warmup_ratio=t.warmup_ratio,
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
 
@@ -307,7 +326,10 @@ class Trainer:
             ds = build_eval_dataset(self.cfg)
             name = "final" if iteration is None else f"iter_{iteration}"
             result = evaluate_model(
-                self.model, ds, device=self.device, results_file=self.out_dir / f"results_{name}.json",
+                self.model,
+                ds,
+                device=self.device,
+                results_file=self.out_dir / f"results_{name}.json",
                 progress=self.progress,
             )
             self.model.train()
@@ -317,13 +339,18 @@ class Trainer:
     def _batches(self):
         t = self.cfg.train
         epoch, pos = divmod(self.start_iter, self.iters_per_epoch)
-        sampler = du.ShardedBatchSampler(len(self.keyed), t.batch_size, self.world, self.rank, t.seed,
-                                         start_epoch=epoch, start_batch=pos)
+        sampler = du.ShardedBatchSampler(
+            len(self.keyed), t.batch_size, self.world, self.rank, t.seed, start_epoch=epoch, start_batch=pos
+        )
         from darkseg.data.loader import collate_fn
 
         loader = torch.utils.data.DataLoader(
-            self.keyed, batch_sampler=sampler, collate_fn=collate_fn, num_workers=t.num_workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=False,
+            self.keyed,
+            batch_sampler=sampler,
+            collate_fn=collate_fn,
+            num_workers=t.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
         )
         return iter(loader)
 
@@ -356,13 +383,15 @@ class Trainer:
         step: nn.Module = _Step(self.model)
         if self.world > 1:
             step = nn.parallel.DistributedDataParallel(
-                step, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                step,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=t.find_unused_parameters,
             )
         if self.main and self.start_iter > 0:
             truncate_logs(self.out_dir, self.start_iter)
-        logger = TrainLogger(self.out_dir, self.total_iters, self.start_iter, enabled=self.main,
-                             progress=self.progress)
+        logger = TrainLogger(
+            self.out_dir, self.total_iters, self.start_iter, enabled=self.main, progress=self.progress
+        )
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         history: list[float] = []
         evals: dict[int, Any] = {}
@@ -384,8 +413,10 @@ class Trainer:
                 total = sum(losses.values())
                 if not torch.isfinite(total):
                     vals = {k: float(v) for k, v in losses.items()}
-                    raise TrainingError(f"non-finite loss at iteration {it + 1}: {vals} (lr {lr:.3g}); "
-                                        "lower train.lr, enable train.grad_clip, or check the data")
+                    raise TrainingError(
+                        f"non-finite loss at iteration {it + 1}: {vals} (lr {lr:.3g}); "
+                        "lower train.lr, enable train.grad_clip, or check the data"
+                    )
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(total).backward()
                 grad_norm = None
@@ -399,8 +430,14 @@ class Trainer:
                 logged = du.reduce_loss_dict(losses)
                 loss_val = sum(logged.values())
                 history.append(loss_val)
-                rec = {"iter": it, "epoch": (it - 1) // self.iters_per_epoch + 1, "lr": lr, "loss": loss_val,
-                       **logged, "time": time.perf_counter() - t_it}
+                rec = {
+                    "iter": it,
+                    "epoch": (it - 1) // self.iters_per_epoch + 1,
+                    "lr": lr,
+                    "loss": loss_val,
+                    **logged,
+                    "time": time.perf_counter() - t_it,
+                }
                 if grad_norm is not None:
                     rec["grad_norm"] = grad_norm
                 logger.log_iter(rec, show=(it % t.log_every == 0 or it == self.total_iters))
@@ -478,11 +515,15 @@ class Trainer:
 
 
 def _format_summary(s: dict[str, Any]) -> str:
-    lines = [f"== {s['name']}: {s['iterations']} iterations ({s['epochs']:.2f} epochs) on {s['device']}"
-             f" x{s['world_size']} in {s['seconds']:.1f} s"]
+    lines = [
+        f"== {s['name']}: {s['iterations']} iterations ({s['epochs']:.2f} epochs) on {s['device']}"
+        f" x{s['world_size']} in {s['seconds']:.1f} s"
+    ]
     if s["loss_first"] is not None:
-        lines.append(f"   loss: first {s['loss_window']} iters {s['loss_first']:.4f} -> last "
-                     f"{s['loss_window']} iters {s['loss_last']:.4f}")
+        lines.append(
+            f"   loss: first {s['loss_window']} iters {s['loss_first']:.4f} -> last "
+            f"{s['loss_window']} iters {s['loss_last']:.4f}"
+        )
     if s["eval"]:
         from darkseg.engine.evaluate import format_metrics
 
@@ -491,8 +532,9 @@ def _format_summary(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def train(cfg: ExperimentConfig, out_dir: str | Path | None = None, resume: bool = False,
-          progress: bool = True) -> dict[str, Any]:
+def train(
+    cfg: ExperimentConfig, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
     """Train ``cfg`` into ``out_dir`` (default ``cfg.output_dir``); ``resume`` continues ``out_dir/last.pth``.
 
     Runs as one process, or as one of ``torchrun``'s processes (DDP). Returns the summary dict (also

@@ -82,10 +82,7 @@ def _log_factorial(k: np.ndarray) -> np.ndarray:
         x = k[big] + 1.0  # ln Gamma(x), x >= 257: the series' next term is below 1e-19
         ix2 = 1.0 / (x * x)
         out[big] = (
-            (x - 0.5) * np.log(x)
-            - x
-            + _HALF_LOG_2PI
-            + (1.0 / 12.0 - ix2 * (1.0 / 360.0 - ix2 / 1260.0)) / x
+            (x - 0.5) * np.log(x) - x + _HALF_LOG_2PI + (1.0 / 12.0 - ix2 * (1.0 / 360.0 - ix2 / 1260.0)) / x
         )
     return out
 
