@@ -9,6 +9,8 @@ import torch
 from darkseg.synth import LowLightSynthesizer, SynthConfig, process_linear, unprocess
 from darkseg.synth.unprocess import (
     CAM2RGB_LIS,
+    _linearize_numpy,
+    gamma_expand,
     inverse_smoothstep,
     sample_unprocess_params_numpy,
     sample_unprocess_params_torch,
@@ -22,6 +24,19 @@ def test_tone_curve_facts():
     np.testing.assert_allclose(smoothstep(inverse_smoothstep(x)), x, atol=1e-12)
     np.testing.assert_allclose(CAM2RGB_LIS.sum(1), 1, atol=1e-6)
     np.testing.assert_allclose(np.linalg.inv(CAM2RGB_LIS).sum(1), 1, atol=1e-6)
+
+
+def test_fast_linearisation_matches_the_reference_formula():
+    """The fused float32 path (exp(2.2 ln x)) equals gamma_expand(inverse_smoothstep(x)) in float64."""
+    x = np.concatenate([np.linspace(-0.1, 1.1, 10001), [0.0, 1e-9, 1.0]]).astype(np.float32)
+    x0 = x.copy()
+    ref = np.maximum(inverse_smoothstep(x.astype(np.float64)), 1e-8) ** 2.2
+    fast = _linearize_numpy(x)
+    assert fast.dtype == np.float32 and fast.shape == x.shape
+    np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-6)
+    torch_fast = gamma_expand(inverse_smoothstep(torch.from_numpy(x).double())).numpy()
+    np.testing.assert_allclose(torch_fast, ref, rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(x, x0)  # the input is not written to
 
 
 @pytest.mark.parametrize("ccm", ["calibrated", "random"])
