@@ -170,3 +170,56 @@ def test_torchvision_state_dict_gives_identical_outputs():
     torch.testing.assert_close(four.backbone.body.conv1.weight[:, 1], w[:, 1] / 2)
     with pytest.raises(ValueError, match="no key"):
         load_torchvision_state_dict(four, {"foo": torch.zeros(1)})
+
+
+class _Payload:
+    """Unpickling this object calls ``open(marker, "w")``: it would create the marker file."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickle_payload_never_runs(tmp_path):
+    """A valid darkseg checkpoint with one extra malicious entry is refused; the payload never runs."""
+    from darkseg.engine.predictor import Predictor
+
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(**SMALL))
+    good = tmp_path / "good.pth"
+    save_checkpoint(good, m)
+    ckpt = torch.load(good, weights_only=True)
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "evil.pth"
+    torch.save({**ckpt, "extra": _Payload(marker)}, evil)
+    # the payload is real: a full unpickle would create the marker (checked on a copy, then removed)
+    torch.load(evil, weights_only=False)
+    assert marker.exists()
+    marker.unlink()
+    for load in (load_model, lambda p: Predictor(p, device="cpu")):
+        with pytest.raises(CheckpointError, match="refused") as err:
+            load(evil)
+        assert evil.name in str(err.value)
+        assert not marker.exists()
+    # training: init_from and resume
+    from darkseg.engine.checkpointing import load_training_checkpoint
+    from darkseg.engine.train import _init_weights
+    from darkseg.models import UnsafeCheckpointError
+
+    with pytest.raises(UnsafeCheckpointError):
+        _init_weights(m, str(evil), print)
+    with pytest.raises(UnsafeCheckpointError):
+        load_training_checkpoint(evil, m)
+    with pytest.raises(UnsafeCheckpointError):
+        load_torchvision_state_dict(m, evil)
+    assert not marker.exists()
+    # a bare pickle payload (no darkseg structure at all) as well
+    bare = tmp_path / "bare.pth"
+    torch.save(_Payload(marker), bare)
+    with pytest.raises(CheckpointError):
+        load_model(bare)
+    assert not marker.exists()
+    # the good file still loads with weights_only=True through every reader
+    load_model(good)

@@ -87,8 +87,8 @@ def test_two_process_gloo_training_keeps_parameters_identical(tmp_path):
     out.mkdir()
     mp.spawn(_worker, args=(2, _free_port(), overrides, str(out)), nprocs=2, join=True)
 
-    r0 = torch.load(out / "rank0.pt", weights_only=False)
-    r1 = torch.load(out / "rank1.pt", weights_only=False)
+    r0 = torch.load(out / "rank0.pt", weights_only=True)
+    r1 = torch.load(out / "rank1.pt", weights_only=True)
     assert r0["summary"]["world_size"] == 2 and r0["summary"]["iterations"] == 2
     assert r0["init"].keys() == r1["init"].keys() == r0["final"].keys()
     for k in r0["init"]:

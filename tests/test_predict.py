@@ -136,7 +136,7 @@ def test_foreign_and_newer_checkpoints(ckpt, tmp_path):
     torch.save({"model": {}}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a darkseg checkpoint"):
         Predictor(tmp_path / "other.pt", device="cpu")
-    ck = torch.load(ckpt, weights_only=False)
+    ck = torch.load(ckpt, weights_only=True)
     ck["format_version"] = 99
     torch.save(ck, tmp_path / "newer.pt")
     with pytest.raises(CheckpointError, match="format_version"):

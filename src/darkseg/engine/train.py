@@ -166,10 +166,17 @@ class _Step(nn.Module):
 
 
 def _init_weights(model: nn.Module, path: str, log) -> None:
-    from darkseg.models import CheckpointError, load_torchvision_state_dict, read_checkpoint
+    from darkseg.models import (
+        CheckpointError,
+        UnsafeCheckpointError,
+        load_torchvision_state_dict,
+        read_checkpoint,
+    )
 
     try:
         ckpt = read_checkpoint(path)
+    except UnsafeCheckpointError:
+        raise
     except CheckpointError:
         report = load_torchvision_state_dict(model, path)
         log(f"init_from {path} (torchvision weights): {report}")

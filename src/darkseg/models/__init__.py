@@ -9,7 +9,15 @@ Public API::
 from __future__ import annotations
 
 from .awd import AWD
-from .checkpoint import CheckpointError, count_parameters, load_model, read_checkpoint, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    UnsafeCheckpointError,
+    count_parameters,
+    load_model,
+    read_checkpoint,
+    safe_torch_load,
+    save_checkpoint,
+)
 from .config import DSLConfig, ModelConfig, ModelConfigError
 from .detector import DarkBackbone, DarkMaskRCNN, DarkTransform, InputError, build_backbone, build_model
 from .dsl import DSLLoss, dsl_loss
@@ -43,6 +51,8 @@ __all__ = [
     "save_checkpoint",
     "load_model",
     "read_checkpoint",
+    "UnsafeCheckpointError",
+    "safe_torch_load",
     "CheckpointError",
     "count_parameters",
     "load_torchvision_state_dict",

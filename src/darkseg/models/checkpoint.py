@@ -12,6 +12,7 @@ and loads the weights strictly.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,11 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
     "CheckpointError",
+    "UnsafeCheckpointError",
     "save_checkpoint",
     "load_model",
     "read_checkpoint",
+    "safe_torch_load",
 ]
 
 CHECKPOINT_FORMAT = "darkseg"
@@ -37,6 +40,10 @@ _RESERVED = {"format", "format_version", "darkseg_version", "model_config", "fus
 
 class CheckpointError(ValueError):
     """A file is not a (readable, supported) darkseg checkpoint; the message names the file."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A file holds pickled Python objects that a weights-only load refuses (they could run code)."""
 
 
 def save_checkpoint(
@@ -67,20 +74,44 @@ def save_checkpoint(
     atomic_torch_save(ckpt, path)
 
 
-def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and validate a darkseg checkpoint dict (no model is built)."""
+def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load`` with ``weights_only=True`` and nothing else: a pickle never runs code here.
+
+    There is deliberately no fallback to full unpickling: a checkpoint that needs it (one holding
+    arbitrary Python objects) is refused. Everything darkseg writes holds only tensors, numbers,
+    strings, lists, tuples and dicts, which this reader accepts.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+        CheckpointError: unreadable, truncated, or holding objects that are not allowed; names the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception:  # noqa: BLE001 - extra entries may hold non-tensor objects; retry full unpickling
-        try:
-            ckpt = torch.load(path, map_location=map_location, weights_only=False)
-        except Exception as exc:  # noqa: BLE001
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        msg = str(exc)
+        i = msg.find("Unsupported global:")
+        if i < 0:  # not a forbidden object: the bytes are not a pickle / torch file at all
             raise CheckpointError(
-                f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc})"
-            ) from exc
+                f"{path}: not a readable torch checkpoint (corrupt or not a torch file)"
+            ) from None
+        detail = msg[i:].splitlines()[0].split(" was not")[0]
+        raise UnsafeCheckpointError(
+            f"{path}: refused: the file holds Python objects that a safe (weights-only) load does not "
+            f"allow ({detail}); darkseg never unpickles arbitrary objects because that can run code"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any other failure means the file is not a readable checkpoint
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and validate a darkseg checkpoint dict (no model is built)."""
+    path = Path(path)
+    ckpt = safe_torch_load(path, map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path}: not a darkseg checkpoint (no 'format': 'darkseg' entry); for torchvision weights use "

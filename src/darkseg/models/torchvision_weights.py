@@ -55,10 +55,9 @@ def load_torchvision_state_dict(
     """
     if isinstance(state_dict, (str, os.PathLike)):
         path = str(state_dict)
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the file name
-            raise ValueError(f"{path}: cannot read a torch state dict ({exc})") from exc
+        from .checkpoint import safe_torch_load
+
+        obj = safe_torch_load(path)  # weights-only: CheckpointError (a ValueError) names the file
         if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
             obj = obj["model"]
         if not isinstance(obj, dict):
