@@ -326,8 +326,12 @@ class Predictor:
             raise ValueError(f"score_thr must be in [0, 1], got {score_thr}")
         if not float(ratio) > 0:
             raise ValueError(f"ratio must be > 0, got {ratio}")
+        if not 0.0 <= float(mask_thr) <= 1.0:
+            raise ValueError(f"mask_thr must be in [0, 1], got {mask_thr}")
         self.score_thr = float(score_thr)
         self.mask_thr = float(mask_thr)
+        if hasattr(self.model, "mask_threshold"):  # bool masks while pasting: 4x less memory than floats
+            self.model.mask_threshold = self.mask_thr
         self.ratio = float(ratio)
         self.linear_images = bool(linear_images)
 
@@ -347,6 +351,8 @@ class Predictor:
         h, w = size
         if masks is None:
             m = np.zeros((int(keep.sum()), h, w), dtype=bool)
+        elif masks.dtype == torch.bool:  # thresholded by the model while pasting
+            m = masks[keep][:, 0].numpy()
         else:
             m = (masks[keep][:, 0] > self.mask_thr).numpy()
         return Prediction(

@@ -78,6 +78,20 @@ class ModelConfig:
     (torchvision); ``normalization`` preset or explicit ``image_mean``/``image_std`` (for [0,1] inputs).
 
     Heads: torchvision defaults, shrinkable for small CPU models.
+
+    Architecture beyond the standard ResNets (what converted MMDetection checkpoints need):
+    ``backbone`` "resnet" or "convnext"; ``stage_blocks`` blocks per stage (ResNet: default from
+    ``depth``; ConvNeXt: default ``[3, 3, 9, 3]``, ConvNeXt-T); ``base_channels`` ResNet stem width (64);
+    ``stage_channels`` ConvNeXt widths (default ``[96, 192, 384, 768]``); ``drop_path_rate`` ConvNeXt
+    stochastic depth (training only).
+
+    ``compat``: "torchvision" (default: torchvision's Mask R-CNN behaviour) or "mmdet" (MMDetection 2.x
+    inference numerics, so that converted checkpoints give the same detections as the original code:
+    see ``darkseg.models.mmdet_compat`` and docs/checkpoints.md). ``input_scale``: the network sees
+    ``x * input_scale`` (x in [0, 1]) before ``(x - image_mean) / image_std``; MMDetection models use 255
+    with mean/std in 0-255 units. ``channel_order``: "rgb" or "bgr" (the network's first conv expects
+    this order; inputs are always given as RGB and flipped by the transform). ``rpn_nms_thresh``: RPN
+    NMS IoU.
     """
 
     depth: int = 50
@@ -113,7 +127,17 @@ class ModelConfig:
     box_detections_per_img: int = 100
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
+    rpn_nms_thresh: float = 0.7
     dsl: DSLConfig = field(default_factory=DSLConfig)
+    # architecture beyond the standard ResNets; numerics mode
+    backbone: str = "resnet"
+    stage_blocks: list[int] | None = None
+    base_channels: int = 64
+    stage_channels: list[int] | None = None
+    drop_path_rate: float = 0.0
+    compat: str = "torchvision"
+    input_scale: float = 1.0
+    channel_order: str = "rgb"
 
     def __post_init__(self) -> None:
         if isinstance(self.dsl, dict):
@@ -121,6 +145,9 @@ class ModelConfig:
         self.class_names = [str(c) for c in self.class_names]
         if self.scb_stages is not None:
             self.scb_stages = [int(s) for s in self.scb_stages]
+        for name in ("stage_blocks", "stage_channels"):
+            if getattr(self, name) is not None:
+                setattr(self, name, [int(v) for v in getattr(self, name)])
         self.validate()
 
     # ------------------------------------------------------------------ validation
@@ -128,6 +155,26 @@ class ModelConfig:
         def bad(name: str, msg: str) -> None:
             raise ModelConfigError(f"model.{name}: {msg} (got {getattr(self, name)!r})")
 
+        if self.backbone not in ("resnet", "convnext"):
+            bad("backbone", "must be 'resnet' or 'convnext'")
+        if self.compat not in ("torchvision", "mmdet"):
+            bad("compat", "must be 'torchvision' or 'mmdet'")
+        if self.channel_order not in ("rgb", "bgr"):
+            bad("channel_order", "must be 'rgb' or 'bgr'")
+        if not self.input_scale > 0:
+            bad("input_scale", "must be > 0")
+        if self.stage_blocks is not None and (len(self.stage_blocks) != 4 or min(self.stage_blocks) < 1):
+            bad("stage_blocks", "needs 4 positive block counts")
+        if self.stage_channels is not None and (
+            len(self.stage_channels) != 4 or min(self.stage_channels) < 1
+        ):
+            bad("stage_channels", "needs 4 positive widths")
+        if self.base_channels < 1:
+            bad("base_channels", "must be positive")
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            bad("drop_path_rate", "must be in [0, 1)")
+        if not 0.0 < self.rpn_nms_thresh <= 1.0:
+            bad("rpn_nms_thresh", "must be in (0, 1]")
         if self.depth not in (18, 34, 50, 101):
             bad("depth", "must be one of 18, 34, 50, 101")
         if self.style not in ("pytorch", "caffe"):
@@ -247,7 +294,7 @@ class ModelConfig:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["dsl"] = self.dsl.to_dict()
         d["class_names"] = list(self.class_names)
-        for k in ("scb_stages", "image_mean", "image_std"):
+        for k in ("scb_stages", "image_mean", "image_std", "stage_blocks", "stage_channels"):
             if d[k] is not None:
                 d[k] = list(d[k])
         return d

@@ -31,6 +31,16 @@ from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastL
 
 from .config import ModelConfig
 from .dsl import dsl_loss
+from .mmdet_compat import (
+    MMDetAnchorGenerator,
+    MMDetRoIAlign,
+    MMDetRoIHeads,
+    MMDetRPN,
+    mmdet_resize_image,
+    mmdet_resize_target,
+    scale_factor_of,
+)
+from .paste import paste_masks_box_local, paste_masks_grid_sample
 from .resnet import ResNetBody
 from .scb import count_scb, fuse_scb
 
@@ -61,6 +71,9 @@ class DarkTransform(GeneralizedRCNNTransform):
         interpolation: str = "nearest",
         in_channels: int = 3,
         num_classes: int | None = None,
+        compat: str = "torchvision",
+        input_scale: float = 1.0,
+        channel_order: str = "rgb",
     ) -> None:
         super().__init__(min_size, max_size, image_mean, image_std, size_divisible=size_divisible)
         if interpolation not in ("nearest", "bilinear"):
@@ -68,6 +81,12 @@ class DarkTransform(GeneralizedRCNNTransform):
         self.interpolation = interpolation
         self.in_channels = in_channels
         self.num_classes = num_classes
+        self.compat = compat
+        self.input_scale = float(input_scale)
+        self.channel_order = channel_order
+        #: ``None``: pasted masks are float probabilities; a number: ``bool`` masks thresholded while
+        #: pasting (``>`` in torchvision mode, ``>=`` in mmdet mode), which needs 4x less memory.
+        self.mask_threshold: float | None = None
 
     # -------------------------------------------------------------- checks
     def check_images(self, images: list[torch.Tensor], what: str = "images") -> None:
@@ -134,8 +153,34 @@ class DarkTransform(GeneralizedRCNNTransform):
             self.check_targets(images, targets)
         return super().forward(images, targets)
 
-    # -------------------------------------------------------------- resize
+    # -------------------------------------------------------------- normalise, resize, paste
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        """``(x[order] * input_scale - mean) / std``; ``order`` flips RGB to BGR for "bgr" models."""
+        if self.channel_order == "bgr":
+            image = image[[2, 1, 0, *range(3, image.shape[0])]]
+        if self.input_scale != 1.0:
+            image = image * self.input_scale
+        return super().normalize(image)
+
+    def postprocess(self, result, image_shapes, original_image_sizes):
+        """Boxes back to the input frame; masks pasted box by box (see :mod:`darkseg.models.paste`)."""
+        if self.training or torchvision._is_tracing():
+            return super().postprocess(result, image_shapes, original_image_sizes)
+        for pred, im_s, o_im_s in zip(result, image_shapes, original_image_sizes):
+            pred["boxes"] = resize_boxes(pred["boxes"], im_s, o_im_s)
+            if "masks" in pred:
+                pred["masks"] = paste_masks_box_local(
+                    pred["masks"], pred["boxes"], o_im_s, self.mask_threshold
+                )
+        return result
+
     def resize(self, image: torch.Tensor, target: dict[str, torch.Tensor] | None = None):
+        if self.compat == "mmdet":
+            hw0 = tuple(image.shape[-2:])
+            image = mmdet_resize_image(image, self.min_size[-1], self.max_size, self.interpolation)
+            if target is not None:
+                target = mmdet_resize_target(target, hw0, tuple(image.shape[-2:]))
+            return image, target
         if self.interpolation == "bilinear":
             return super().resize(image, target)
         h, w = image.shape[-2:]
@@ -193,6 +238,8 @@ def build_backbone(cfg: ModelConfig) -> DarkBackbone:
         frozen_stages=cfg.frozen_stages,
         frozen_bn=cfg.frozen_bn,
         trainable=cfg.trainable_backbone,
+        stage_blocks=cfg.stage_blocks,
+        base_channels=cfg.base_channels,
     )
     return DarkBackbone(body, cfg.fpn_channels)
 
@@ -207,6 +254,8 @@ class DarkMaskRCNN(MaskRCNN):
         backbone = build_backbone(cfg)
         c = cfg.fpn_channels
         mean, std = cfg.mean_std()
+        mm = cfg.compat == "mmdet"
+        feats = ["0", "1", "2", "3"]
         super().__init__(
             backbone,
             num_classes=None,
@@ -219,6 +268,10 @@ class DarkMaskRCNN(MaskRCNN):
             rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
             rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
             rpn_batch_size_per_image=cfg.rpn_batch_size_per_image,
+            rpn_nms_thresh=cfg.rpn_nms_thresh,
+            rpn_anchor_generator=MMDetAnchorGenerator() if mm else None,
+            box_roi_pool=MMDetRoIAlign(feats, 7) if mm else None,
+            mask_roi_pool=MMDetRoIAlign(feats, 14) if mm else None,
             box_head=TwoMLPHead(c * 7 * 7, cfg.box_head_dim),
             box_predictor=FastRCNNPredictor(cfg.box_head_dim, cfg.num_classes),
             box_score_thresh=cfg.box_score_thresh,
@@ -237,9 +290,56 @@ class DarkMaskRCNN(MaskRCNN):
             interpolation=cfg.resize_interpolation,
             in_channels=cfg.in_channels,
             num_classes=cfg.num_classes,
+            compat=cfg.compat,
+            input_scale=cfg.input_scale,
+            channel_order=cfg.channel_order,
         )
+        if mm:  # same modules and state, MMDetection's proposal / detection computation
+            self.rpn.__class__ = MMDetRPN
+            self.roi_heads.__class__ = MMDetRoIHeads
         self.config = cfg
         self.fused = False
+
+    # -------------------------------------------------------------- inference
+    @property
+    def mask_threshold(self) -> float | None:
+        """``None``: eval outputs float mask probabilities; a number: ``bool`` masks (see DarkTransform)."""
+        return self.transform.mask_threshold
+
+    @mask_threshold.setter
+    def mask_threshold(self, value: float | None) -> None:
+        self.transform.mask_threshold = None if value is None else float(value)
+
+    def forward(self, images, targets=None):
+        """torchvision's forward; in eval with ``compat == "mmdet"``, :meth:`forward_mmdet`."""
+        if self.config.compat == "mmdet" and not self.training and not torchvision._is_tracing():
+            self.transform.check_images(images)
+            return self.forward_mmdet(images)
+        return super().forward(images, targets)
+
+    def forward_mmdet(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """MMDetection 2.x test-time inference (``model.eval()`` with ``compat == "mmdet"``).
+
+        Same output contract as torchvision's: per image ``boxes (N, 4)`` in the input image's pixels,
+        ``labels (N,)`` in 1..K, ``scores (N,)`` descending, ``masks (N, 1, H, W)`` (float probabilities
+        or, with :attr:`mask_threshold` set, ``bool``).
+        """
+        sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
+        image_list, _ = self.transform(images)
+        feats = self.backbone(image_list.tensors)
+        proposals, _ = self.rpn(image_list, feats)
+        dev = image_list.tensors.device
+        sfs = [scale_factor_of(h0, w0, h, w, dev) for (h0, w0), (h, w) in zip(sizes, image_list.image_sizes)]
+        dets = self.roi_heads.detect(feats, proposals, image_list.image_sizes, sfs)
+        out = []
+        for d, sf, hw0 in zip(dets, sfs, sizes):
+            r = {"boxes": d["boxes"], "labels": d["labels"], "scores": d["scores"]}
+            if "mask_logits" in d:
+                r["masks"] = paste_masks_grid_sample(
+                    d["mask_logits"].sigmoid(), d["mask_rois"] / sf, hw0, self.mask_threshold
+                )
+            out.append(r)
+        return out
 
     # -------------------------------------------------------------- DSL training step
     def _task_losses(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]):

@@ -39,9 +39,40 @@ _LAYERS = {
 }
 
 
-def STAGE_CHANNELS(depth: int) -> list[int]:  # noqa: N802 - constant-like helper
-    """Output channels of C2..C5 for a ResNet depth."""
-    return [64, 128, 256, 512] if depth in (18, 34) else [256, 512, 1024, 2048]
+def STAGE_CHANNELS(depth: int, base_channels: int = 64) -> list[int]:  # noqa: N802 - constant-like helper
+    """Output channels of C2..C5 for a ResNet depth and stem width (64 for the standard ResNets)."""
+    mult = 1 if depth in (18, 34) else 4
+    return [base_channels * (2**i) * mult for i in range(4)]
+
+
+def _make_stages(
+    block: type[nn.Module],
+    stage_blocks: list[int],
+    base_channels: int,
+    norm_layer: type[nn.Module],
+) -> list[nn.Sequential]:
+    """The four residual stages (torchvision's block classes and names), stride 1 everywhere.
+
+    Stage ``i`` has ``stage_blocks[i]`` blocks of ``base_channels * 2**i`` planes; the first block of a
+    stage gets a 1x1 projection shortcut when its input and output widths differ. Strides are placed
+    afterwards by :meth:`ResNetBody._set_block_stride`.
+    """
+    expansion = block.expansion
+    inplanes = base_channels
+    stages = []
+    for i, n in enumerate(stage_blocks):
+        planes = base_channels * (2**i)
+        blocks = []
+        for j in range(n):
+            downsample = None
+            if j == 0 and inplanes != planes * expansion:
+                downsample = nn.Sequential(
+                    nn.Conv2d(inplanes, planes * expansion, 1, bias=False), norm_layer(planes * expansion)
+                )
+            blocks.append(block(inplanes, planes, 1, downsample, norm_layer=norm_layer))
+            inplanes = planes * expansion
+        stages.append(nn.Sequential(*blocks))
+    return stages
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -98,6 +129,10 @@ class ResNetBody(nn.Module):
         frozen_stages: -1 none; 0 stem; k stem + stages 1..k (``requires_grad=False``, eval mode).
         frozen_bn: fixed BN statistics everywhere (see :class:`FrozenBatchNorm2d`).
         trainable: False freezes the whole trunk.
+        stage_blocks: blocks per stage (default: the depth's standard ``[3, 4, 6, 3]`` etc.); any
+            positive counts work, e.g. ``[1, 1, 1, 1]`` (``depth`` then only picks the block type:
+            basic blocks for 18/34, bottlenecks for 50/101).
+        base_channels: stem width (64 for the standard ResNets); stage ``i`` has ``base * 2**i`` planes.
 
     Shapes: input ``(B, in_channels, H, W)``; outputs at strides 4, 8, 16, 32 with channels
     ``STAGE_CHANNELS(depth)``; e.g. R50 on 416x608 -> 104x152, 52x76, 26x38, 13x19.
@@ -115,6 +150,8 @@ class ResNetBody(nn.Module):
         frozen_stages: int = 1,
         frozen_bn: bool = True,
         trainable: bool = True,
+        stage_blocks: Iterable[int] | None = None,
+        base_channels: int = 64,
     ) -> None:
         super().__init__()
         if depth not in _LAYERS:
@@ -124,20 +161,37 @@ class ResNetBody(nn.Module):
         if awd_mode not in ("replace", "prefilter"):
             raise ValueError(f"awd_mode must be 'replace' or 'prefilter', got {awd_mode!r}")
         block, layers = _LAYERS[depth]
+        layers = list(layers if stage_blocks is None else stage_blocks)
+        if len(layers) != 4 or any(int(n) < 1 for n in layers):
+            raise ValueError(f"stage_blocks must be 4 positive block counts, got {layers}")
+        if base_channels < 1:
+            raise ValueError(f"base_channels must be positive, got {base_channels}")
         norm_layer = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
-        net = ResNet(block, layers, norm_layer=norm_layer)
+        standard = layers == list(_LAYERS[depth][1]) and base_channels == 64
+        # the standard widths/depths come from torchvision's ResNet (same initialisation stream as before)
+        net = ResNet(block, layers if standard else [1, 1, 1, 1], norm_layer=norm_layer)
         self.depth, self.style, self.awd_mode = depth, style, awd_mode
+        self.stage_blocks, self.base_channels = [int(n) for n in layers], int(base_channels)
         self.frozen_stages, self.frozen_bn = frozen_stages, frozen_bn
         self.in_channels = in_channels
         self.scb_stages = tuple(sorted(set(scb_stages)))
-        if in_channels != 3:
-            net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        if in_channels != 3 or base_channels != 64:
+            net.conv1 = nn.Conv2d(in_channels, base_channels, kernel_size=7, stride=2, padding=3, bias=False)
             nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+            net.bn1 = norm_layer(base_channels)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
-        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        if standard:
+            stages = [net.layer1, net.layer2, net.layer3, net.layer4]
+        else:
+            stages = _make_stages(block, self.stage_blocks, self.base_channels, norm_layer)
+            for st in stages:  # torchvision's ResNet initialisation
+                for m in st.modules():
+                    if isinstance(m, nn.Conv2d):
+                        nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         del net
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
 
-        stage_in = [64] + STAGE_CHANNELS(depth)[:3]
+        stage_in = [self.base_channels] + STAGE_CHANNELS(depth, self.base_channels)[:3]
         self.awd = nn.ModuleDict()
         for s in (2, 3, 4):
             first = getattr(self, f"layer{s}")[0]
@@ -210,4 +264,4 @@ class ResNetBody(nn.Module):
 
     @property
     def out_channels_list(self) -> list[int]:
-        return STAGE_CHANNELS(self.depth)
+        return STAGE_CHANNELS(self.depth, self.base_channels)
