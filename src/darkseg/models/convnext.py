@@ -153,6 +153,11 @@ class ConvNeXtBody(nn.Module):
             ``downsample_layers.i`` and ``stages.i`` with ``requires_grad=False`` and kept in eval mode;
             ``-1`` and ``0`` freeze nothing. (The out-norms and AWD modules are never frozen.)
 
+    The AWD logit branch uses a plain ``nn.BatchNorm2d`` (eps 1e-5), as the original: batch statistics
+    in train mode (the LIS ConvNeXt config sets no ``norm_eval``), running statistics in eval mode.
+    AWD at stride 1 on full-resolution maps is not cheap: on a 416x608 image ``AdaD.1`` (96 ch at
+    104x152) costs more than one ConvNeXt block of stage 0.
+
     Initialisation: the ConvNeXt convs and linears get mmcls's truncated normal (std 0.02, bias 0);
     AWD and SCB modules keep PyTorch's defaults (``llpf.weight`` = binomial logits), as in the original.
 
@@ -203,7 +208,7 @@ class ConvNeXtBody(nn.Module):
             self.stages.append(nn.Sequential(*blocks))
         for i in range(4):
             self.add_module(f"norm{i}", LayerNorm2d(dims[i], eps=1e-6))
-        self.AdaD = nn.ModuleDict()  # noqa: N815 - the original's key
+        self.AdaD = nn.ModuleDict()  # the original's key, keys "1".."3"
         if awd:
             for i in range(1, 4):
                 self.AdaD[str(i)] = AWD(dims[i - 1], kernel_size=3, stride=1, norm_layer=nn.BatchNorm2d)
