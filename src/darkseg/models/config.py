@@ -83,7 +83,10 @@ class ModelConfig:
     ``backbone`` "resnet" or "convnext"; ``stage_blocks`` blocks per stage (ResNet: default from
     ``depth``; ConvNeXt: default ``[3, 3, 9, 3]``, ConvNeXt-T); ``base_channels`` ResNet stem width (64);
     ``stage_channels`` ConvNeXt widths (default ``[96, 192, 384, 768]``); ``drop_path_rate`` ConvNeXt
-    stochastic depth (training only).
+    stochastic depth (training only). For ConvNeXt, ``frozen_stages`` has MMClassification's meaning
+    (``k`` freezes stages ``0..k-1``; 0 and -1 freeze nothing), ``awd`` puts stride-1 AWD before
+    stages 2-4 and ``scb`` adds the smoothing branch to every block (not foldable: see
+    ``darkseg.models.convnext``).
 
     ``compat``: "torchvision" (default: torchvision's Mask R-CNN behaviour) or "mmdet" (MMDetection 2.x
     inference numerics, so that converted checkpoints give the same detections as the original code:
@@ -206,6 +209,8 @@ class ModelConfig:
             )
         if (self.image_mean is None) != (self.image_std is None):
             raise ModelConfigError("model.image_mean and model.image_std must be given together")
+        if self.input_scale != 1.0 and self.image_mean is None:
+            bad("input_scale", "needs image_mean/image_std in the scaled units (presets are for [0, 1])")
         if self.image_mean is not None:
             if len(self.image_mean) != self.in_channels or len(self.image_std) != self.in_channels:
                 raise ModelConfigError(
@@ -241,7 +246,7 @@ class ModelConfig:
         return len(self.class_names) + 1
 
     def mean_std(self) -> tuple[list[float], list[float]]:
-        """Per-channel normalisation for [0, 1] inputs, ``in_channels`` entries each.
+        """Per-channel normalisation of ``x * input_scale``, ``in_channels`` entries each.
 
         A preset with 4 channels (packed RAW R,G1,B,G2) uses the R, G, B, G values of the preset.
         """

@@ -24,7 +24,8 @@ Key mapping (MMDetection -> darkseg):
 * ``roi_head.mask_head.convs.i.conv`` -> ``roi_heads.mask_head.i.0``; ``upsample`` ->
   ``mask_predictor.conv5_mask``; ``conv_logits`` (K channels) -> ``mask_fcn_logits`` with a zero
   background channel in front.
-* BatchNorm ``num_batches_tracked`` counters are dropped (darkseg's frozen BatchNorm has none).
+* BatchNorm ``num_batches_tracked`` counters are dropped where darkseg's BatchNorm is frozen (it keeps
+  none).
 """
 
 from __future__ import annotations
@@ -344,9 +345,7 @@ def _class_names(meta: dict[str, Any], given: list[str] | None, k: int, where: s
 
 # ------------------------------------------------------------------------------------------ mapping
 def _map_key(key: str, cfg: ModelConfig) -> str | None:
-    """darkseg name of an MMDetection key (``None``: dropped); raises KeyError when unknown."""
-    if key.endswith("num_batches_tracked"):
-        return None
+    """darkseg name of an MMDetection key; raises KeyError when unknown."""
     if key.startswith("backbone."):
         rest = key[len("backbone.") :]
         if cfg.backbone == "convnext":
@@ -411,11 +410,11 @@ def convert_mmdet_state_dict(
         except KeyError:
             unknown.append(key)
             continue
-        if new is None:
-            dropped.append(key)
-            continue
         if new not in own:
-            unknown.append(key)
+            if key.endswith("num_batches_tracked"):  # frozen BatchNorm keeps no counter
+                dropped.append(key)
+            else:
+                unknown.append(key)
             continue
         t = _convert_tensor(key, v).to(own[new].dtype)
         if tuple(t.shape) != tuple(own[new].shape):
@@ -432,6 +431,9 @@ def convert_mmdet_state_dict(
             f"{where}: {len(unknown)} key(s) with no darkseg counterpart: {unknown[:5]}{more} (an "
             "architecture darkseg does not build, e.g. PointRend, Cascade or extra FPN convs)"
         )
+    for key in own:  # a live BatchNorm's counter absent from the source starts at 0
+        if key.endswith("num_batches_tracked") and key not in out:
+            out[key] = torch.zeros_like(own[key])
     missing = sorted(set(own) - set(out))
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""

@@ -30,6 +30,7 @@ from torchvision.models.detection.transform import (
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
 from .config import ModelConfig
+from .convnext import ConvNeXtBody
 from .dsl import dsl_loss
 from .mmdet_compat import (
     MMDetAnchorGenerator,
@@ -209,7 +210,7 @@ class DarkBackbone(nn.Module):
     ``forward_with_features(x)`` -> ``(fpn_levels, trunk_features C2..C5)`` from ONE trunk pass (for DSL).
     """
 
-    def __init__(self, body: ResNetBody, out_channels: int = 256) -> None:
+    def __init__(self, body: ResNetBody | ConvNeXtBody, out_channels: int = 256) -> None:
         super().__init__()
         self.body = body
         self.fpn = FeaturePyramidNetwork(
@@ -226,7 +227,18 @@ class DarkBackbone(nn.Module):
 
 
 def build_backbone(cfg: ModelConfig) -> DarkBackbone:
-    """Trunk + FPN for a :class:`ModelConfig`."""
+    """Trunk (ResNet or ConvNeXt) + FPN for a :class:`ModelConfig`."""
+    if cfg.backbone == "convnext":
+        convnext = ConvNeXtBody(
+            depths=cfg.stage_blocks or (3, 3, 9, 3),
+            dims=cfg.stage_channels or (96, 192, 384, 768),
+            in_channels=cfg.in_channels,
+            awd=cfg.awd,
+            scb=cfg.scb,
+            drop_path_rate=cfg.drop_path_rate,
+            frozen_stages=cfg.frozen_stages,
+        )
+        return DarkBackbone(convnext, cfg.fpn_channels)
     body = ResNetBody(
         depth=cfg.depth,
         style=cfg.style,

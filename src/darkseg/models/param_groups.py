@@ -17,6 +17,7 @@ from __future__ import annotations
 from torch import nn
 
 from .awd import AWD
+from .convnext import ConvNeXtBlock
 from .scb import SCBConv
 
 __all__ = ["param_groups", "param_lr_mults"]
@@ -28,7 +29,7 @@ def _tags(model: nn.Module) -> dict[int, set[str]]:
         if isinstance(m, AWD):
             for p in m.parameters():
                 tags.setdefault(id(p), set()).add("awd")
-        elif isinstance(m, SCBConv):
+        elif isinstance(m, (SCBConv, ConvNeXtBlock)) and getattr(m, "llpf", None) is not None:
             for p in list(m.llpf.parameters()) + list(m.learnable_conv1.parameters()):
                 tags.setdefault(id(p), set()).add("scb")
     return tags
