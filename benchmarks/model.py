@@ -12,6 +12,10 @@ on a shared machine affects all of them alike; ratios are to the plain model of 
 variant gets the plain model's head weights and the same input, and we report the number of detections
 (mask-head work depends on it). Random weights: latency, not accuracy.
 
+Numerics modes: the paper's R50 "Ours" with the same weights in torchvision and mmdet mode (converted
+MMDetection checkpoints), fused and unfused; and mask pasting alone (100 masks) with torchvision's
+``paste_masks_in_image`` against darkseg's box-local pasting.
+
 Training: one step (forward + backward + SGD step) of the paper's model (caffe R50 + AWD + SCB) at batch
 2, 600x400: plain step ``model(images, targets)`` vs DSL step ``model.forward_dsl(clean, noisy,
 targets)``. Peak memory: peak resident set size (``VmHWM``) of a fresh subprocess that builds the model
@@ -132,6 +136,113 @@ def inference(size: tuple[int, int], repeats: int) -> list[dict]:
     return rows
 
 
+def _round_robin(fns: dict, repeats: int) -> dict[str, float]:
+    """Median process-CPU seconds of each callable, timed round-robin (one call of each per round)."""
+    times: dict[str, list[float]] = {n: [] for n in fns}
+    for f in fns.values():  # warm-up
+        f()
+    for _ in range(repeats):
+        for name, f in fns.items():
+            t0 = _clock()
+            f()
+            times[name].append(_clock() - t0)
+        print(".", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return {n: statistics.median(t) for n, t in times.items()}
+
+
+def calibrate_batchnorm(model, images: list[torch.Tensor]) -> None:
+    """Set every frozen BatchNorm's statistics to those of its input on ``images`` (one pass, in order).
+
+    A randomly initialised R50 with identity BatchNorm statistics blows activations up to ~1e4 and finds
+    nothing; with calibrated statistics (as the reference fixtures do) it proposes real boxes and the
+    heads do the work of a trained model.
+    """
+    from darkseg.models.resnet import FrozenBatchNorm2d
+
+    def hook(mod, args):
+        x = args[0]
+        mod.running_mean.copy_(x.mean(dim=(0, 2, 3)))
+        mod.running_var.copy_(x.var(dim=(0, 2, 3), unbiased=False))
+
+    handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, FrozenBatchNorm2d)]
+    with torch.no_grad():
+        model.eval()(images)
+    for hnd in handles:
+        hnd.remove()
+
+
+def compat_modes(size: tuple[int, int], repeats: int) -> list[dict]:
+    """The paper's R50 "Ours" (caffe, AWD, SCB) with the same weights in torchvision and mmdet mode.
+
+    BatchNorm statistics are calibrated on the input and the RPN output layers get the gains of the
+    reference fixtures (x100 / x20) so that the random model proposes real, varied boxes; both modes
+    then keep up to 100 detections (score > 0.05).
+    """
+    w, h = size
+    torch.manual_seed(0)
+    mm_cfg = dict(
+        compat="mmdet",
+        input_scale=255.0,
+        channel_order="bgr",
+        image_mean=[103.53, 116.28, 123.675],
+        image_std=[1.0, 1.0, 1.0],
+        rpn_post_nms_top_n_train=1000,
+    )
+    base = build_model(cfg_for(True, True, min_size=min(h, w), max_size=max(h, w)))
+    img = [torch.rand(3, h, w, generator=torch.Generator().manual_seed(1))]
+    calibrate_batchnorm(base, img)
+    with torch.no_grad():
+        base.rpn.head.cls_logits.weight.mul_(100)
+        base.rpn.head.bbox_pred.weight.mul_(20)
+    sd = base.state_dict()
+    models = {}
+    for name, extra, fuse in [
+        ("torchvision mode, fused", {}, True),
+        ("mmdet mode, fused", mm_cfg, True),
+        ("mmdet mode, unfused", mm_cfg, False),
+    ]:
+        m = build_model(cfg_for(True, True, min_size=min(h, w), max_size=max(h, w), **extra))
+        m.load_state_dict(sd)
+        if fuse:
+            m.fuse()
+        m.mask_threshold = 0.5  # what Predictor does: bool masks pasted directly
+        models[name] = m.eval()
+    with torch.inference_mode():
+        dets = {n: int(m(img)[0]["boxes"].shape[0]) for n, m in models.items()}
+        med = _round_robin({n: (lambda m=m: m(img)) for n, m in models.items()}, repeats)
+    ref = med["torchvision mode, fused"]
+    return [{"variant": n, "ms": t * 1e3, "ratio": t / ref, "detections": dets[n]} for n, t in med.items()]
+
+
+def pasting(size: tuple[int, int], repeats: int, n: int = 100) -> list[dict]:
+    """Pasting ``n`` 28x28 masks into a ``W x H`` image: torchvision's function vs darkseg's box-local."""
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    from darkseg.models.paste import paste_masks_box_local, paste_masks_grid_sample
+
+    w, h = size
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(n, 2, generator=g) * torch.tensor([w * 0.8, h * 0.8])
+    wh = 8 + torch.rand(n, 2, generator=g) * torch.tensor([w * 0.3, h * 0.3])
+    boxes = torch.cat([xy, xy + wh], 1)
+    probs = torch.rand(n, 1, 28, 28, generator=g)
+    fns = {
+        "torchvision paste_masks_in_image (float) + threshold": lambda: (
+            paste_masks_in_image(probs, boxes, (h, w)) > 0.5
+        ),
+        "box-local, torchvision rule (float)": lambda: paste_masks_box_local(probs, boxes, (h, w)),
+        "box-local, torchvision rule (bool)": lambda: paste_masks_box_local(probs, boxes, (h, w), 0.5),
+        "box-local, MMDetection rule (bool)": lambda: paste_masks_grid_sample(
+            probs[:, 0], boxes, (h, w), 0.5
+        ),
+    }
+    with torch.inference_mode():
+        med = _round_robin(fns, repeats)
+    ref = med["torchvision paste_masks_in_image (float) + threshold"]
+    return [{"variant": k, "ms": t * 1e3, "ratio": t / ref} for k, t in med.items()]
+
+
 def _train_step(model, opt, mode: str, clean, noisy, targets) -> float:
     t0 = _clock()
     opt.zero_grad(set_to_none=True)
@@ -230,7 +341,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--threads", type=int, default=1, help="torch.set_num_threads (1: robust on a shared machine)"
     )
-    ap.add_argument("--skip", nargs="*", default=[], choices=["inference", "training", "memory"])
+    ap.add_argument(
+        "--skip", nargs="*", default=[], choices=["inference", "compat", "paste", "training", "memory"]
+    )
     ap.add_argument("--memory-probe", choices=["plain", "dsl", "dsl-kept"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.threads:
@@ -250,6 +363,20 @@ def main(argv: list[str] | None = None) -> None:
             cells = [r["variant"], f"{r['ms']:.0f}", f"{r['ratio']:.3f}", f"{r['backbone_ms']:.0f}"]
             cells += [f"{r['backbone_ratio']:.3f}", str(r["detections"]), f"{r['params_M']:.2f}"]
             print("| " + " | ".join(cells) + " |")
+        print()
+    if "compat" not in args.skip:
+        rows = compat_modes(size, args.repeats)
+        print(f"R50 AWD+SCB, torchvision vs mmdet numerics (same weights), median of {args.repeats} rounds\n")
+        print("| mode | model (ms) | × torchvision mode | detections |\n|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['variant']} | {r['ms']:.0f} | {r['ratio']:.3f} | {r['detections']} |")
+        print()
+    if "paste" not in args.skip:
+        rows = pasting(size, max(args.repeats, 5))
+        print("Pasting 100 masks of 28x28 into the image, median\n")
+        print("| paste | ms | × torchvision |\n|---|---|---|")
+        for r in rows:
+            print(f"| {r['variant']} | {r['ms']:.1f} | {r['ratio']:.3f} |")
         print()
     if "training" not in args.skip:
         rows = training(size, args.batch, args.train_repeats)

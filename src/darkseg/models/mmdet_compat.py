@@ -217,7 +217,8 @@ def delta2bbox(
     dh = dh.clamp(min=-WH_RATIO_CLIP, max=WH_RATIO_CLIP)
     gw, gh = pw * dw.exp(), ph * dh.exp()
     gx, gy = px + dx_w, py + dy_h
-    boxes = torch.stack([gx - gw * 0.5, gy - gh * 0.5, gx + gw * 0.5, gy + gh * 0.5], dim=-1).view(n, -1)
+    boxes = torch.stack([gx - gw * 0.5, gy - gh * 0.5, gx + gw * 0.5, gy + gh * 0.5], dim=-1)
+    boxes = boxes.reshape(n, deltas.shape[1])
     if max_shape is not None:
         h, w = max_shape
         boxes[:, 0::2] = boxes[:, 0::2].clamp(min=0, max=w)
