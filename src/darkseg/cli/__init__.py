@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("darkseg.cli.evaluate", "COCO bbox/segm AP of a results file or of a checkpoint"),
     "predict": ("darkseg.cli.predict", "instance masks for sRGB, LIS RAW PNG and camera RAW files"),
     "export": ("darkseg.cli.export", "export a fused model to TorchScript or ONNX"),
+    "calibrate": (
+        "darkseg.cli.calibrate",
+        "calibrate a camera noise profile from dark frames + flat fields (or a DNG NoiseProfile)",
+    ),
     "demo": ("darkseg.cli.demo", "the main job on embedded procedural data: synth, train, evaluate, report"),
 }
 
