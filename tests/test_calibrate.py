@@ -318,3 +318,62 @@ def test_gain_from_single_frames_absorbs_prnu():
     g = estimate_gain(levels, SAT)
     assert g.mode == "single"
     assert abs(g.K / 2.0 - 1) < 0.03
+
+
+# --------------------------------------------------------------------------------- DNG NoiseProfile
+
+
+def _write_dng(path: Path, iso: int, noise_profile, black=64.0, white=1023) -> None:
+    """A small DNG-structured TIFF with the tags the quick path reads (written by Pillow)."""
+    from PIL import Image, TiffImagePlugin
+
+    ifd = TiffImagePlugin.ImageFileDirectory_v2()
+    for tag, val, typ in (
+        (50706, bytes((1, 4, 0, 0)), 1),  # DNGVersion
+        (271, "Acme", 2),
+        (272, "Phone 1", 2),
+        (34855, iso, 3),  # ISOSpeedRatings
+        (50714, (black,), 5),  # BlackLevel
+        (50717, white, 4),  # WhiteLevel
+        (51041, tuple(noise_profile), 12),  # NoiseProfile
+        (33421, (2, 2), 3),
+        (33422, bytes((2, 1, 1, 0)), 1),  # CFAPattern BGGR
+    ):
+        ifd[tag] = val
+        ifd.tagtype[tag] = typ
+    Image.fromarray(np.full((8, 8), 300, np.uint16)).save(path, format="TIFF", tiffinfo=ifd)
+
+
+def test_dng_noise_profile_quick_path(tmp_path, capsys):
+    s1, o1 = [2e-4, 2.2e-4, 1.8e-4], [1e-6, 1.2e-6, 0.8e-6]
+    _write_dng(tmp_path / "a.dng", 100, [v for pair in zip(s1, o1) for v in pair])
+    _write_dng(tmp_path / "b.dng", 800, [8 * 2e-4, 30e-6])  # one pair for all planes
+    out = tmp_path / "phone.json"
+    rc = main(
+        ["calibrate", "--dng-profile", str(tmp_path / "a.dng"), str(tmp_path / "b.dng"), "--out", str(out)]
+    )
+    assert rc == 0
+    assert "Poisson-Gaussian" in capsys.readouterr().out
+    prof = json.loads(out.read_text())
+    rng = 1023 - 64
+    k1, g1 = 2e-4 * rng, math.sqrt(1e-6) * rng
+    k2, g2 = 8 * 2e-4 * rng, math.sqrt(30e-6) * rng
+    assert prof["Kmin"] == pytest.approx(k1) and prof["Kmax"] == pytest.approx(k2)
+    g = prof["profiles"]["Profile-1"]["g_scale"]
+    assert g["slope"] == pytest.approx(math.log(g2 / g1) / math.log(k2 / k1))
+    assert math.exp(g["slope"] * math.log(k1) + g["bias"]) == pytest.approx(g1)
+    assert prof["cfa_pattern"] == "BGGR" and prof["calibration"]["camera_model"] == "Acme Phone 1"
+    # PG with this profile draws the tag's variance: K x + sigma_g^2 at the sampled K
+    model = NoiseModel(str(out), components="Pg")
+    p = model.sample_params_numpy(np.random.default_rng(0))
+    assert p.g_scale == pytest.approx(math.exp(g["slope"] * math.log(p.K) + g["bias"]))
+    NoiseModel(str(out), components="PGRU")  # loads for the full model too
+
+
+def test_dng_without_noise_profile_is_named(tmp_path, capsys):
+    from conftest import shared_subdir
+
+    dng = shared_subdir("raw-samples") / "colorchart_Canon550D_MagicLantern.dng"
+    assert main(["calibrate", "--dng-profile", str(dng), "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert "colorchart_Canon550D_MagicLantern.dng" in err and "NoiseProfile" in err
