@@ -143,16 +143,18 @@ def _sidecar(path: Path, root: Path) -> dict[str, Any]:
     return meta
 
 
-def _crop(packed: np.ndarray, crop: int | None) -> np.ndarray:
+def _crop(mosaic: np.ndarray, crop: int | None) -> np.ndarray:
+    """Central ``2 crop x 2 crop`` window of a mosaic at even offsets (= a ``crop x crop`` packed crop),
+    taken before packing so that a large frame is never copied whole."""
+    h, w = mosaic.shape[0] // 2, mosaic.shape[1] // 2
     if not crop:
-        return packed
-    h, w = packed.shape[:2]
+        return mosaic[: 2 * h, : 2 * w]
     ch, cw = min(crop, h), min(crop, w)
     t, l = (h - ch) // 2, (w - cw) // 2
-    return packed[t : t + ch, l : l + cw]
+    return mosaic[2 * t : 2 * (t + ch), 2 * l : 2 * (l + cw)]
 
 
-def _read_camera_raw(path: Path) -> tuple[np.ndarray, np.ndarray, float, str, float | None, str | None]:
+def _read_camera_raw(path: Path, crop: int | None) -> tuple:
     import rawpy
 
     from darkseg.raw.reader import _pattern_from_rawpy
@@ -166,8 +168,8 @@ def _read_camera_raw(path: Path) -> tuple[np.ndarray, np.ndarray, float, str, fl
             raise RawFormatError("not a Bayer mosaic (several values per pixel)")
         name, offs = _pattern_from_rawpy(path, raw.raw_pattern, raw.color_desc)
         vis = raw.raw_image_visible
-        h, w = vis.shape[0] // 2 * 2, vis.shape[1] // 2 * 2
-        mosaic = np.array(vis[:h, :w], dtype=np.uint16)
+        shape = (vis.shape[0] // 2 * 2, vis.shape[1] // 2 * 2)
+        mosaic = np.array(_crop(vis, crop), dtype=np.uint16)
         cfa = np.asarray(raw.raw_pattern)
         black_c = np.asarray(raw.black_level_per_channel, dtype=np.float64)
         black = np.array([black_c[int(cfa[offs[k]])] for k in ("R", "G1", "B", "G2")])
@@ -178,12 +180,10 @@ def _read_camera_raw(path: Path) -> tuple[np.ndarray, np.ndarray, float, str, fl
     tinfo = read_tiff_info(path)
     if iso <= 0:
         iso = tinfo.iso or 0.0
-    return mosaic, black, white, name, (iso if iso > 0 else None), tinfo.camera
+    return mosaic, shape, black, white, name, (iso if iso > 0 else None), tinfo.camera
 
 
-def _read_image(
-    path: Path, root: Path, defaults: dict[str, Any]
-) -> tuple[np.ndarray, np.ndarray, float, str, float | None, str | None]:
+def _read_image(path: Path, root: Path, defaults: dict[str, Any], crop: int | None) -> tuple:
     import cv2
 
     data = np.fromfile(str(path), dtype=np.uint8)
@@ -199,10 +199,10 @@ def _read_image(
             f"no {' / '.join(missing)}: give a raw.json sidecar or --black/--white for PNG/TIFF mosaics"
         )
     black = np.broadcast_to(np.asarray(meta["black_level"], dtype=np.float64), (4,)).copy()
-    h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
     iso = meta.get("iso")
     return (
-        img[:h, :w],
+        _crop(img, crop),
+        (img.shape[0] // 2 * 2, img.shape[1] // 2 * 2),
         black,
         float(meta["white_level"]),
         str(meta.get("cfa_pattern") or "RGGB").upper(),
@@ -216,12 +216,12 @@ def read_frame(
 ) -> CalFrame:
     """Read one calibration frame (raises :class:`RawFormatError` / ``OSError`` / ``ValueError``)."""
     if path.suffix.lower() in CAMERA_RAW_EXTENSIONS:
-        mosaic, black, white, pattern, iso, camera = _read_camera_raw(path)
+        mosaic, shape, black, white, pattern, iso, camera = _read_camera_raw(path, crop)
     else:
-        mosaic, black, white, pattern, iso, camera = _read_image(path, root, defaults or {})
+        mosaic, shape, black, white, pattern, iso, camera = _read_image(path, root, defaults or {}, crop)
     if np.any(black >= white):
         raise RawFormatError(f"black level {black.tolist()} >= white level {white}")
-    packed = _crop(pack_bayer(mosaic, pattern), crop)
+    packed = pack_bayer(mosaic, pattern)
     clipped = float(np.mean(packed >= white - 0.5)) if packed.size else 0.0
     folder_iso = iso_from_path(path, root)
     note = ""
@@ -238,7 +238,7 @@ def read_frame(
         pattern=pattern,
         iso=iso,
         camera=camera,
-        mosaic_shape=(int(mosaic.shape[0]), int(mosaic.shape[1])),
+        mosaic_shape=(int(shape[0]), int(shape[1])),
         clipped=clipped,
         note=note,
     )
