@@ -377,3 +377,37 @@ def test_dng_without_noise_profile_is_named(tmp_path, capsys):
     assert main(["calibrate", "--dng-profile", str(dng), "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
     assert "colorchart_Canon550D_MagicLantern.dng" in err and "NoiseProfile" in err
+
+
+def test_iso_without_flats_gets_interpolated_k(tmp_path):
+    truth = _truth("SonyA7S2", [100, 800], [0.0, 0.1], seed=13)
+    _make_dataset(tmp_path, truth, seed=14)
+    for p in (tmp_path / "flat" / "ISO800").glob("*.png"):
+        p.unlink()
+    out = tmp_path / "p.json"
+    assert _calibrate(tmp_path, out) == 0
+    prof = json.loads(out.read_text())
+    g = _per_iso(prof)
+    assert g[800]["gain"]["mode"] == "interpolated"
+    assert g[800]["gain"]["K"] == pytest.approx(8 * g[100]["gain"]["K"])  # one measured ISO: K proportional
+    assert any("ISO 800" in n and "interpolated" in n for n in prof["calibration"]["notes"])
+
+
+def test_reads_a_real_camera_raw(tmp_path):
+    """The rawpy path: levels and CFA from LibRaw, camera from the TIFF tags, ISO from the folder."""
+    from conftest import shared_subdir
+    from darkseg.synth.calibrate_frames import read_frame
+
+    src = shared_subdir("raw-samples") / "colorchart_Canon550D_MagicLantern.dng"
+    dst = tmp_path / "dark" / "ISO200" / src.name
+    dst.parent.mkdir(parents=True)
+    dst.write_bytes(src.read_bytes())
+    f = read_frame(dst, tmp_path / "dark", "dark", crop=128)
+    assert f.iso == 200.0  # the file says ISO 0 (unknown)
+    assert f.packed.shape == (128, 128, 4) and f.packed.dtype == np.uint16
+    assert f.black.tolist() == [2056.0] * 4 and f.white == 15000.0 and f.pattern == "RGGB"
+    assert f.camera == "Canon Canon EOS Kiss X4" and f.mosaic_shape == (1156, 1734)
+    full = read_frame(dst, tmp_path / "dark", "dark", crop=None)
+    assert full.packed.shape == (578, 867, 4)
+    t, l = (578 - 128) // 2, (867 - 128) // 2
+    np.testing.assert_array_equal(full.packed[t : t + 128, l : l + 128], f.packed)
