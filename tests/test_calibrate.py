@@ -411,3 +411,16 @@ def test_reads_a_real_camera_raw(tmp_path):
     assert full.packed.shape == (578, 867, 4)
     t, l = (578 - 128) // 2, (867 - 128) // 2
     np.testing.assert_array_equal(full.packed[t : t + 128, l : l + 128], f.packed)
+
+
+def test_single_dark_frame_heavy_tails_and_hot_pixels():
+    """One dark frame: hot pixels are still masked, heavy read-noise tails are not mistaken for them."""
+    from darkseg.synth.calibrate import analyse_darks
+
+    rng = np.random.default_rng(21)
+    m = simulate_raw_frame(0.0, SHAPE, 3.5, -0.1, 7.5, 0.9, rng)
+    m[rng.integers(0, SHAPE[0], 20), rng.integers(0, SHAPE[1], 20)] = 4000
+    res, mask = analyse_darks([pack_bayer(m.astype(np.float64) - BLACK)], rng)
+    assert 18 <= res.bad_pixels <= 22
+    assert abs(res.lam + 0.1) <= 0.02
+    assert abs(res.tl_scale / 7.5 - 1) <= 0.05

@@ -19,15 +19,16 @@ Per ISO (every array here is *packed*: ``(h, w, 4)`` planes R, G1, B, G2, in DN 
   (``[-1, 3, -3, 1] / sqrt(20)``, which removes the scene up to a quadratic and the row noise), and the
   fit ``v = K mu + c + a mu^2`` absorbs the response non-uniformity that one frame cannot cancel.
 * **Dark frames**: master dark ``M`` = per-pixel mean; bad pixels ``|M - median| > 6 * 1.4826 MAD(M)``
-  per channel are masked everywhere; colour bias ``b_c`` = mean of ``M`` over the good pixels. Per frame
-  ``X = frame - b_c``; row means ``m_i``; row noise ``sigma_r^2 = var(m_i) - mean_i(s_i^2 / n_i)`` (the
-  read noise that a row mean of ``n_i`` pixels still carries is subtracted; ``s_i^2`` = within-row
-  variance). ``Y = X - m_i`` (rows removed); the Tukey shape ``lam = scipy.stats.ppcc_max(Y)`` on a
-  subsample pooled over the ISO's frames and channels; ``sigma_TL`` = slope of
-  ``scipy.stats.probplot(Y, (lam,), dist="tukeylambda")``, ``sigma_g`` = slope of the normal probability
-  plot of ``Y``. Both scales are corrected for the row-mean removal (factor ``sqrt(n / (n - 1))``) and
-  for the integer quantisation of the file (Sheppard: ``1/12`` DN^2 removed from the variance in units of
-  the reference distribution), so they are the continuous scales darkseg's sampler draws.
+  per channel that are also off in most single frames (:func:`bad_pixel_mask`) are masked everywhere;
+  colour bias ``b_c`` = mean of ``M`` over the good pixels. Per frame ``X = frame - b_c``; row means
+  ``m_i``; row noise ``sigma_r^2 = var(m_i) - mean_i(s_i^2 / n_i)`` (the read noise that a row mean of
+  ``n_i`` pixels still carries is subtracted; ``s_i^2`` = within-row variance). ``Y = X - m_i`` (rows
+  removed); the Tukey shape ``lam = scipy.stats.ppcc_max(Y)`` on a subsample pooled over the ISO's
+  frames and channels; ``sigma_TL`` = slope of ``scipy.stats.probplot(Y, (lam,), dist="tukeylambda")``,
+  ``sigma_g`` = slope of the normal probability plot of ``Y``. Both scales are corrected for the
+  row-mean removal (factor ``sqrt(n / (n - 1))``) and for the integer quantisation of the file
+  (Sheppard: ``1/12`` DN^2 removed from the variance in units of the reference distribution), so they
+  are the continuous scales darkseg's sampler draws.
 * **Cross-ISO fits** (one point per calibrated ISO): ordinary least squares ``ln s = slope ln K + bias``
   for ``s`` in ``g_scale`` (sigma_g), ``G_scale`` (sigma_TL), ``R_scale`` (sigma_r); ``sigma`` = RMS
   residual, as the shipped profiles store. ``Kmin``/``Kmax`` = the extreme per-ISO K, ``G_shape`` = the
@@ -72,6 +73,8 @@ __all__ = [
 QUANT_VAR = 1.0 / 12.0
 #: bad pixel threshold in robust standard deviations of the master dark
 BAD_PIXEL_SIGMAS = 6.0
+#: bad pixel threshold when there is one dark frame only (no persistence test possible)
+SINGLE_FRAME_SIGMAS = 20.0
 #: tiles whose ``mu + 3 sqrt(v)`` exceeds this fraction of ``white - black`` are not used for K
 SATURATION_FRACTION = 0.9
 #: at least this many usable tiles per channel for a photon-transfer fit
@@ -293,16 +296,33 @@ def estimate_gain(
 # -------------------------------------------------------------------------------------- dark frames
 
 
-def bad_pixel_mask(master: np.ndarray, sigmas: float = BAD_PIXEL_SIGMAS) -> np.ndarray:
-    """``(h, w, 4)`` True where the master dark is an outlier of its channel (hot/dead/stuck pixel)."""
+def _outliers(plane: np.ndarray, sigmas: float) -> np.ndarray:
+    med = float(np.median(plane))
+    s = _mad_sigma(plane[:: max(1, plane.shape[0] // 256), :: max(1, plane.shape[1] // 256)])
+    if s <= 0:
+        s = float(np.std(plane)) or 1.0
+    return np.abs(plane - med) > sigmas * s
+
+
+def bad_pixel_mask(
+    master: np.ndarray, frames: list[np.ndarray] | None = None, sigmas: float = BAD_PIXEL_SIGMAS
+) -> np.ndarray:
+    """``(h, w, 4)`` True for hot/dead/stuck pixels.
+
+    A pixel is bad when the master dark is beyond ``sigmas`` robust standard deviations of its channel
+    **and** (with 2 or more ``frames``) it is beyond 3 of its frame's in at least half of the frames (and
+    2): a stuck pixel is off in every frame, a tail value of heavy-tailed read noise in one. With a
+    single frame the two cannot be told apart, and the threshold is :data:`SINGLE_FRAME_SIGMAS` instead.
+    """
+    n = len(frames) if frames is not None else 0
     mask = np.zeros(master.shape, bool)
     for c in range(master.shape[2]):
-        m = master[:, :, c]
-        med = float(np.median(m))
-        s = _mad_sigma(m[:: max(1, m.shape[0] // 256), :: max(1, m.shape[1] // 256)])
-        if s <= 0:
-            s = float(np.std(m)) or 1.0
-        mask[:, :, c] = np.abs(m - med) > sigmas * s
+        mask[:, :, c] = _outliers(master[:, :, c], sigmas if n != 1 else SINGLE_FRAME_SIGMAS)
+        if n >= 2 and mask[:, :, c].any():
+            hits = np.zeros(master.shape[:2], np.int32)
+            for f in frames:
+                hits += _outliers(f[:, :, c], 3.0)
+            mask[:, :, c] &= hits >= max(2, math.ceil(n / 2))
     return mask
 
 
@@ -351,7 +371,7 @@ def analyse_darks(
     for f in frames:
         master += f
     master /= n
-    bad = bad_pixel_mask(master)
+    bad = bad_pixel_mask(master, frames)
     if mask is not None:
         bad |= mask
     good = ~bad
