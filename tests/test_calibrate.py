@@ -293,6 +293,24 @@ def test_metadata_iso_wins_over_folder(tmp_path):
     assert _per_iso(prof)[800]["dark_files"] == N_DARK
 
 
+def test_tiff_exif_iso_is_read(tmp_path):
+    """A 16-bit TIFF mosaic with an EXIF ISO tag filed under the wrong folder is used at its own ISO."""
+    from PIL import Image, TiffImagePlugin
+
+    from darkseg.synth.calibrate_frames import read_frame
+
+    m = simulate_raw_frame(0.0, SHAPE, 1.0, 0.0, 2.0, 0.3, np.random.default_rng(0))
+    ifd = TiffImagePlugin.ImageFileDirectory_v2()
+    ifd[34855], ifd.tagtype[34855] = 1600, 3
+    ifd[272], ifd.tagtype[272] = "Sensor X", 2
+    path = tmp_path / "ISO100" / "frame.tif"
+    path.parent.mkdir()
+    Image.fromarray(m).save(path, format="TIFF", tiffinfo=ifd)
+    f = read_frame(path, tmp_path, "dark", 512, {"black_level": BLACK, "white_level": WHITE})
+    assert f.iso == 1600.0 and f.camera == "Sensor X" and "ISO 100" in f.note
+    np.testing.assert_array_equal(f.packed, pack_bayer(m))
+
+
 def test_too_few_flats_is_an_error_naming_the_iso(tmp_path, capsys):
     truth = _truth("SonyA7S2", [100, 800], [0.0, 0.1], seed=11)
     _make_dataset(tmp_path, truth, seed=12)

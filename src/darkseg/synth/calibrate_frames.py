@@ -8,7 +8,8 @@ Accepted files:
 * 16-bit (or 8-bit) single-channel PNG/TIFF Bayer mosaics: levels and CFA from a JSON sidecar
   ``<file stem>.json`` or ``raw.json`` in the file's folder or any folder above it up to the root given
   (keys ``black_level`` (number or 4 numbers R, G1, B, G2), ``white_level``, ``cfa_pattern``, optional
-  ``iso`` and ``camera``), or from the command-line defaults.
+  ``iso`` and ``camera``), or from the command-line defaults; a TIFF's own ISO and make/model tags are
+  used when the sidecar does not give them.
 
 ISO: the file's metadata; otherwise the nearest folder named ``ISO<n>`` (or just ``<n>``) above it. When
 both exist and disagree, the metadata wins and the file is reported as misfiled.
@@ -199,7 +200,10 @@ def _read_image(path: Path, root: Path, defaults: dict[str, Any], crop: int | No
             f"no {' / '.join(missing)}: give a raw.json sidecar or --black/--white for PNG/TIFF mosaics"
         )
     black = np.broadcast_to(np.asarray(meta["black_level"], dtype=np.float64), (4,)).copy()
-    iso = meta.get("iso")
+    iso, camera = meta.get("iso"), meta.get("camera")
+    if path.suffix.lower() in (".tif", ".tiff") and (not iso or not camera):
+        tags = read_tiff_info(path)  # a TIFF may carry EXIF ISO and make/model
+        iso, camera = iso or tags.iso, camera or tags.camera
     return (
         _crop(img, crop),
         (img.shape[0] // 2 * 2, img.shape[1] // 2 * 2),
@@ -207,7 +211,7 @@ def _read_image(path: Path, root: Path, defaults: dict[str, Any], crop: int | No
         float(meta["white_level"]),
         str(meta.get("cfa_pattern") or "RGGB").upper(),
         float(iso) if iso else None,
-        meta.get("camera"),
+        camera,
     )
 
 
