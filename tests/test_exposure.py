@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from darkseg.raw.bayer import pack_bayer
-from darkseg.raw.exposure import TRAINING_MEAN, estimate_ratio
+from darkseg.raw.exposure import TRAINING_MEAN, estimate_ratio, parse_ratio, resolve_ratio
 from darkseg.synth.noise import NoiseModel
 
 SAMPLES = ["colorchart_Canon550D_MagicLantern.dng", "RAW_KODAK_DC50.KDC"]
@@ -49,3 +49,16 @@ def test_rule_and_bounds():
     assert estimate_ratio(np.full((4, 4), 0.01), max_ratio=5) == 5.0
     with pytest.raises(ValueError):
         estimate_ratio(x, stat="mode")
+
+
+def test_parse_and_resolve():
+    assert parse_ratio("auto") == "auto" and parse_ratio("AUTO") == "auto"
+    assert parse_ratio("12.5") == 12.5
+    for bad in ("0", "-3", "nan", "inf", "x"):
+        with pytest.raises(ValueError):
+            parse_ratio(bad)
+    x = np.full((4, 4), TRAINING_MEAN / 8)
+    assert resolve_ratio(3.0, x) == 3.0
+    assert resolve_ratio("auto", x) == pytest.approx(8.0)
+    with pytest.raises(ValueError):
+        resolve_ratio("maybe", x)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TRAINING_MEAN", "TRAINING_MEDIAN", "estimate_ratio"]
+__all__ = ["TRAINING_MEAN", "TRAINING_MEDIAN", "estimate_ratio", "parse_ratio", "resolve_ratio"]
 
 TRAINING_MEAN = 0.135
 TRAINING_MEDIAN = 0.10
@@ -62,3 +62,25 @@ def estimate_ratio(
     if level <= 0:
         return float(max_ratio)
     return float(np.clip(target / level, min_ratio, max_ratio))
+
+
+def parse_ratio(text: str) -> float | str:
+    """``argparse`` type of a ``--ratio`` option: a finite number > 0, or ``"auto"``."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        v = float(text)
+    except ValueError:
+        raise ValueError(f"ratio must be a number > 0 or 'auto', got {text!r}") from None
+    if not (np.isfinite(v) and v > 0):
+        raise ValueError(f"ratio must be a number > 0 or 'auto', got {text!r}")
+    return v
+
+
+def resolve_ratio(ratio: float | str, raw_linear, **kwargs) -> float:
+    """``ratio`` when it is a number; :func:`estimate_ratio` of ``raw_linear`` when it is ``"auto"``."""
+    if isinstance(ratio, str):
+        if ratio != "auto":
+            raise ValueError(f"ratio must be a number > 0 or 'auto', got {ratio!r}")
+        return estimate_ratio(raw_linear, **kwargs)
+    return float(ratio)
