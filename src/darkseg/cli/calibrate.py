@@ -61,9 +61,11 @@ def run(args: argparse.Namespace) -> int:
             )
             return 2
         from darkseg.synth.dng_profile import profile_from_dngs
+        from darkseg.synth.noise import CameraProfile
 
         try:
             profile, lines = profile_from_dngs(args.dng_profile, name)
+            CameraProfile.from_dict(profile, str(args.out))
         except (ValueError, OSError) as exc:
             print(f"darkseg calibrate: error: {exc}", file=sys.stderr)
             return 2
@@ -85,11 +87,11 @@ def run(args: argparse.Namespace) -> int:
                          progress=not args.no_progress)  # fmt: skip
         for path, why in fs.skipped:
             print(f"  skipped: {path}: {why}", file=sys.stderr)
+        profile, results, fits = calibrate_frameset(fs, name, tile=args.tile, seed=args.seed,
+                                                    progress=not args.no_progress)  # fmt: skip
+        CameraProfile.from_dict(profile, str(args.out))  # the schema darkseg loads
         for note in fs.notes:
             print(f"  note: {note}", file=sys.stderr)
-        profile, results, fits = calibrate_frameset(fs, name, tile=args.tile, seed=args.seed,
-                                              progress=not args.no_progress)  # fmt: skip
-        CameraProfile.from_dict(profile, str(args.out))  # the schema darkseg loads
     except (CalibrationError, FileNotFoundError, ValueError) as exc:
         print(f"darkseg calibrate: error: {exc}", file=sys.stderr)
         return 2

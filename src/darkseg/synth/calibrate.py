@@ -328,13 +328,19 @@ def bad_pixel_mask(
 
 @dataclass
 class DarkResult:
-    """Signal-independent noise of one ISO (DN; scales already corrected, see the module doc)."""
+    """Signal-independent noise of one ISO (DN; scales already corrected, see the module doc).
+
+    ``bias``: colour bias (R, G1, B, G2); ``lam``: Tukey shape (PPCC maximum); ``tl_scale``/``tl_r``,
+    ``g_scale``/``g_r``: Tukey-lambda and normal probability-plot scales and correlations of the
+    row-removed values; ``row_scale``/``row_r``: row noise and the normal probability-plot correlation of
+    the row means; ``read_total``: standard deviation of the good pixels (everything included);
+    ``frame_*``: per-frame values (mean over the channels).
+    """
 
     n_frames: int
     bias: list[float]
     bad_pixels: int
     lam: float
-    lam_ppcc: float
     tl_scale: float
     tl_r: float
     g_scale: float
@@ -406,13 +412,13 @@ def analyse_darks(
 
     lam = float(stats.ppcc_max(y_all, brack=(-0.1, 0.1), dist="tukeylambda"))
     lam = float(np.clip(lam, -0.49, 1.0))
-    (osm, osr), (slope_tl, _, r_tl) = stats.probplot(y_all, sparams=(lam,), dist="tukeylambda")
+    _, (slope_tl, _, r_tl) = stats.probplot(y_all, sparams=(lam,), dist="tukeylambda")
     var_tl = tukey_lambda_variance(lam)
     tl_scale = _sheppard(slope_tl * row_corr, var_tl)
-    (_, _), (slope_g, _, r_g) = stats.probplot(y_all, dist="norm")
+    _, (slope_g, _, r_g) = stats.probplot(y_all, dist="norm")
     g_scale = _sheppard(slope_g * row_corr, 1.0)
     for y in ys:  # per-frame-channel Tukey scales at the pooled lam (diagnostics)
-        (_, _), (s, _, _) = stats.probplot(y, sparams=(lam,), dist="tukeylambda")
+        _, (s, _, _) = stats.probplot(y, sparams=(lam,), dist="tukeylambda")
         frame_tl.append(_sheppard(s * row_corr, var_tl))
     frame_tl = [float(np.mean(frame_tl[i : i + 4])) for i in range(0, len(frame_tl), 4)]
 
@@ -420,14 +426,13 @@ def analyse_darks(
     var_m = float(np.mean([np.var(m, ddof=1) for m in row_means]))
     row_scale = math.sqrt(max(var_m - float(np.mean(row_var_read)), 0.0))
     m_all = np.concatenate([m - m.mean() for m in row_means])
-    (_, _), (_, _, r_row) = stats.probplot(m_all, dist="norm")
+    _, (_, _, r_row) = stats.probplot(m_all, dist="norm")
     read_total = float(np.sqrt(np.mean([np.var(f[good]) for f in frames])))
     res = DarkResult(
         n_frames=n,
         bias=[float(b) for b in bias],
         bad_pixels=int(bad.sum()),
         lam=lam,
-        lam_ppcc=lam,
         tl_scale=tl_scale,
         tl_r=float(r_tl),
         g_scale=g_scale,
