@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("darkseg.cli.predict", "instance masks for sRGB, LIS RAW PNG and camera RAW files"),
     "export": ("darkseg.cli.export", "export a fused model to TorchScript or ONNX"),
     "convert": ("darkseg.cli.convert", "convert an MMDetection 2.x (LIS) Mask R-CNN checkpoint to darkseg"),
+    "calibrate": (
+        "darkseg.cli.calibrate",
+        "calibrate a camera noise profile from dark frames + flat fields (or a DNG NoiseProfile)",
+    ),
     "demo": ("darkseg.cli.demo", "the main job on embedded procedural data: synth, train, evaluate, report"),
 }
 
