@@ -219,3 +219,44 @@ def test_cli_writes_overlays_and_coco_json(ckpt, tmp_path, capsys):
         argv = ["predict", "--checkpoint", str(ckpt), str(d), "--device", "cuda", "--out", str(out)]
         assert main(argv) == 2
         assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_ratio_auto_per_input(ckpt, tmp_path):
+    """``ratio="auto"``: estimated per linear input (camera RAW, packed arrays), 1 for sRGB; reported."""
+    from darkseg.cli import main
+    from darkseg.raw.exposure import estimate_ratio
+
+    raw = shared_subdir("raw-samples") / KODAK
+    auto = Predictor(ckpt, device="cpu", score_thr=0.0, ratio="auto")
+    inp = auto.load(raw, preview=False)
+    expected = estimate_ratio(read_camera_raw(raw))
+    assert inp.meta["ratio"] == pytest.approx(expected)
+    np.testing.assert_allclose(
+        inp.tensor.numpy(), frame_to_input(read_camera_raw(raw), "rgb", expected).numpy(), atol=1e-6
+    )
+    assert auto.predict(raw).ratio == pytest.approx(expected)
+    assert auto.predict(_dark_image()).ratio == 1.0  # sRGB array: not linear data
+    # a dark linear 16-bit PNG (LIS RAW PNG style): brightened to the training mean, 0.135
+    dark = (np.random.default_rng(0).random((60, 80, 3)) * 0.01 * 65535).astype(np.uint16)
+    write_image(tmp_path / "dark_raw.png", dark)
+    lin = Predictor(ckpt, device="cpu", ratio="auto", linear_images=True)
+    level = dark.astype(np.float64).mean() / 65535
+    assert lin.predict(tmp_path / "dark_raw.png").ratio == pytest.approx(0.135 / level, rel=1e-4)
+    assert 20 < 0.135 / level < 30
+    with pytest.raises(ValueError, match="auto"):
+        Predictor(ckpt, device="cpu", ratio="bright")
+    out = tmp_path / "out"
+    argv = [
+        "predict",
+        "--checkpoint",
+        str(ckpt),
+        str(raw),
+        "--out",
+        str(out),
+        "--ratio",
+        "auto",
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    info = json.loads((out / "images.json").read_text())
+    assert info["images"][0]["ratio"] == pytest.approx(expected, rel=1e-3)

@@ -28,7 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score-thr", type=float, default=0.5, help="drop detections below this score")
     parser.add_argument("--mask-thr", type=float, default=0.5, help="mask probability threshold")
     parser.add_argument(
-        "--ratio", type=float, default=1.0, help="exposure-ratio gain on the normalised input before clipping"
+        "--ratio",
+        type=_ratio,
+        default=1.0,
+        help="exposure-ratio gain on the normalised input before clipping, or 'auto': per camera RAW / "
+        "linear input, the gain that brings its mean to the training inputs' (chosen value in images.json)",
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     parser.add_argument(
@@ -39,6 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recursive", action="store_true", help="search folders recursively")
     parser.add_argument("--no-overlay", action="store_true", help="write only the JSON files")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _ratio(text: str) -> float | str:
+    from darkseg.raw.exposure import parse_ratio
+
+    try:
+        return parse_ratio(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _unique_name(stem: str, used: set[str]) -> str:
@@ -94,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
             "height": pred.image_size[0],
             "width": pred.image_size[1],
             "kind": pred.kind,
+            "ratio": round(pred.ratio, 4),
             "num_instances": len(pred),
         }
         if not args.no_overlay:

@@ -57,6 +57,7 @@ class Prediction:
         image_size: ``(H, W)`` of the masks / the preview.
         source: file path (or ``"<array>"``).
         kind: ``"image"``, ``"camera_raw"`` or ``"array"``.
+        ratio: the exposure gain applied to the input (chosen per input with ``ratio="auto"``).
     """
 
     boxes: np.ndarray
@@ -67,6 +68,7 @@ class Prediction:
     image_size: tuple[int, int]
     source: str = "<array>"
     kind: str = "array"
+    ratio: float = 1.0
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -156,7 +158,7 @@ def _image_to_float(img: np.ndarray, source: str) -> np.ndarray:
 def load_input(
     source: str | os.PathLike | np.ndarray | torch.Tensor,
     in_channels: int = 3,
-    ratio: float = 1.0,
+    ratio: float | str = 1.0,
     preview: bool = True,
     linear_images: bool = False,
 ) -> LoadedInput:
@@ -164,6 +166,11 @@ def load_input(
 
     ``linear_images``: image files hold linear RAW values (LIS RAW PNGs), not sRGB; only the preview's
     tone curve depends on it.
+
+    ``ratio``: a gain > 0, or ``"auto"``: for linear inputs (camera RAW, LIS RAW PNGs with
+    ``linear_images``, packed 4-channel arrays) the gain that brings the frame's mean to the training
+    inputs' (:func:`darkseg.raw.exposure.estimate_ratio`); sRGB images and 3-channel arrays get 1. The
+    gain used is in ``LoadedInput.meta["ratio"]``.
 
     Raises:
         InputFormatError: unreadable / unsupported file, or an input that does not fit ``in_channels``.
@@ -204,17 +211,29 @@ def load_input(
             "(DNG, CR2, NEF, ...) instead of an image"
         )
     x = _image_to_float(img, str(path))
+    ratio = _resolve(ratio, x if linear_images else None)
     if ratio != 1.0:
         x = np.clip(x * np.float32(ratio), 0.0, 1.0)
     tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
     pv = brighten(x, linear=linear_images) if preview else np.zeros((0, 0, 3), np.uint8)
-    return LoadedInput(tensor, pv, str(path), "image", linear=linear_images, meta={"dtype": str(img.dtype)})
+    meta = {"dtype": str(img.dtype), "ratio": ratio}
+    return LoadedInput(tensor, pv, str(path), "image", linear=linear_images, meta=meta)
 
 
-def _load_camera_raw(path: Path, in_channels: int, ratio: float, preview: bool) -> LoadedInput:
+def _resolve(ratio: float | str, linear: Any) -> float:
+    """A numeric gain; ``"auto"`` is estimated on ``linear`` (None: not linear data -> 1)."""
+    from darkseg.raw.exposure import resolve_ratio
+
+    if ratio == "auto" and linear is None:
+        return 1.0
+    return resolve_ratio(ratio, linear)
+
+
+def _load_camera_raw(path: Path, in_channels: int, ratio: float | str, preview: bool) -> LoadedInput:
     from darkseg.raw import frame_to_input, read_camera_raw, render
 
     frame = read_camera_raw(path)
+    ratio = _resolve(ratio, frame)
     fmt = "packed" if in_channels == 4 else "rgb"
     tensor = frame_to_input(frame, fmt, ratio)
     pv = render(frame, ratio=ratio, half=True) if preview else np.zeros((0, 0, 3), np.uint8)
@@ -223,11 +242,14 @@ def _load_camera_raw(path: Path, in_channels: int, ratio: float, preview: bool) 
         "sensor_size": list(frame.shape),
         "scale_to_sensor": 2.0,
         "exposure_time": frame.exposure_time,
+        "ratio": ratio,
     }
     return LoadedInput(tensor, pv, str(path), "camera_raw", linear=True, meta=meta)
 
 
-def _load_array(arr: np.ndarray | torch.Tensor, in_channels: int, ratio: float, preview: bool) -> LoadedInput:
+def _load_array(
+    arr: np.ndarray | torch.Tensor, in_channels: int, ratio: float | str, preview: bool
+) -> LoadedInput:
     from darkseg.engine.visualize import brighten
 
     if isinstance(arr, torch.Tensor):
@@ -250,6 +272,7 @@ def _load_array(arr: np.ndarray | torch.Tensor, in_channels: int, ratio: float, 
         else:
             raise InputFormatError(f"<array>: packed RAW arrays must be float in [0, 1], got {a.dtype}")
         tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+    ratio = _resolve(ratio, tensor if in_channels == 4 else None)
     if ratio != 1.0:
         tensor = (tensor * float(ratio)).clamp(0, 1)
     if not preview:
@@ -260,7 +283,7 @@ def _load_array(arr: np.ndarray | torch.Tensor, in_channels: int, ratio: float, 
         pv = brighten(bin2x2(tensor).permute(1, 2, 0).numpy(), linear=True)
     else:
         pv = brighten(tensor.permute(1, 2, 0).numpy())
-    return LoadedInput(tensor, pv, "<array>", "array", linear=in_channels == 4)
+    return LoadedInput(tensor, pv, "<array>", "array", linear=in_channels == 4, meta={"ratio": ratio})
 
 
 def collect_inputs(inputs: Iterable[str | os.PathLike], recursive: bool = False) -> list[Path]:
@@ -292,7 +315,8 @@ class Predictor:
         score_thr: detections below this score are dropped.
         mask_thr: mask probability threshold.
         ratio: exposure-ratio gain applied to every input (camera RAW: the normalised RAW; images: the
-            [0, 1] values), then clipped.
+            [0, 1] values), then clipped; or ``"auto"`` (estimated per linear input, see
+            :func:`load_input`).
         fuse: fold SCB re-parameterisation before inference (exact up to float rounding).
         linear_images: image files are linear RAW renderings (LIS RAW PNGs): brighten previews as linear.
     """
@@ -324,15 +348,16 @@ class Predictor:
         self.in_channels: int = int(cfg.in_channels)
         if not 0.0 <= score_thr <= 1.0:
             raise ValueError(f"score_thr must be in [0, 1], got {score_thr}")
-        if not float(ratio) > 0:
-            raise ValueError(f"ratio must be > 0, got {ratio}")
+        from darkseg.raw.exposure import parse_ratio
+
+        ratio = parse_ratio(str(ratio))  # a number > 0 or "auto"; ValueError otherwise
         if not 0.0 <= float(mask_thr) <= 1.0:
             raise ValueError(f"mask_thr must be in [0, 1], got {mask_thr}")
         self.score_thr = float(score_thr)
         self.mask_thr = float(mask_thr)
         if hasattr(self.model, "mask_threshold"):  # bool masks while pasting: 4x less memory than floats
             self.model.mask_threshold = self.mask_thr
-        self.ratio = float(ratio)
+        self.ratio: float | str = ratio
         self.linear_images = bool(linear_images)
 
     def load(self, image_or_path: Any, preview: bool = True) -> LoadedInput:
@@ -375,7 +400,9 @@ class Predictor:
         inp = self.load(image_or_path, preview=preview)
         out = self.predict_tensor(inp.tensor)
         size = (int(inp.tensor.shape[1]), int(inp.tensor.shape[2]))
-        return self._to_prediction(out, size, inp.source, inp.kind), inp.preview
+        pred = self._to_prediction(out, size, inp.source, inp.kind)
+        pred.ratio = float(inp.meta.get("ratio", 1.0))
+        return pred, inp.preview
 
     def predict_many(
         self, inputs: Sequence[Any], progress: bool = True, preview: bool = True, on_result=None
