@@ -449,3 +449,15 @@ def test_bad_inputs_write_nothing(tmp_path):
     )
     assert res.returncode == 1 and "Traceback" not in res.stderr and "unknown.pth" in res.stderr
     assert not (tmp_path / "o.pth").exists()
+
+
+def test_export_of_converted_model_uses_torchvision_numerics(tmp_path):
+    """TorchScript cannot hold MMDetection's Python post-processing: export warns and uses torchvision's."""
+    from darkseg.engine.export import compare_exported, export_model
+
+    z, _, model = _model("tiny_awd_scb_resize")
+    with pytest.warns(UserWarning, match="torchvision's numerics"):
+        path = export_model(model, "torchscript", tmp_path / "m.pt")
+    with pytest.warns(UserWarning):
+        diffs = compare_exported(model, path, "torchscript", image=_rgb(z))
+    assert diffs["labels"] == 0 and diffs["boxes"] < 1e-2 and diffs["scores"] < 1e-4, diffs

@@ -54,6 +54,18 @@ class ExportTransform(GeneralizedRCNNTransform):
             fixed_size=src.fixed_size,
         )
         self.nearest: bool = getattr(src, "interpolation", "bilinear") == "nearest"
+        self.input_scale: float = float(getattr(src, "input_scale", 1.0))
+        self.bgr: bool = getattr(src, "channel_order", "rgb") == "bgr"
+
+    def normalize(self, image: Tensor) -> Tensor:
+        """``(x[order] * input_scale - mean) / std``, as :class:`DarkTransform` (RGB -> BGR if asked)."""
+        if self.bgr:
+            image = torch.cat([image[2:3], image[1:2], image[0:1], image[3:]], 0)
+        if self.input_scale != 1.0:
+            image = image * self.input_scale
+        mean = torch.as_tensor(self.image_mean, dtype=image.dtype, device=image.device)
+        std = torch.as_tensor(self.image_std, dtype=image.dtype, device=image.device)
+        return (image - mean[:, None, None]) / std[:, None, None]
 
     def resize(
         self,
@@ -116,8 +128,36 @@ class _OnnxWrapper(torch.nn.Module):
         return out["boxes"], out["labels"], out["scores"], out["masks"]
 
 
+def _torchvision_numerics(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of an ``compat="mmdet"`` model computing with torchvision's numerics (same weights).
+
+    MMDetection's test-time steps (per-level proposals, original-frame NMS, ``grid_sample`` pasting) are
+    Python code that TorchScript / ONNX do not capture; the exported graph is torchvision's Mask R-CNN
+    with the same weights, input normalisation and resize box. Its detections agree with MMDetection's
+    up to the differences listed in docs/checkpoints.md (rounded anchors, proposal selection, RoIAlign
+    sampling, mask pasting): close, not identical.
+    """
+    import dataclasses
+
+    from darkseg.models import build_model
+
+    cfg = dataclasses.replace(model.config, compat="torchvision")
+    m = build_model(cfg)
+    if getattr(model, "fused", False):
+        m.fuse()
+    m.load_state_dict(model.state_dict(), strict=True)
+    warnings.warn(
+        "exporting an MMDetection-compatible (compat='mmdet') model with torchvision's numerics: "
+        "detections are close to, not identical with, darkseg's / MMDetection's (docs/checkpoints.md)",
+        stacklevel=3,
+    )
+    return m
+
+
 def prepare_for_export(model: torch.nn.Module) -> torch.nn.Module:
     """A fused, eval-mode deep copy of ``model`` with the scriptable :class:`ExportTransform`."""
+    if getattr(getattr(model, "config", None), "compat", "torchvision") == "mmdet":
+        model = _torchvision_numerics(model)
     m = copy.deepcopy(model).cpu().eval()
     if hasattr(m, "fuse") and not getattr(m, "fused", False):
         m.fuse()
