@@ -461,3 +461,54 @@ def test_export_of_converted_model_uses_torchvision_numerics(tmp_path):
     with pytest.warns(UserWarning):
         diffs = compare_exported(model, path, "torchscript", image=_rgb(z))
     assert diffs["labels"] == 0 and diffs["boxes"] < 1e-2 and diffs["scores"] < 1e-4, diffs
+
+
+def test_mmdet_matcher_low_quality_rule():
+    from torchvision.models.detection._utils import Matcher
+
+    from darkseg.models.mmdet_compat import MMDetMatcher
+
+    # rows = ground truths, columns = predictions
+    q = torch.tensor([[0.45, 0.40, 0.10, 0.2], [0.45, 0.25, 0.35, 0.6], [0.0, 0.0, 0.28, 0.0]])
+    m = MMDetMatcher(0.7, 0.3, 0.3)(q)
+    # pred 0: IoU 0.45 -> ignored (-2), then it is GT 0's best (0.45) -> GT 0; GT 1's best is pred 3
+    # (0.6); GT 2's best (0.28) is below min_pos_iou 0.3 -> no low-quality match: pred 2 stays ignored
+    assert m.tolist() == [0, -2, -2, 1]
+    tv = Matcher(0.7, 0.3, allow_low_quality_matches=True)(q)
+    assert tv.tolist()[2] == 1  # torchvision matches pred 2 to its own best GT, whatever the IoU
+
+
+def test_mmdet_training_losses():
+    from darkseg.models.mmdet_compat import binary_mask_targets
+
+    gt = torch.zeros(1, 40, 40)
+    gt[0, 10:30, 5:25] = 1
+    boxes = torch.tensor([[5.0, 10.0, 25.0, 30.0], [0.0, 0.0, 40.0, 40.0]])
+    t = binary_mask_targets(gt, boxes, torch.zeros(2, dtype=torch.int64), 28)
+    assert t.shape == (2, 28, 28) and set(t.unique().tolist()) <= {0.0, 1.0}
+    assert t[0].mean() == 1.0 and 0.2 < t[1].mean() < 0.3  # the box is the object; a quarter of the image
+
+    for name in ("tiny_awd_scb_seed0", "tiny_convnext_awd_scb_seed0"):
+        _, _, model = _model(name)
+        assert model.rpn.mmdet_losses and model.roi_heads.mmdet_losses
+        model.train()
+        g = torch.Generator().manual_seed(0)
+        img = torch.rand(3, 160, 224, generator=g)
+        masks = torch.zeros(2, 160, 224, dtype=torch.uint8)
+        masks[0, 30:100, 30:90] = 1
+        masks[1, 60:140, 120:190] = 1
+        tgt = {
+            "boxes": torch.tensor([[30.0, 30, 90, 100], [120, 60, 190, 140]]),
+            "labels": torch.tensor([2, 6]),
+        }
+        tgt["masks"] = masks
+        torch.manual_seed(0)
+        out = model.forward_dsl(
+            [img], [(img + 0.05 * torch.randn(img.shape, generator=g)).clamp(0, 1)], [tgt]
+        )
+        assert set(out) >= {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_dsl"}
+        total = sum(out.values())
+        total.backward()
+        assert torch.isfinite(total)
+        grads = [p.grad for n, p in model.named_parameters() if "awd" in n or "AdaD" in n or "llpf" in n]
+        assert grads and all(gr is not None and torch.isfinite(gr).all() for gr in grads)

@@ -94,7 +94,9 @@ class ModelConfig:
     ``x * input_scale`` (x in [0, 1]) before ``(x - image_mean) / image_std``; MMDetection models use 255
     with mean/std in 0-255 units. ``channel_order``: "rgb" or "bgr" (the network's first conv expects
     this order; inputs are always given as RGB and flipped by the transform). ``rpn_nms_thresh``: RPN
-    NMS IoU.
+    NMS IoU. ``mmdet_training`` (mmdet mode only): fine-tune with MMDetection's assigners and losses
+    (L1 box losses, low-quality matches only at IoU >= 0.3 / 0.5 in RPN / RoI stage, binary mask
+    targets); False keeps torchvision's.
     """
 
     depth: int = 50
@@ -141,6 +143,7 @@ class ModelConfig:
     compat: str = "torchvision"
     input_scale: float = 1.0
     channel_order: str = "rgb"
+    mmdet_training: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.dsl, dict):

@@ -34,6 +34,7 @@ from .convnext import ConvNeXtBody
 from .dsl import dsl_loss
 from .mmdet_compat import (
     MMDetAnchorGenerator,
+    MMDetMatcher,
     MMDetRoIAlign,
     MMDetRoIHeads,
     MMDetRPN,
@@ -309,6 +310,10 @@ class DarkMaskRCNN(MaskRCNN):
         if mm:  # same modules and state, MMDetection's proposal / detection computation
             self.rpn.__class__ = MMDetRPN
             self.roi_heads.__class__ = MMDetRoIHeads
+            if cfg.mmdet_training:  # MMDetection's assigners and losses for fine-tuning
+                self.rpn.proposal_matcher = MMDetMatcher(0.7, 0.3, 0.3)
+                self.roi_heads.proposal_matcher = MMDetMatcher(0.5, 0.5, 0.5)
+                self.rpn.mmdet_losses = self.roi_heads.mmdet_losses = True
         self.config = cfg
         self.fused = False
 

@@ -37,6 +37,7 @@ import math
 import torch
 import torch.nn.functional as F
 import torchvision
+from torchvision.models.detection._utils import Matcher
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import RoIHeads
@@ -339,14 +340,64 @@ def bbox_postprocess(
     return boxes[keep], scores[keep], labels[keep]
 
 
+# ------------------------------------------------------------------------------------------ training
+class MMDetMatcher(Matcher):
+    """torchvision's ``Matcher`` with MMDetection's ``MaxIoUAssigner`` low-quality rule.
+
+    IoU >= ``high``: matched; < ``low``: background; in between: ignored. Then, for each ground truth
+    ``i`` in order whose best IoU is >= ``min_pos_iou``, every prediction with exactly that IoU is
+    matched to ``i`` (a later ground truth overrides an earlier one), as MMDetection does
+    (torchvision's own rule matches such a prediction to *its* best ground truth, with no minimum).
+    """
+
+    def __init__(self, high: float, low: float, min_pos_iou: float) -> None:
+        super().__init__(high, low, allow_low_quality_matches=True)
+        self.min_pos_iou = float(min_pos_iou)
+
+    def set_low_quality_matches_(self, matches, all_matches, match_quality_matrix) -> None:
+        highest = match_quality_matrix.max(dim=1).values
+        for i in range(match_quality_matrix.shape[0]):
+            if highest[i] >= self.min_pos_iou:
+                matches[match_quality_matrix[i] == highest[i]] = i
+
+
+def l1_box_loss(pred: torch.Tensor, target: torch.Tensor, n_samples: int) -> torch.Tensor:
+    """MMDetection's ``L1Loss`` on box deltas: ``sum |pred - target| / n_samples``."""
+    return F.l1_loss(pred, target, reduction="sum") / max(n_samples, 1)
+
+
+def binary_mask_targets(
+    gt_masks: torch.Tensor, boxes: torch.Tensor, matched_idxs: torch.Tensor, size: int
+) -> torch.Tensor:
+    """``(n, size, size)`` 0/1 targets: aligned RoIAlign of the GT bitmaps, thresholded at 0.5."""
+    rois = torch.cat([matched_idxs.to(boxes)[:, None], boxes], dim=1)
+    crops = torchvision.ops.roi_align(gt_masks[:, None].to(rois), rois, (size, size), 1.0, 0, aligned=True)
+    return (crops[:, 0] >= 0.5).to(rois.dtype)
+
+
 # ------------------------------------------------------------------------------------------ RPN
 class MMDetRPN(RegionProposalNetwork):
     """torchvision's RPN (same head, assignment and losses) with MMDetection's proposal computation.
 
     Proposals: :func:`rpn_proposals` per image with ``nms_pre = pre_nms_top_n()`` anchors per level and
     ``max_num = post_nms_top_n()``. Training targets are encoded with weights (1, 1, 1, 1), which is
-    MMDetection's RPN coder.
+    MMDetection's RPN coder; with ``mmdet_losses`` the box loss is L1 (MMDetection's) instead of
+    torchvision's smooth L1 (beta 1/9), both over the sampled anchors.
     """
+
+    mmdet_losses: bool = False
+
+    def compute_loss(self, objectness, pred_bbox_deltas, labels, regression_targets):
+        if not self.mmdet_losses:
+            return super().compute_loss(objectness, pred_bbox_deltas, labels, regression_targets)
+        pos, neg = self.fg_bg_sampler(labels)
+        pos = torch.where(torch.cat(pos, dim=0))[0]
+        neg = torch.where(torch.cat(neg, dim=0))[0]
+        sampled = torch.cat([pos, neg], dim=0)
+        labels, targets = torch.cat(labels, dim=0), torch.cat(regression_targets, dim=0)
+        box_loss = l1_box_loss(pred_bbox_deltas[pos], targets[pos], sampled.numel())
+        obj_loss = F.binary_cross_entropy_with_logits(objectness.flatten()[sampled], labels[sampled])
+        return obj_loss, box_loss
 
     def forward(self, images: ImageList, features: dict[str, torch.Tensor], targets=None):
         feats = list(features.values())
@@ -442,12 +493,52 @@ class MMDetRoIAlign(MultiScaleRoIAlign):
 
 
 class MMDetRoIHeads(RoIHeads):
-    """torchvision's RoI heads (training unchanged) plus MMDetection's test-time detection.
+    """torchvision's RoI heads plus MMDetection's test-time detection and (optionally) training losses.
 
     :meth:`detect` runs the box head on the proposals, :func:`bbox_postprocess` in the original frame,
-    then the mask head on the detections mapped back to the network frame. Mask probabilities are
-    returned at 28x28 (``mask_probs``) for pasting by the caller.
+    then the mask head on the detections mapped back to the network frame. Mask logits of each
+    detection's class are returned at 28x28 (``mask_logits``) for pasting by the caller.
+
+    Training with ``mmdet_losses``: L1 box loss over the sampled RoIs (instead of smooth L1, beta 1/9)
+    and binary mask targets (aligned RoIAlign of the ground-truth bitmap, >= 0.5) instead of
+    torchvision's soft, unaligned ones; sampling (512 RoIs, 25 % positive, ground truth added as
+    proposals) is the same in both.
     """
+
+    mmdet_losses: bool = False
+
+    def forward(self, features, proposals, image_shapes, targets=None):
+        if not (self.training and self.mmdet_losses):
+            return super().forward(features, proposals, image_shapes, targets)
+        proposals, matched_idxs, labels, reg_targets = self.select_training_samples(proposals, targets)
+        box_feats = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
+        class_logits, box_regression = self.box_predictor(box_feats)
+        labels_all, targets_all = torch.cat(labels, dim=0), torch.cat(reg_targets, dim=0)
+        pos = torch.where(labels_all > 0)[0]
+        deltas = box_regression.reshape(box_regression.shape[0], -1, 4)[pos, labels_all[pos]]
+        losses = {
+            "loss_classifier": F.cross_entropy(class_logits, labels_all),
+            "loss_box_reg": l1_box_loss(deltas, targets_all[pos], labels_all.numel()),
+        }
+        if self.has_mask():
+            keep = [torch.where(lab > 0)[0] for lab in labels]
+            mask_props = [p[k] for p, k in zip(proposals, keep)]
+            pos_idx = [m[k] for m, k in zip(matched_idxs, keep)]
+            logits = self.mask_predictor(
+                self.mask_head(self.mask_roi_pool(features, mask_props, image_shapes))
+            )
+            size = logits.shape[-1]
+            tgt = [
+                binary_mask_targets(t["masks"], p, i, size) for t, p, i in zip(targets, mask_props, pos_idx)
+            ]
+            lab = torch.cat([t["labels"][i] for t, i in zip(targets, pos_idx)], dim=0)
+            tgt_all = torch.cat(tgt, dim=0)
+            if tgt_all.numel() == 0:
+                losses["loss_mask"] = logits.sum() * 0
+            else:
+                sel = logits[torch.arange(lab.shape[0], device=lab.device), lab]
+                losses["loss_mask"] = F.binary_cross_entropy_with_logits(sel, tgt_all)
+        return [], losses
 
     def detect(
         self,
