@@ -512,3 +512,36 @@ def test_mmdet_training_losses():
         assert torch.isfinite(total)
         grads = [p.grad for n, p in model.named_parameters() if "awd" in n or "AdaD" in n or "llpf" in n]
         assert grads and all(gr is not None and torch.isfinite(gr).all() for gr in grads)
+
+
+def test_init_from_converted_coco_style_checkpoint(tmp_path):
+    """The paper's recipe: start AWD+SCB from a converted plain checkpoint of other classes (init_from)."""
+    import dataclasses
+
+    from darkseg.engine.train import _init_weights
+
+    src = tmp_path / "coco_style.pth"
+    _write_mmdet_checkpoint(src, "tiny_plain_caffe_seed0")
+    report = convert_mmdet_checkpoint(src, tmp_path / "plain.pth")
+    cfg = dataclasses.replace(report.config, awd=True, scb=True, class_names=["a", "b", "c"])
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    lines = []
+    _init_weights(model, str(tmp_path / "plain.pth"), lines.append)
+    after = model.state_dict()
+    plain, _ = load_model_sd(tmp_path / "plain.pth")
+    for k, v in after.items():
+        same_shape = k in plain and plain[k].shape == v.shape
+        if same_shape:
+            assert torch.equal(v, plain[k]), k
+        else:  # AWD / SCB modules and the 3-class heads keep their initialisation
+            assert torch.equal(v, before[k]), k
+    assert any("awd" in k for k in after) and "tensors loaded" in lines[0]
+
+
+def load_model_sd(path):
+    from darkseg.models import load_model
+
+    model, ckpt = load_model(path)
+    return model.state_dict(), ckpt
