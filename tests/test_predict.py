@@ -218,4 +218,4 @@ def test_cli_writes_overlays_and_coco_json(ckpt, tmp_path, capsys):
     if not torch.cuda.is_available():
         argv = ["predict", "--checkpoint", str(ckpt), str(d), "--device", "cuda", "--out", str(out)]
         assert main(argv) == 2
-        assert "no CUDA GPU" in capsys.readouterr().err
+        assert "no CUDA device" in capsys.readouterr().err

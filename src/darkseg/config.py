@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from darkseg.errors import DarkSegError
+
 __all__ = [
     "ConfigError",
     "DatasetConfig",
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(DarkSegError, ValueError):
     """A configuration entry is unknown or invalid; the message names the key and its source."""
 
 

@@ -32,12 +32,14 @@ from torchvision.models.detection.transform import (
     resize_boxes,
 )
 
+from darkseg.errors import DarkSegError
+
 __all__ = ["EXPORT_FORMATS", "ExportTransform", "prepare_for_export", "export_model", "ExportError"]
 
 EXPORT_FORMATS = ("torchscript", "onnx")
 
 
-class ExportError(RuntimeError):
+class ExportError(DarkSegError, RuntimeError):
     """Export failed; the message says which format and why."""
 
 

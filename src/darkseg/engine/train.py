@@ -43,6 +43,7 @@ from darkseg.engine.checkpointing import (
 from darkseg.engine.interrupt import GracefulStop, TrainingInterrupted
 from darkseg.engine.logger import TrainLogger, truncate_logs
 from darkseg.engine.schedule import StepWarmupSchedule, set_lr
+from darkseg.errors import DarkSegError
 
 __all__ = [
     "train",
@@ -55,7 +56,7 @@ __all__ = [
 ]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(DarkSegError, RuntimeError):
     """Training cannot continue (non-finite loss, incompatible resume, ...); the message says why."""
 
 

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from darkseg.errors import DarkSegError
+
 from .config import ModelConfig
 from .detector import DarkMaskRCNN, build_model
 
@@ -38,7 +40,7 @@ CHECKPOINT_VERSION = 1
 _RESERVED = {"format", "format_version", "darkseg_version", "model_config", "fused", "state_dict"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DarkSegError, ValueError):
     """A file is not a (readable, supported) darkseg checkpoint; the message names the file."""
 
 

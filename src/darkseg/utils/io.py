@@ -17,6 +17,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from darkseg.errors import DarkSegError
+
 __all__ = [
     "ImageReadError",
     "atomic_open",
@@ -29,7 +31,7 @@ __all__ = [
 ]
 
 
-class ImageReadError(RuntimeError):
+class ImageReadError(DarkSegError, RuntimeError):
     """An image file could not be read; the message names the file and the reason."""
 
 

@@ -17,13 +17,28 @@ __all__ = ["resolve_device", "seed_everything", "keep_freed_memory"]
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """Pick the compute device.
 
-    ``None`` or ``"auto"`` -> CUDA when available, else CPU. ``"cuda"`` without a GPU raises a clear error.
+    ``None`` or ``"auto"`` -> CUDA when available, else CPU.
+
+    Raises:
+        darkseg.errors.DeviceError: an unknown device name, ``cuda`` without a CUDA device, or a GPU
+            index this machine does not have (one line that says to use ``--device cpu``).
     """
+    from darkseg.errors import DeviceError
+
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise DeviceError(f"unknown device {str(device)!r}; use auto, cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f"no CUDA device on this machine (device {str(device)!r}); use --device cpu")
+        if dev.index is not None and dev.index >= count:
+            raise DeviceError(
+                f"device {str(device)!r}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})"
+            )
     return dev
 
 
