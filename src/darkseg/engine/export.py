@@ -199,7 +199,7 @@ def export_model(
         return out
     example = _example_input(m, *example_size)
     wrapper = _OnnxWrapper(m).eval()
-    tmp = out.with_name(f".{out.name}.partial")
+    tmp = out.with_name(f".{out.name}.partial.tmp")  # a darkseg temporary (removed if left behind)
     try:
         torch.onnx.export(
             wrapper,

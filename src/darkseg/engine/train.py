@@ -25,6 +25,7 @@ exactly as an uninterrupted run (bit-identical on CPU with deterministic kernels
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -61,29 +62,60 @@ class TrainingError(DarkSegError, RuntimeError):
 
 
 # ------------------------------------------------------------------------------------------ data
+#: Key of the sample target that lists the unreadable images skipped to build the sample.
+SKIPPED_KEY = "skipped_unreadable"
+
+
 class KeyedDataset(torch.utils.data.Dataset):
     """Wraps a dataset with random transforms so that sample ``(epoch, index)`` is reproducible.
 
     ``dataset[(epoch, index)]`` re-seeds the base dataset's transforms with
     ``mix_seed(seed, epoch, index)`` and returns ``base[indices[index]]``.
+
+    With ``skip_unreadable``, an image file that is missing or cannot be decoded does not end the run:
+    the next index (wrapping around) is used instead, deterministically, and the sample's target lists
+    the skipped files' messages under :data:`SKIPPED_KEY` (the trainer counts and reports them; this
+    works the same inside DataLoader worker processes).
     """
 
-    def __init__(self, base: Any, seed: int, indices: list[int] | None = None) -> None:
+    def __init__(
+        self, base: Any, seed: int, indices: list[int] | None = None, skip_unreadable: bool = False
+    ) -> None:
         self.base = base
         self.seed = int(seed)
         self.indices = list(range(len(base))) if indices is None else list(indices)
+        self.skip_unreadable = skip_unreadable
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, key: tuple[int, int]):
+    def _load(self, epoch: int, index: int, position: int):
         from darkseg.data.transforms import reseed_transforms
 
-        epoch, index = key
         transforms = getattr(self.base, "transforms", None)
         if transforms is not None:
             reseed_transforms(transforms, du.mix_seed(self.seed, epoch, index) % 2**62)
-        return self.base[self.indices[index]]
+        return self.base[self.indices[position]]
+
+    def __getitem__(self, key: tuple[int, int]):
+        from darkseg.utils.io import ImageReadError
+
+        epoch, index = key
+        if not self.skip_unreadable:
+            return self._load(epoch, index, index)
+        skipped: list[str] = []
+        for attempt in range(len(self.indices)):
+            try:
+                sample = self._load(epoch, index, (index + attempt) % len(self.indices))
+            except (ImageReadError, FileNotFoundError) as exc:
+                skipped.append(str(exc))
+                continue
+            if skipped:
+                sample[-1][SKIPPED_KEY] = skipped
+            return sample
+        raise TrainingError(
+            f"no readable training image: all {len(self.indices)} failed; first: {skipped[0]}"
+        )
 
 
 class SeededView:
@@ -203,8 +235,14 @@ class Trainer:
     """
 
     def __init__(
-        self, cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False, progress: bool = True
+        self,
+        cfg: ExperimentConfig,
+        out_dir: str | Path,
+        resume: bool = False,
+        progress: bool = True,
+        overwrite: bool = False,
     ) -> None:
+        from darkseg.engine.runfolder import TRAIN_LAYOUT, check_run_folder
         from darkseg.models import build_model, param_groups
         from darkseg.utils.runtime import keep_freed_memory, seed_everything
 
@@ -214,6 +252,11 @@ class Trainer:
         self.device = self.dist.device
         self.rank, self.world = self.dist.rank, self.dist.world_size
         self.main = self.rank == 0
+        # every rank checks before rank 0 writes anything into the folder
+        check_run_folder(self.out_dir, TRAIN_LAYOUT, resume=resume, overwrite=overwrite)
+        du.barrier()
+        if self.main:
+            self._tidy_out_dir(overwrite)
         seed_everything(t.seed, deterministic=t.deterministic)
         if self.device.type == "cpu":
             # Denormal floats (tiny activations/gradients of small random-init models) slow CPU kernels
@@ -235,7 +278,8 @@ class Trainer:
 
         # data
         self.dataset = build_train_dataset(cfg, synth_in_workers=not self.synth_on_device)
-        self.keyed = KeyedDataset(self.dataset, t.seed)
+        self.keyed = KeyedDataset(self.dataset, t.seed, skip_unreadable=True)
+        self.unreadable: dict[str, str] = {}  # file -> message, for the skip report
         probe = du.ShardedBatchSampler(len(self.keyed), t.batch_size, self.world, self.rank, t.seed)
         self.iters_per_epoch = probe.iters_per_epoch
         self.total_iters = t.max_iters if t.max_iters is not None else t.epochs * self.iters_per_epoch
@@ -280,6 +324,20 @@ class Trainer:
         if self.main:
             print(text, flush=True)
 
+    def _tidy_out_dir(self, overwrite: bool) -> None:
+        """Remove a killed run's temporary files and, with ``overwrite``, the previous run's files."""
+        from darkseg.engine.runfolder import TRAIN_LAYOUT, clear_run_folder
+        from darkseg.utils.io import remove_stale_temporaries
+
+        for p in remove_stale_temporaries(self.out_dir):
+            self._print(f"removed {p} (temporary file of an interrupted write)")
+        if overwrite:
+            removed = clear_run_folder(self.out_dir, TRAIN_LAYOUT)
+            if removed:
+                self._print(
+                    f"--overwrite: removed {len(removed)} file(s) of the previous run in {self.out_dir}"
+                )
+
     def _state(self, iteration: int) -> dict[str, Any]:
         return {
             "iteration": iteration,
@@ -316,6 +374,30 @@ class Trainer:
                     st[k] = v.to(self.device)
         self.start_iter = int(ckpt["iteration"])
         self._print(f"resumed from {path} at iteration {self.start_iter}")
+
+    def _account_unreadable(self, batch: tuple, logger: TrainLogger) -> None:
+        """Take the skipped-image notes out of the batch's targets, warn once per file, enforce the cap.
+
+        Raises:
+            TrainingError: more distinct unreadable files than ``train.max_unreadable_images``.
+        """
+        cap = self.cfg.train.max_unreadable_images
+        for target in batch[-1]:
+            for msg in target.pop(SKIPPED_KEY, []):
+                name = msg.split(": ", 1)[0]
+                if name in self.unreadable:
+                    continue
+                self.unreadable[name] = msg
+                if len(self.unreadable) > cap:
+                    raise TrainingError(
+                        f"{msg}; {len(self.unreadable)} unreadable training image(s), more than "
+                        f"train.max_unreadable_images={cap}: fix or remove them"
+                    )
+                note = f"warning: skipped unreadable training image ({len(self.unreadable)}/{cap}): {msg}"
+                if self.main:
+                    logger.write(note)
+                else:
+                    print(f"[rank {self.rank}] {note}", file=sys.stderr, flush=True)
 
     def _save(self, iteration: int, epoch_end: bool) -> None:
         if self.main:
@@ -414,6 +496,7 @@ class Trainer:
             while it < self.total_iters:
                 torch.manual_seed(du.mix_seed(t.seed, it, self.rank, 0x7A11))
                 batch = next(batches)
+                self._account_unreadable(batch, logger)
                 lr = set_lr(self.optimizer, self.schedule, it)
                 t_it = time.perf_counter()
                 with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
@@ -516,6 +599,7 @@ class Trainer:
             "final_lr": self.schedule.lr(max(it - 1, 0)),
             "checkpoint": str(self.out_dir / LAST),
             "final_model": str(final),
+            "unreadable_images": sorted(self.unreadable),
             "eval_history": {str(k_): v for k_, v in evals.items()},
             "eval": None if final_eval is None else final_eval["metrics"],
             "eval_per_class": None if final_eval is None else final_eval["per_class"],
@@ -536,14 +620,27 @@ def _format_summary(s: dict[str, Any]) -> str:
         from darkseg.engine.evaluate import format_metrics
 
         lines.append(format_metrics(s["eval"]))
+    if s.get("unreadable_images"):
+        lines.append(
+            f"   skipped {len(s['unreadable_images'])} unreadable image(s): "
+            + ", ".join(s["unreadable_images"])
+        )
     lines.append(f"   checkpoint: {s['checkpoint']}  final model: {s['final_model']}")
     return "\n".join(lines)
 
 
 def train(
-    cfg: ExperimentConfig, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True
+    cfg: ExperimentConfig,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg`` into ``out_dir`` (default ``cfg.output_dir``); ``resume`` continues ``out_dir/last.pth``.
+
+    A folder that already holds a run (checkpoints, logs, summary) is refused with
+    :class:`darkseg.errors.RunFolderError` unless ``resume`` continues it or ``overwrite`` replaces it
+    (the previous run's checkpoints, logs, results and summary are removed first; other files stay).
 
     Runs as one process, or as one of ``torchrun``'s processes (DDP). Returns the summary dict (also
     written to ``out_dir/summary.json``): iterations, timing, first/last mean loss, final AP, paths.
@@ -551,5 +648,5 @@ def train(
     out = out_dir if out_dir is not None else cfg.output_dir
     if out is None:
         raise ValueError("train: no output folder (pass out_dir / --out or set output_dir in the config)")
-    trainer = Trainer(cfg, out, resume=resume, progress=progress)
+    trainer = Trainer(cfg, out, resume=resume, progress=progress, overwrite=overwrite)
     return trainer.run()
