@@ -455,3 +455,29 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == [err] and "no CUDA device" in err and "--device cpu" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path):
+    """Weights that turn NaN (a diverging step) stop the run before last.pth is replaced: the previous
+    finite checkpoint survives and the error names the tensor and the checkpoint kept."""
+    from darkseg.engine.train import Trainer, TrainingError
+
+    out = tmp_path / "run"
+    tr = Trainer(
+        _cfg(["train.max_iters=2", "train.checkpoint_every=1", "data.val=null"]), out, progress=False
+    )
+    real_step, calls = tr.optimizer.step, []
+
+    def diverging_step(*args, **kwargs):
+        result = real_step(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            with torch.no_grad():
+                next(tr.model.parameters()).fill_(float("nan"))
+        return result
+
+    tr.optimizer.step = diverging_step
+    with pytest.raises(TrainingError, match=r"non-finite weights .* keeps the last finite checkpoint"):
+        tr.run()
+    assert torch.load(out / "last.pth", map_location="cpu", weights_only=True)["iteration"] == 1
+    assert not (out / "final.pth").exists()

@@ -399,8 +399,21 @@ class Trainer:
                 else:
                     print(f"[rank {self.rank}] {note}", file=sys.stderr, flush=True)
 
+    def _check_finite_weights(self, iteration: int) -> None:
+        """Raise ``TrainingError`` before a checkpoint would replace good weights by NaN/inf ones."""
+        from darkseg.models import CheckpointError, check_finite_weights
+
+        try:
+            check_finite_weights(self.model.state_dict(), f"weights after iteration {iteration}")
+        except CheckpointError as exc:
+            raise TrainingError(
+                f"{exc}; not written, {self.out_dir / LAST} keeps the last finite checkpoint; lower "
+                "train.lr or enable train.grad_clip"
+            ) from None
+
     def _save(self, iteration: int, epoch_end: bool) -> None:
         if self.main:
+            self._check_finite_weights(iteration)
             last = self.out_dir / LAST
             save_training_checkpoint(last, self.model, self.optimizer, self.scaler, self._state(iteration))
             if epoch_end and self.cfg.train.keep_epoch_checkpoints:
@@ -561,6 +574,7 @@ class Trainer:
             if self.main:
                 from darkseg.models import save_checkpoint
 
+                self._check_finite_weights(it)
                 save_checkpoint(final, self.model, extra={"iteration": it, "config": self.cfg.to_dict()})
             if t.eval_at_end:
                 final_eval = self.evaluate(None)
