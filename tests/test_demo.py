@@ -118,3 +118,11 @@ def test_rerun_into_a_demo_folder_needs_resume_or_overwrite(tmp_path, capsys):
     # --resume continues the finished run: no new iterations, the report is written again
     assert main([*argv, "--resume"]) == 0
     assert [r["iter"] for r in read_jsonl(out / "train" / "log.jsonl") if "eval" not in r] == [1, 2, 3, 4]
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_demo_on_cuda_without_a_gpu_fails_at_once_in_one_line(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--device", "cuda", "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "no CUDA device" in err and "--device cpu" in err
+    assert not (tmp_path / "d").exists()  # refused before any data were generated

@@ -541,7 +541,7 @@ def run_demo(
     from darkseg.engine.runfolder import check_run_folder, clear_run_folder
     from darkseg.engine.train import train
     from darkseg.models import load_model
-    from darkseg.utils.io import atomic_write_json, load_json
+    from darkseg.utils.io import atomic_write_json, load_json, remove_stale_temporaries
     from darkseg.utils.runtime import resolve_device
 
     settings = settings or (DemoSettings.quick() if quick else DemoSettings())
@@ -578,6 +578,8 @@ def run_demo(
                 f"--overwrite: removed {len(removed)} file(s) of the previous demo run in {out}", flush=True
             )
     out.mkdir(parents=True, exist_ok=True)
+    for p in remove_stale_temporaries(out, recursive=True):
+        print(f"removed {p} (temporary file of an interrupted write)", flush=True)
 
     # 1. scenes
     _stage(
