@@ -481,3 +481,22 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path):
         tr.run()
     assert torch.load(out / "last.pth", map_location="cpu", weights_only=True)["iteration"] == 1
     assert not (out / "final.pth").exists()
+
+
+def test_annotation_error_in_a_dataloader_worker_is_one_line(tmp_path, capsys):
+    """An image whose size differs from its annotation entry, read in a DataLoader worker process,
+    used to print the worker's traceback; now one line naming the file and the image id."""
+    import cv2
+
+    from darkseg.cli import main
+
+    data, bad = _with_corrupt_image(tmp_path)
+    good = next(p for p in sorted((tmp_path / "images").iterdir()) if p.is_symlink())
+    bad.unlink()
+    small = cv2.imread(str(good))[:40, :50]
+    cv2.imwrite(str(bad), small)  # decodable, but 50x40 instead of the annotated size
+    assert main(_cli_args(tmp_path / "run", ["train.num_workers=1"], data)) == 1
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.splitlines() == [err] and str(bad) in err and "image is 50x40" in err and "Traceback" not in err
+    )

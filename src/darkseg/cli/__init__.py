@@ -70,5 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def error_line(exc: BaseException) -> str:
-    """The message of an error (OS errors include the file name), or its type name when it has none."""
-    return str(exc).strip() or type(exc).__name__
+    """The message of an error (OS errors include the file name), or its type name when it has none.
+
+    An error re-raised from a DataLoader worker process carries the worker's whole traceback in its
+    message; only the original error's own message (its last line, without the type name) is kept.
+    """
+    msg = str(exc).strip() or type(exc).__name__
+    if "Original Traceback" in msg:
+        last = msg.splitlines()[-1].strip()
+        head, sep, rest = last.partition(": ")
+        msg = rest if sep and head.replace(".", "").replace("_", "").isalnum() else last
+    return msg

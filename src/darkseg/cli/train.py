@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"darkseg train: {exc}", file=sys.stderr)
         return 130 if exc.signame == "SIGINT" else 143
     except (TrainingError, FileNotFoundError, ValueError) as exc:
-        print(f"darkseg train: {exc}", file=sys.stderr)
+        from darkseg.cli import error_line
+
+        print(f"darkseg train: {error_line(exc)}", file=sys.stderr)
         return 1
     finally:
         cleanup_distributed()
