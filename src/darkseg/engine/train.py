@@ -252,11 +252,10 @@ class Trainer:
         self.device = self.dist.device
         self.rank, self.world = self.dist.rank, self.dist.world_size
         self.main = self.rank == 0
-        # every rank checks before rank 0 writes anything into the folder
+        # every rank checks before rank 0 writes anything into the folder; a refused folder fails fast,
+        # an overwritten one is cleared only once the model and the data have been set up
         check_run_folder(self.out_dir, TRAIN_LAYOUT, resume=resume, overwrite=overwrite)
         du.barrier()
-        if self.main:
-            self._tidy_out_dir(overwrite)
         seed_everything(t.seed, deterministic=t.deterministic)
         if self.device.type == "cpu":
             # Denormal floats (tiny activations/gradients of small random-init models) slow CPU kernels
@@ -315,6 +314,7 @@ class Trainer:
         if self.main:
             from darkseg.utils.io import atomic_open
 
+            self._tidy_out_dir(overwrite)
             with atomic_open(self.out_dir / "config.yaml", "w") as fh:
                 fh.write(config_to_yaml(cfg))
         du.barrier()
