@@ -351,7 +351,10 @@ class Trainer:
     def _load_resume(self) -> None:
         path = self.out_dir / LAST
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: nothing to resume (no {LAST} in {self.out_dir}); drop --resume")
+            raise FileNotFoundError(
+                f"{path}: nothing to resume (no {LAST} in {self.out_dir}); start a new run without --resume "
+                "(with --overwrite if the folder holds logs of a run that never wrote a checkpoint)"
+            )
         from darkseg.models import read_checkpoint
 
         head = read_checkpoint(path, map_location="cpu")
