@@ -250,9 +250,9 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _large_images(tiny, folder: Path, n: int = 6, size: tuple[int, int] = (3000, 2000)) -> Path:
-    """``n`` photos upscaled to ``size`` (W, H) and their annotation file (images only): a worker
-    needs seconds for each, so it is busy with its chunk when the parent is killed."""
+def _large_images(tiny, folder: Path, n: int = 8, size: tuple[int, int] = (1200, 800)) -> Path:
+    """``n`` photos upscaled to ``size`` (W, H) and their annotation file (images only), so that the
+    job still runs when the first output appears."""
     images, ann = tiny
     src = json.loads(ann.read_text())["images"][:n]
     folder.mkdir()
@@ -269,8 +269,8 @@ def _large_images(tiny, folder: Path, n: int = 6, size: tuple[int, int] = (3000,
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_workers_exit_when_the_parent_is_killed(tiny, tmp_path):
     """``kill -9`` of a real ``darkseg synth --workers 2`` process: its worker processes (each holding a
-    synthesiser and image buffers) used to live on, finishing their chunk of images for nobody; now
-    they are gone within a few seconds."""
+    synthesiser and image buffers) used to live on, blocked, indefinitely; now they are gone within a
+    few seconds."""
     ann = _large_images(tiny, tmp_path / "big")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "darkseg", *_synth_args(ann.parent, ann, out, "--workers", "2")]
