@@ -133,3 +133,17 @@ def test_check_without_detections_is_inconclusive(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "check inconclusive: the model finds no detections" in captured.err
     assert "max |exported" not in captured.out and (tmp_path / "m.ts").is_file()
+
+
+def test_check_images_fit_the_model_input():
+    """The default check inputs: sRGB scene + its low-light rendering (3 channels), or the packed RAW
+    planes of the rendering at half resolution (4 channels)."""
+    from darkseg.engine.export import check_images
+
+    for c, shapes in ((3, [(3, 120, 160), (3, 120, 160)]), (4, [(4, 60, 80)])):
+        model = build_model(ModelConfig.tiny(["person"], in_channels=c, min_size=64, max_size=96))
+        inputs = check_images(model, size=(120, 160))
+        assert [tuple(x.shape) for _, x in inputs] == shapes
+        assert all(
+            x.dtype == torch.float32 and float(x.min()) >= 0 and float(x.max()) <= 1 for _, x in inputs
+        )

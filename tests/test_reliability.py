@@ -81,3 +81,18 @@ def test_os_errors_end_in_one_line_not_a_traceback(tmp_path, capsys):
     assert main(argv) == 1
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == [err] and err.startswith("darkseg predict: ") and "taken" in err
+
+
+def test_device_errors_are_darkseg_errors_with_one_line():
+    from darkseg.errors import DarkSegError, DeviceError
+    from darkseg.utils.runtime import resolve_device
+
+    with pytest.raises(DeviceError, match="unknown device 'gpu0'"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(
+            DeviceError, match=r"no CUDA device on this machine \(device 'cuda:1'\); use --device cpu"
+        ):
+            resolve_device("cuda:1")
+    assert issubclass(DeviceError, DarkSegError) and issubclass(DeviceError, RuntimeError)
+    assert resolve_device("cpu").type == "cpu"
