@@ -60,7 +60,8 @@ def _previous_overlays(out_dir: Path) -> list[Path]:
         info = load_json(out_dir / "images.json")
     except (FileNotFoundError, ValueError):
         return []
-    names = [im.get("overlay") for im in info.get("images", []) if isinstance(im, dict)]
+    images = info.get("images") if isinstance(info, dict) else None
+    names = [im.get("overlay") for im in images or [] if isinstance(im, dict)]
     return [
         out_dir / n for n in names if isinstance(n, str) and Path(n).name == n and n.endswith("_overlay.png")
     ]
