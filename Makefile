@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m darkseg demo --out runs/demo
+	$(PY) -m darkseg demo --out runs/demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m ruff check .

@@ -183,7 +183,8 @@ def run_one(args: argparse.Namespace, paths: dict[str, Path], variant: str, seed
     label, overrides, kind = VARIANTS[variant]
     cfg = load_config("demo", common_overrides(args, paths, seed) + overrides)
     t0 = time.perf_counter()
-    summary = train(cfg, run_dir, resume=False, progress=False)
+    # no result.json: a run that never finished (or never started); replace its files, do not append
+    summary = train(cfg, run_dir, resume=False, progress=False, overwrite=True)
     model, _ = load_model(summary["final_model"], map_location=args.device)
     tests = (
         {"dark": paths["dark_raw"], "clean": paths["clean_raw"]}

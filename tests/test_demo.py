@@ -97,3 +97,32 @@ def test_class_mismatch_is_reported(tmp_path):
     s.classes = ("disc", "box")
     with pytest.raises(ValueError, match="class_names"):
         run_demo(tmp_path, s, progress=False)
+
+
+def test_rerun_into_a_demo_folder_needs_resume_or_overwrite(tmp_path, capsys):
+    """A second demo into the same folder used to append a second run to train/log.jsonl (and draw
+    both in the loss curve); now it is refused in one line, and --overwrite starts clean logs."""
+    from darkseg.engine.logger import read_jsonl
+
+    out = tmp_path / "demo"
+    argv = ["demo", "--quick", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    (out / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(out) in err and "--resume" in err and "--overwrite" in err
+    assert main([*argv, "--overwrite"]) == 0
+    iters = [r["iter"] for r in read_jsonl(out / "train" / "log.jsonl") if "eval" not in r]
+    assert iters == [1, 2, 3, 4] and (out / "notes.txt").read_text() == "mine"
+    # --resume continues the finished run: no new iterations, the report is written again
+    assert main([*argv, "--resume"]) == 0
+    assert [r["iter"] for r in read_jsonl(out / "train" / "log.jsonl") if "eval" not in r] == [1, 2, 3, 4]
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_demo_on_cuda_without_a_gpu_fails_at_once_in_one_line(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--device", "cuda", "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "no CUDA device" in err and "--device cpu" in err
+    assert not (tmp_path / "d").exists()  # refused before any data were generated

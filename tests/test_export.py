@@ -33,7 +33,8 @@ def test_torchscript_matches_pytorch_at_other_sizes(ckpt, tmp_path, capsys):
     out = tmp_path / "m.ts"
     argv = ["export", "--checkpoint", str(path), "--format", "torchscript", "--out", str(out), "--check"]
     assert main([*argv, "--example-size", "64", "96"]) == 0
-    assert out.is_file() and "max |exported - pytorch|: boxes" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert out.is_file() and "max |exported - pytorch|: boxes" in printed and "check passed" in printed
     fused = build_model(model.config).eval()
     fused.load_state_dict(model.state_dict())
     fused.fuse()
@@ -75,3 +76,74 @@ def test_cli_export_and_errors(ckpt, tmp_path, capsys):
     )
     assert "not a darkseg checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "f.ts").exists()
+
+
+def _export_argv(ckpt_path, out, *extra):
+    return ["export", "--checkpoint", str(ckpt_path), "--format", "torchscript", "--out", str(out),
+            "--example-size", "64", "96", *extra]  # fmt: skip
+
+
+def test_check_compares_real_detections_on_a_scene_and_cleans_leftovers(ckpt, tmp_path, capsys):
+    """--check runs on a procedural scene where the model finds objects and says how many it compared
+    (it used to compare on random noise with nothing found); a killed export's temporaries of the same
+    output are removed, other hidden files stay."""
+    import re
+
+    from darkseg.cli import main
+
+    path, _ = ckpt
+    out = tmp_path / "m.ts"
+    leftovers = [tmp_path / ".m.ts.k3j_9x0a.tmp", tmp_path / ".m.ts.partial.tmp"]
+    for p in [*leftovers, tmp_path / ".other.ts.k3j_9x0a.tmp"]:
+        p.write_bytes(b"x")
+    assert main(_export_argv(path, out, "--check")) == 0
+    captured = capsys.readouterr()
+    n = int(re.search(r"check: (\d+) detection\(s\) compared on procedural scene", captured.out).group(1))
+    assert n > 0 and "tol 0.01" in captured.out and "check passed" in captured.out
+    assert not any(p.exists() for p in leftovers) and (tmp_path / ".other.ts.k3j_9x0a.tmp").exists()
+    assert str(leftovers[0]) in captured.err
+
+
+def test_check_fails_beyond_tolerance(ckpt, tmp_path, capsys, monkeypatch):
+    """An exported model whose boxes are 1 px off fails the check with exit status 1."""
+    import darkseg.engine.export as ex
+    from darkseg.cli import main
+
+    real = ex.run_exported
+
+    def shifted(p, fmt):
+        run = real(p, fmt)
+        return lambda image: {**run(image), "boxes": run(image)["boxes"] + 1.0}
+
+    monkeypatch.setattr(ex, "run_exported", shifted)
+    assert main(_export_argv(ckpt[0], tmp_path / "m.ts", "--check")) == 1
+    captured = capsys.readouterr()
+    assert "boxes 1 (tol 0.01)" in captured.out and "check FAILED" in captured.err
+
+
+def test_check_without_detections_is_inconclusive(tmp_path, capsys):
+    """A model that finds nothing even on the scene: no '0 difference', a plain message and exit 3."""
+    from darkseg.cli import main
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.tiny(["person"], min_size=64, max_size=96, box_score_thresh=0.999)
+    path = tmp_path / "blind.pt"
+    save_checkpoint(path, build_model(cfg).eval())
+    assert main(_export_argv(path, tmp_path / "m.ts", "--check")) == 3
+    captured = capsys.readouterr()
+    assert "check inconclusive: the model finds no detections" in captured.err
+    assert "max |exported" not in captured.out and (tmp_path / "m.ts").is_file()
+
+
+def test_check_images_fit_the_model_input():
+    """The default check inputs: sRGB scene + its low-light rendering (3 channels), or the packed RAW
+    planes of the rendering at half resolution (4 channels)."""
+    from darkseg.engine.export import check_images
+
+    for c, shapes in ((3, [(3, 120, 160), (3, 120, 160)]), (4, [(4, 60, 80)])):
+        model = build_model(ModelConfig.tiny(["person"], in_channels=c, min_size=64, max_size=96))
+        inputs = check_images(model, size=(120, 160))
+        assert [tuple(x.shape) for _, x in inputs] == shapes
+        assert all(
+            x.dtype == torch.float32 and float(x.min()) >= 0 and float(x.max()) <= 1 for _, x in inputs
+        )

@@ -213,12 +213,24 @@ def test_cli_writes_overlays_and_coco_json(ckpt, tmp_path, capsys):
     m = dt.annToMask(dt.loadAnns(dt.getAnnIds(imgIds=[2]))[0])
     assert m.shape == (256, 384)
     assert "bad.jpg" in capsys.readouterr().err
-    assert main(["predict", "--checkpoint", str(tmp_path / "none.pt"), str(d), "--out", str(out)]) == 2
+    assert (
+        main(["predict", "--checkpoint", str(tmp_path / "none.pt"), str(d), "--out", str(out), "--overwrite"])
+        == 2
+    )
     assert "none.pt" in capsys.readouterr().err
     if not torch.cuda.is_available():
-        argv = ["predict", "--checkpoint", str(ckpt), str(d), "--device", "cuda", "--out", str(out)]
+        argv = [
+            "predict",
+            "--checkpoint",
+            str(ckpt),
+            str(d),
+            "--device",
+            "cuda",
+            "--out",
+            str(tmp_path / "o2"),
+        ]
         assert main(argv) == 2
-        assert "no CUDA GPU" in capsys.readouterr().err
+        assert "no CUDA device" in capsys.readouterr().err
 
 
 def test_ratio_auto_per_input(ckpt, tmp_path):
@@ -260,3 +272,48 @@ def test_ratio_auto_per_input(ckpt, tmp_path):
     assert main(argv) == 0
     info = json.loads((out / "images.json").read_text())
     assert info["images"][0]["ratio"] == pytest.approx(expected, rel=1e-3)
+
+
+def test_cli_reports_missing_inputs_on_stderr(ckpt, tmp_path, capsys):
+    """A missing INPUT is reported on stderr like every other failure (and in images.json)."""
+    from darkseg.cli import main
+
+    write_image(tmp_path / "night.png", _dark_image(seed=4))
+    gone = tmp_path / "gone.jpg"
+    out = tmp_path / "out"
+    argv = ["predict", "--checkpoint", str(ckpt), str(tmp_path / "night.png"), str(gone), "--out", str(out),
+            "--no-progress", "--no-overlay"]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"{gone}: no such file or folder" in err
+    assert json.loads((out / "images.json").read_text())["errors"][0]["file"] == str(gone)
+
+
+def test_cli_refuses_a_previous_prediction_unless_overwrite(ckpt, tmp_path, capsys):
+    """Rerunning into a folder with a previous prediction is refused (exit 2, one line naming the
+    folder and --overwrite); --overwrite removes that run's overlays and JSON files, nothing else."""
+    from darkseg.cli import main
+
+    d = tmp_path / "in"
+    d.mkdir()
+    for name in ("a.png", "b.png"):
+        write_image(d / name, _dark_image(seed=len(name)))
+    out = tmp_path / "out"
+    base = ["predict", "--checkpoint", str(ckpt), "--out", str(out), "--no-progress", "--score-thr", "0"]
+    assert main([*base, str(d)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a_overlay.png",
+        "b_overlay.png",
+        "images.json",
+        "results.json",
+    ]
+    (out / "mine_overlay.png").write_bytes(b"user file")
+    capsys.readouterr()
+    assert main([*base, str(d / "a.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(out) in err and "--overwrite" in err
+    assert (out / "b_overlay.png").is_file()
+    assert main([*base, str(d / "a.png"), "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a_overlay.png", "images.json", "mine_overlay.png", "results.json"
+    ]  # fmt: skip

@@ -93,7 +93,7 @@ def test_resume_after_kill_gives_identical_files(tiny, reference_run, tmp_path):
     for p in finished:  # whatever survived under a final name is a complete, identical file
         assert p.read_bytes() == (reference_run / "images" / p.name).read_bytes()
     # a killed writer leaves at most a temporary file; plant one to check it is cleaned up
-    (out / "images" / ".stale.png.abc123.tmp").write_bytes(b"partial")
+    (out / "images" / ".stale.png.abc_1234.tmp").write_bytes(b"partial")  # mkstemp-style name
     rc = main(_synth_args(images, ann, out, "--seed", "0"))
     assert rc == 0
     assert _files(out / "images") == _files(reference_run / "images")
@@ -125,6 +125,13 @@ def test_bad_files_are_reported_and_the_rest_continue(tiny, reference_run, tmp_p
     assert written == sorted(str(Path(n).with_suffix(".png")) for n in names[2:])
     for n in written:  # the process pool gives the same bytes as the single-process reference
         assert (out / "images" / n).read_bytes() == (reference_run / "images" / n).read_bytes()
+    # the annotation file lists only the images that were written, with only their annotations
+    out_ann = json.loads((out / "ann.json").read_text())
+    assert sorted(im["file_name"] for im in out_ann["images"]) == written
+    kept_ids = {im["id"] for im in coco["images"][2:]}
+    assert {a["image_id"] for a in out_ann["annotations"]} <= kept_ids
+    assert len(out_ann["annotations"]) == sum(a["image_id"] in kept_ids for a in coco["annotations"])
+    assert "2 failed image(s) and their annotations left out" in err
 
 
 def test_bad_annotation_files(tiny, tmp_path, capsys):
@@ -160,9 +167,141 @@ def test_packed_npy_output(tiny, tmp_path):
     out = tmp_path / "o"
     rc = main(_synth_args(images, small, out, "--format", "npy", "--output", "packed"))
     assert rc == 0
-    for im in coco["images"]:
+    out_ann = json.loads((out / "ann.json").read_text())
+    for im, new in zip(coco["images"], out_ann["images"]):
         arr = np.load(out / "images" / str(Path(im["file_name"]).with_suffix(".npy")))
         assert arr.shape == (im["height"] // 2, im["width"] // 2, 4) and arr.dtype == np.float32
+        assert (new["height"], new["width"]) == arr.shape[:2]  # the annotations fit the arrays
+    ids = {im["id"] for im in coco["images"]}
+    src_anns = [a for a in coco["annotations"] if a["image_id"] in ids]
+    assert len(out_ann["annotations"]) == len(src_anns) > 0
+    for a, b in zip(src_anns, out_ann["annotations"]):
+        assert b["bbox"] == [v / 2 for v in a["bbox"]] and b["area"] == pytest.approx(a["area"] / 4)
     assert (
         main(_synth_args(images, small, tmp_path / "p", "--output", "packed")) == 2
     )  # png16 cannot hold 4 channels
+
+
+def test_half_resolution_annotations_rescale_polygons_rle_boxes_and_areas():
+    """Packed output: a mask given as polygon and as RLE lands on the same half-resolution pixels."""
+    from pycocotools import mask as mask_utils
+
+    from darkseg.synth.offline import half_resolution_annotations
+
+    h, w = 40, 60
+    poly = [10.0, 8.0, 50.0, 8.0, 50.0, 30.0, 10.0, 30.0]  # a 40 x 22 rectangle
+    full = mask_utils.decode(mask_utils.frPyObjects([poly], h, w))[:, :, 0]
+    rle = mask_utils.encode(np.asfortranarray(full))
+    uncompressed = {"size": [h, w], "counts": [int(v) for v in _uncompressed_counts(full)]}
+    coco = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": w, "height": h}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 8, 40, 22], "area": 880.0,
+             "segmentation": [poly], "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [10, 8, 40, 22], "area": 880.0,
+             "segmentation": {"size": [h, w], "counts": rle["counts"].decode()}, "iscrowd": 1},
+            {"id": 3, "image_id": 1, "category_id": 1, "bbox": [10, 8, 40, 22], "area": 880.0,
+             "segmentation": uncompressed, "iscrowd": 1},
+        ],
+    }  # fmt: skip
+    half = half_resolution_annotations(coco)
+    assert coco["images"][0]["width"] == w  # the input is left alone
+    assert (half["images"][0]["width"], half["images"][0]["height"]) == (30, 20)
+    p, r, u = half["annotations"]
+    assert p["bbox"] == r["bbox"] == [5.0, 4.0, 20.0, 11.0] and p["area"] == 220.0
+    assert p["segmentation"] == [[v / 2 for v in poly]]
+    m_poly = mask_utils.decode(mask_utils.frPyObjects(p["segmentation"], 20, 30))[:, :, 0]
+    m_rle = mask_utils.decode({"size": r["segmentation"]["size"], "counts": r["segmentation"]["counts"]})
+    assert r["segmentation"]["size"] == [20, 30] and r["area"] == float(m_rle.sum()) == u["area"]
+    assert (m_rle != m_poly).sum() <= 0.1 * m_poly.sum()  # rasterisation differs only along edges
+    json.dumps(half)  # still plain JSON
+
+
+def _uncompressed_counts(mask: np.ndarray) -> list[int]:
+    """COCO's uncompressed RLE counts (column-major runs, starting with zeros)."""
+    flat = mask.flatten(order="F")
+    counts, value, run = [], 0, 0
+    for v in flat:
+        if v != value:
+            counts.append(run)
+            value, run = v, 0
+        run += 1
+    counts.append(run)
+    return counts
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (Linux /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _large_images(tiny, folder: Path, n: int = 8, size: tuple[int, int] = (1200, 800)) -> Path:
+    """``n`` photos upscaled to ``size`` (W, H) and their annotation file (images only), so that the
+    job still runs when the first output appears."""
+    images, ann = tiny
+    src = json.loads(ann.read_text())["images"][:n]
+    folder.mkdir()
+    entries = []
+    for im in src:
+        img = cv2.resize(cv2.imread(str(images / im["file_name"])), size, interpolation=cv2.INTER_LINEAR)
+        cv2.imwrite(str(folder / im["file_name"]), img, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        entries.append({"id": im["id"], "file_name": im["file_name"], "width": size[0], "height": size[1]})
+    path = folder / "ann.json"
+    path.write_text(json.dumps({"images": entries, "annotations": [], "categories": []}))
+    return path
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_exit_when_the_parent_is_killed(tiny, tmp_path):
+    """``kill -9`` of a real ``darkseg synth --workers 2`` process: its worker processes (each holding a
+    synthesiser and image buffers) used to live on, blocked, indefinitely; now they are gone within a
+    few seconds."""
+    ann = _large_images(tiny, tmp_path / "big")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "darkseg", *_synth_args(ann.parent, ann, out, "--workers", "2")]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    workers: list[int] = []
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and proc.poll() is None:
+            workers = [k for k in _children(proc.pid) if b"spawn_main" in _cmdline(k)]
+            d = out / "images"
+            if len(workers) == 2 and d.is_dir() and any(p.suffix == ".png" for p in d.iterdir()):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None and len(workers) == 2, "the job ended before its workers were seen"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 3
+        while time.time() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.05)
+        assert not [w for w in workers if _alive(w)], "worker processes outlived the killed parent"
+    finally:
+        for w in workers:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

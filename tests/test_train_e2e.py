@@ -331,3 +331,172 @@ def test_batched_synthesis_on_the_training_device(tmp_path):
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in ra)
     assert [r["loss"] for r in ra] == [r["loss"] for r in rb]
     assert b["loss_last"] == a["loss_last"]
+
+
+# ------------------------------------------------------------------ run folders, leftovers, bad images
+def _cli_args(out, extra: list[str], data: list[str] | None = None) -> list[str]:
+    """``darkseg train`` arguments for a 1-image-pair CPU run of the tiny config into ``out``."""
+    root = shared_subdir("tinycoco-seg")
+    data = data or [
+        f"data.train.image_dir={root / 'images/train2017'}",
+        f"data.train.ann_file={root / 'annotations/instances_train2017.json'}",
+    ]
+    sets = TINY + ["train.max_iters=1", "data.train.max_images=2", "data.val=null", *data, *extra]
+    return ["train", "tiny_coco_cpu", "--out", str(out), "--device", "cpu", "--no-progress"] + [
+        a for s in sets for a in ("--set", s)
+    ]
+
+
+def test_rerun_into_a_run_folder_needs_resume_or_overwrite(tmp_path, capsys):
+    """A second run into a folder holding a run is refused (one line naming the folder and both flags);
+    --overwrite removes the previous run's checkpoints and logs, and nothing else."""
+    from darkseg.cli import main
+
+    out = tmp_path / "run"
+    assert main(_cli_args(out, [])) == 0
+    (out / "notes.txt").write_text("mine")
+    before = (out / "log.jsonl").read_text()
+    capsys.readouterr()
+    assert main(_cli_args(out, ["train.max_iters=2"])) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(out) in err and "--resume" in err and "--overwrite" in err
+    assert (out / "log.jsonl").read_text() == before  # nothing was touched
+    # --overwrite: a clean log of the new run only; the user's file stays
+    assert main(_cli_args(out, ["train.max_iters=2"]) + ["--overwrite"]) == 0
+    assert [r["iter"] for r in _records(out)] == [1, 2]
+    assert len((out / "log.csv").read_text().splitlines()) == 3
+    assert (out / "notes.txt").read_text() == "mine"
+    with pytest.raises(SystemExit):  # argparse: not both
+        main(_cli_args(out, []) + ["--overwrite", "--resume"])
+    # the Python API refuses the same way
+    from darkseg.engine.train import train
+    from darkseg.errors import RunFolderError
+
+    with pytest.raises(RunFolderError, match="--overwrite"):
+        train(_cfg(["train.max_iters=1"]), out, progress=False)
+
+
+def test_killed_checkpoint_write_leaves_a_temporary_that_the_next_start_removes(tmp_path, capsys):
+    """A real process killed (SIGKILL) inside darkseg's atomic checkpoint writer leaves a hidden
+    ``.last.pth.XXXXXXXX.tmp``; the next ``train`` start (here --resume) removes it and says so, and
+    leaves unrelated hidden files alone."""
+    import os
+    import subprocess
+    import sys
+
+    from darkseg.cli import main
+
+    out = tmp_path / "run"
+    assert main(_cli_args(out, ["train.checkpoint_every=1"])) == 0
+    code = (
+        "import os, signal, sys\n"
+        "from darkseg.utils.io import atomic_open\n"
+        "with atomic_open(sys.argv[1], 'wb') as fh:\n"
+        "    fh.write(b'x' * 100000); fh.flush()\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", code, str(out / "last.pth")], env=env, timeout=60)
+    assert proc.returncode == -9
+    leftovers = list(out.glob(".last.pth.*.tmp"))
+    assert len(leftovers) == 1
+    (out / ".keep.tmp").write_text("not darkseg's")
+    capsys.readouterr()
+    assert main(_cli_args(out, ["train.max_iters=2"]) + ["--resume"]) == 0
+    assert not leftovers[0].exists() and (out / ".keep.tmp").is_file()
+    assert f"removed {leftovers[0]}" in capsys.readouterr().out
+
+
+def _with_corrupt_image(tmp_path):
+    """A copy (symlinks) of the tiny training set whose first training image is replaced by garbage."""
+    import shutil
+
+    from darkseg.engine.train import build_train_dataset
+
+    root = shared_subdir("tinycoco-seg")
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in (root / "images/train2017").iterdir():
+        (images / p.name).symlink_to(p)
+    ann = tmp_path / "ann.json"
+    shutil.copy(root / "annotations/instances_train2017.json", ann)
+    data = [f"data.train.image_dir={images}", f"data.train.ann_file={ann}"]
+    ds = build_train_dataset(_cfg(data + ["data.train.max_images=2"]), synth_in_workers=False)
+    bad = ds.image_path(ds.ids[0])
+    bad.unlink()
+    bad.write_bytes(b"\xff\xd8 not a jpeg")
+    return data, bad
+
+
+def test_unreadable_training_image_is_skipped_counted_and_capped(tmp_path, capsys):
+    """A corrupt image is skipped with a warning naming it (the next sample stands in), counted in the
+    summary; with train.max_unreadable_images=0 the run stops with one line naming the file."""
+    from darkseg.cli import main
+
+    data, bad = _with_corrupt_image(tmp_path)
+    out = tmp_path / "run"
+    assert main(_cli_args(out, ["train.max_iters=2"], data)) == 0
+    captured = capsys.readouterr()
+    assert f"skipped unreadable training image (1/100): {bad}" in captured.out + captured.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["unreadable_images"] == [str(bad)] and summary["iterations"] == 2
+    assert main(_cli_args(tmp_path / "strict", ["train.max_unreadable_images=0"], data)) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(bad) in err and "max_unreadable_images=0" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys):
+    from darkseg.cli import main
+
+    args = _cli_args(tmp_path / "run", [])
+    args[args.index("--device") + 1] = "cuda"
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "no CUDA device" in err and "--device cpu" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path):
+    """Weights that turn NaN (a diverging step) stop the run before last.pth is replaced: the previous
+    finite checkpoint survives and the error names the tensor and the checkpoint kept."""
+    from darkseg.engine.train import Trainer, TrainingError
+
+    out = tmp_path / "run"
+    tr = Trainer(
+        _cfg(["train.max_iters=2", "train.checkpoint_every=1", "data.val=null"]), out, progress=False
+    )
+    real_step, calls = tr.optimizer.step, []
+
+    def diverging_step(*args, **kwargs):
+        result = real_step(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            with torch.no_grad():
+                next(tr.model.parameters()).fill_(float("nan"))
+        return result
+
+    tr.optimizer.step = diverging_step
+    with pytest.raises(TrainingError, match=r"non-finite weights .* keeps the last finite checkpoint"):
+        tr.run()
+    assert torch.load(out / "last.pth", map_location="cpu", weights_only=True)["iteration"] == 1
+    assert not (out / "final.pth").exists()
+
+
+def test_annotation_error_in_a_dataloader_worker_is_one_line(tmp_path, capsys):
+    """An image whose size differs from its annotation entry, read in a DataLoader worker process,
+    used to print the worker's traceback; now one line naming the file and the image id."""
+    import cv2
+
+    from darkseg.cli import main
+
+    data, bad = _with_corrupt_image(tmp_path)
+    good = next(p for p in sorted((tmp_path / "images").iterdir()) if p.is_symlink())
+    bad.unlink()
+    small = cv2.imread(str(good))[:40, :50]
+    cv2.imwrite(str(bad), small)  # decodable, but 50x40 instead of the annotated size
+    assert main(_cli_args(tmp_path / "run", ["train.num_workers=1"], data)) == 1
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.splitlines() == [err] and str(bad) in err and "image is 50x40" in err and "Traceback" not in err
+    )

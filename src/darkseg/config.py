@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from darkseg.errors import DarkSegError
+
 __all__ = [
     "ConfigError",
     "DatasetConfig",
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(DarkSegError, ValueError):
     """A configuration entry is unknown or invalid; the message names the key and its source."""
 
 
@@ -145,7 +147,9 @@ class TrainConfig:
     rendering trained on without DSL), ``synth_device`` "workers" | "device" (batched on the GPU).
     Run: ``amp`` auto|true|false (float16 autocast + GradScaler, CUDA only), ``device``, ``seed``,
     ``deterministic``, ``num_workers``, ``find_unused_parameters`` (DDP), ``init_from`` (a darkseg or
-    torchvision checkpoint to start from). Checkpoints: ``checkpoint_every`` iterations and every
+    torchvision checkpoint to start from), ``max_unreadable_images`` (unreadable or missing training
+    images are skipped with a warning and replaced by the next sample; more distinct bad files than
+    this stop the run, 0 = stop at the first). Checkpoints: ``checkpoint_every`` iterations and every
     ``checkpoint_every_epochs`` epochs (0 = off; ``last.pth``), ``keep_epoch_checkpoints`` (also
     ``epoch_<E>.pth``). Logs: ``log_every`` (console/bar; the files get every iteration). Evaluation:
     ``eval_every`` iterations (0 = off), ``eval_at_end``.
@@ -173,6 +177,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     num_workers: int = 2
+    max_unreadable_images: int = 100
     find_unused_parameters: bool = True
     checkpoint_every: int = 1000
     checkpoint_every_epochs: int = 1
@@ -226,6 +231,8 @@ class TrainConfig:
             bad("device", "must be auto, cpu, cuda or cuda:N")
         if self.num_workers < 0:
             bad("num_workers", "must be >= 0")
+        if self.max_unreadable_images < 0:
+            bad("max_unreadable_images", "must be >= 0 (0 = stop at the first unreadable image)")
         for name in ("checkpoint_every", "checkpoint_every_epochs", "log_every", "eval_every"):
             if getattr(self, name) < 0:
                 bad(name, "must be >= 0 (0 = off)")

@@ -7,16 +7,23 @@ Each sub-command lives in its own module ``darkseg.cli.<name>`` exposing
 * ``run(args: argparse.Namespace) -> int`` - the exit status.
 
 Modules are imported only when their command runs, so ``darkseg --help`` stays fast.
+
+Every command's errors that darkseg raises on purpose (:class:`darkseg.errors.DarkSegError`: bad file,
+entry, setting or device) and operating-system errors (missing file, permission, full disk) end the
+command with one line ``darkseg COMMAND: message`` on stderr and exit status 1 instead of a traceback.
+Set ``DARKSEG_TRACEBACK=1`` to see the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from darkseg import __version__
+from darkseg.errors import DarkSegError
 
 #: command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -60,3 +67,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (DarkSegError, OSError) as exc:
+        if os.environ.get("DARKSEG_TRACEBACK"):
+            raise
+        print(f"darkseg {args.command}: {error_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def error_line(exc: BaseException) -> str:
+    """The message of an error (OS errors include the file name), or its type name when it has none.
+
+    An error re-raised from a DataLoader worker process carries the worker's whole traceback in its
+    message; only the original error's own message (its last line, without the type name) is kept.
+    """
+    msg = str(exc).strip() or type(exc).__name__
+    if "Original Traceback" in msg:
+        last = msg.splitlines()[-1].strip()
+        head, sep, rest = last.partition(": ")
+        msg = rest if sep and head.replace(".", "").replace("_", "").isalnum() else last
+    return msg

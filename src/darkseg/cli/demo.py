@@ -34,6 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="config override, e.g. --set train.max_iters=100 (repeatable)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no stage headers or progress bars")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--resume",
+        action="store_true",
+        help="OUT holds a demo run: continue its training from train/last.pth",
+    )
+    mode.add_argument(
+        "--overwrite", action="store_true", help="OUT holds a demo run: remove its files and start afresh"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=args.device,
             progress=not args.no_progress,
+            resume=args.resume,
+            overwrite=args.overwrite,
         )
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"darkseg demo: {exc}", file=sys.stderr)

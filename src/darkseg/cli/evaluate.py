@@ -164,6 +164,18 @@ def _run_checkpoint(args: argparse.Namespace) -> dict:
     }
 
 
+def _remove_leftovers(outputs: list[Path | None]) -> None:
+    """Remove the temporaries a killed evaluation left next to its output files (and say so)."""
+    from darkseg.utils.io import remove_stale_temporaries
+
+    for out in outputs:
+        if out is not None:
+            for p in remove_stale_temporaries(out.parent, final_names={out.name}):
+                print(
+                    f"darkseg evaluate: removed {p} (temporary file of an interrupted write)", file=sys.stderr
+                )
+
+
 def run(args: argparse.Namespace) -> int:
     from darkseg.engine.evaluate import format_metrics, format_per_class
     from darkseg.utils.io import ImageReadError, atomic_write_json
@@ -171,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
     if (args.results is None) == (args.checkpoint is None):
         print("darkseg evaluate: error: give exactly one of --results or --checkpoint", file=sys.stderr)
         return 2
+    _remove_leftovers([args.json_out, args.results_out])
     try:
         report = _run_results(args) if args.results is not None else _run_checkpoint(args)
     except (ValueError, FileNotFoundError, ImageReadError, RuntimeError) as exc:

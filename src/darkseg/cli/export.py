@@ -2,10 +2,15 @@
 
 ::
 
-    darkseg export --checkpoint CKPT --format torchscript|onnx --out FILE [--check]
+    darkseg export --checkpoint CKPT --format torchscript|onnx --out FILE [--check [--check-image IMG ...]]
 
-``--check`` runs the exported file (TorchScript: ``torch.jit.load``; ONNX: onnxruntime) and the PyTorch
-model on the same random input and prints the largest output differences.
+``--check`` runs the exported file (TorchScript: ``torch.jit.load``; ONNX: onnxruntime) and the fused
+PyTorch model on inputs where the model finds objects (by default a procedural scene, as sRGB and as a
+low-light rendering; or the ``--check-image`` files), reports how many detections were compared and
+the largest output differences, and fails beyond ``darkseg.engine.export.CHECK_TOLERANCE``.
+
+Exit status: 0 exported (and check passed), 1 export failed or check failed (differences beyond the
+tolerance), 3 exported but the check is inconclusive (the model finds nothing on the check inputs).
 """
 
 from __future__ import annotations
@@ -31,14 +36,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset version")
     parser.add_argument("--check", action="store_true", help="compare the exported model with PyTorch")
+    parser.add_argument(
+        "--check-image",
+        action="append",
+        type=Path,
+        metavar="IMG",
+        help="--check on this image or camera RAW file instead of a procedural scene (repeatable)",
+    )
+
+
+def _report_check(check) -> int:
+    """Print the outcome of ``--check``; returns the exit status (0 passed, 1 failed, 3 inconclusive)."""
+    diffs = ", ".join(f"{k} {v:.3g} (tol {check.tolerance[k]:g})" for k, v in check.differences.items())
+    where = "; ".join(check.inputs)
+    if check.status == "inconclusive":
+        print(
+            f"darkseg export: check inconclusive: the model finds no detections on {where}, so nothing "
+            "was compared; give --check-image with an image where it finds objects",
+            file=sys.stderr,
+        )
+        return 3
+    print(f"check: {check.detections} detection(s) compared on {where}; max |exported - pytorch|: {diffs}")
+    if check.status == "failed":
+        print(
+            "darkseg export: check FAILED: the exported model differs beyond the tolerance", file=sys.stderr
+        )
+        return 1
+    print("check passed")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    from darkseg.engine.export import ExportError, compare_exported, export_model
+    from darkseg.engine.export import ExportError, check_export, check_images, export_model
     from darkseg.models import CheckpointError, load_model
+    from darkseg.utils.io import remove_stale_temporaries
 
+    for p in remove_stale_temporaries(args.out.parent, final_names={args.out.name}):
+        print(f"darkseg export: removed {p} (temporary file of an interrupted export)", file=sys.stderr)
     try:
         model, _ = load_model(args.checkpoint, map_location="cpu")
+        inputs = check_images(model, args.check_image) if args.check else []  # bad images fail first
         path = export_model(
             model, args.format, args.out, example_size=tuple(args.example_size), opset=args.opset
         )
@@ -46,7 +83,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"darkseg export: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {args.format} model to {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    if args.check:
-        diffs = compare_exported(model, path, args.format)
-        print("max |exported - pytorch|: " + ", ".join(f"{k} {v:.3g}" for k, v in diffs.items()))
-    return 0
+    if not args.check:
+        return 0
+    return _report_check(check_export(model, path, args.format, inputs))

@@ -8,8 +8,10 @@ INPUT is any mix of files and folders: sRGB JPEG/PNG photos, LIS RAW PNGs, camer
 NEF, ARW, RAF, KDC, ...). For every input ``DIR/<stem>_overlay.png`` shows the instances on a brightened
 preview (camera RAW: rendered at half sensor resolution, the resolution the model sees); for all inputs
 ``DIR/results.json`` holds COCO results (``category_id`` = class index 1..K, RLE masks) and
-``DIR/images.json`` the image list (ids, sources, sizes), categories and per-file errors. A bad file is
-reported and skipped; the exit status is 1 when any input failed.
+``DIR/images.json`` the image list (ids, sources, sizes), categories and per-file errors. A bad or
+missing file is reported on stderr and in ``images.json`` and skipped; the exit status is 1 when any
+input failed. A DIR that holds a previous prediction (``images.json``/``results.json``) is refused
+unless ``--overwrite`` is given, which first removes that prediction's JSON files and overlays.
 """
 
 from __future__ import annotations
@@ -43,6 +45,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recursive", action="store_true", help="search folders recursively")
     parser.add_argument("--no-overlay", action="store_true", help="write only the JSON files")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="DIR holds a previous prediction: remove its JSON files and overlays first",
+    )
+
+
+#: ``darkseg predict``'s output folder; overlays are owned through the previous ``images.json``.
+PREDICT_LAYOUT_MARKERS = ("images.json", "results.json")
+
+
+def _previous_overlays(out_dir: Path) -> list[Path]:
+    """Overlay files a previous prediction in ``out_dir`` wrote (listed in its ``images.json``)."""
+    from darkseg.utils.io import load_json
+
+    try:
+        info = load_json(out_dir / "images.json")
+    except (FileNotFoundError, ValueError):
+        return []
+    images = info.get("images") if isinstance(info, dict) else None
+    names = [im.get("overlay") for im in images or [] if isinstance(im, dict)]
+    return [
+        out_dir / n for n in names if isinstance(n, str) and Path(n).name == n and n.endswith("_overlay.png")
+    ]
+
+
+def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Raise ``RunFolderError`` when ``out_dir`` holds a previous prediction and ``overwrite`` is off."""
+    from darkseg.engine.runfolder import RunLayout, check_run_folder
+
+    layout = RunLayout("predict", PREDICT_LAYOUT_MARKERS, PREDICT_LAYOUT_MARKERS)
+    check_run_folder(out_dir, layout, resume=False, overwrite=overwrite)
+
+
+def _clear_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Remove a previous prediction (with ``overwrite``) and stale temporary files from ``out_dir``."""
+    from darkseg.utils.io import remove_stale_temporaries
+
+    if overwrite:
+        for p in [*_previous_overlays(out_dir), *(out_dir / n for n in PREDICT_LAYOUT_MARKERS)]:
+            p.unlink(missing_ok=True)
+    for p in remove_stale_temporaries(out_dir):
+        print(f"darkseg predict: removed {p} (temporary file of an interrupted write)", file=sys.stderr)
 
 
 def _ratio(text: str) -> float | str:
@@ -71,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from darkseg.utils.io import atomic_write_json, write_image
 
     try:
+        _check_out_dir(args.out, args.overwrite)
         predictor = Predictor(
             args.checkpoint,
             device=args.device,
@@ -79,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             ratio=args.ratio,
             linear_images=args.linear_images,
         )
-    except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:  # incl. RunFolderError
         print(f"darkseg predict: {exc}", file=sys.stderr)
         return 2
     missing = [p for p in args.inputs if not Path(p).exists()]
@@ -88,10 +134,13 @@ def run(args: argparse.Namespace) -> int:
         print("darkseg predict: no image or camera RAW files found in the inputs", file=sys.stderr)
         return 2
     out_dir: Path = args.out
+    _clear_out_dir(out_dir, args.overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     images: list[dict] = []
     results: list[dict] = []
     errors: list[dict] = [{"file": str(p), "error": f"{p}: no such file or folder"} for p in missing]
+    for e in errors:
+        print(f"darkseg predict: skipped {e['error']}", file=sys.stderr)
     used: set[str] = set()
 
     def on_result(res: PredictResult) -> None:

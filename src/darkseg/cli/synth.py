@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="rgb",
         help="rgb: demosaiced 3-channel full resolution; binned: 3-channel full resolution rendered like "
         "the real LIS RAW PNGs (2x2 binning + bilinear upsampling); packed: 4-channel R,G1,B,G2 half "
-        "resolution",
+        "resolution (the annotation file is rescaled to it)",
     )
     parser.add_argument("--ccm", choices=("calibrated", "random"), default="calibrated")
     parser.add_argument(
@@ -90,10 +90,18 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"darkseg synth: error: {exc}", file=sys.stderr)
         return 2
+    for p in report.removed_temporaries:
+        print(f"darkseg synth: removed {p} (temporary file of an interrupted write)", file=sys.stderr)
     print(
         f"darkseg synth: {report.written} written, {report.skipped} already present, "
         f"{len(report.failed)} failed -> {args.out}"
     )
     for name, err in report.failed:
         print(f"  failed: {name}: {err}", file=sys.stderr)
+    if report.failed:
+        print(
+            f"darkseg synth: {len(report.failed)} failed image(s) and their annotations left out of "
+            f"{args.out / args.annotations.name}; rerun to retry them",
+            file=sys.stderr,
+        )
     return 0 if report.ok else 1

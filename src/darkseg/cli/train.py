@@ -2,7 +2,7 @@
 
 ::
 
-    darkseg train CONFIG [--out DIR] [--resume] [--set KEY=VALUE ...] [--device cpu|cuda|auto]
+    darkseg train CONFIG [--out DIR] [--resume | --overwrite] [--set KEY=VALUE ...] [--device cpu|cuda|auto]
     torchrun --nproc_per_node=4 -m darkseg train CONFIG --out DIR        (DistributedDataParallel)
 
 CONFIG is a YAML file or the name of a packaged config (``darkseg train --list``). ``--set`` overrides
@@ -20,7 +20,13 @@ HELP = "train a detector from a config file"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="experiment YAML file or packaged config name")
     parser.add_argument("--out", help="output folder (default: the config's output_dir)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pth exactly")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue from OUT/last.pth exactly")
+    mode.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="OUT holds a previous run: remove its checkpoints, logs and results and start afresh",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -66,12 +72,14 @@ def run(args: argparse.Namespace) -> int:
     from darkseg.engine.train import TrainingError, train
 
     try:
-        train(cfg, out, resume=args.resume, progress=not args.no_progress)
+        train(cfg, out, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
     except TrainingInterrupted as exc:
         print(f"darkseg train: {exc}", file=sys.stderr)
         return 130 if exc.signame == "SIGINT" else 143
     except (TrainingError, FileNotFoundError, ValueError) as exc:
-        print(f"darkseg train: {exc}", file=sys.stderr)
+        from darkseg.cli import error_line
+
+        print(f"darkseg train: {error_line(exc)}", file=sys.stderr)
         return 1
     finally:
         cleanup_distributed()

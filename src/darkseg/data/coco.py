@@ -40,6 +40,7 @@ import torch
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from darkseg.errors import DarkSegError
 from darkseg.utils.io import ImageReadError, load_json, read_image
 
 __all__ = [
@@ -66,7 +67,7 @@ DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {
 MIN_TRAIN_SIZE = 32
 
 
-class AnnotationError(ValueError):
+class AnnotationError(DarkSegError, ValueError):
     """An annotation file is malformed; the message names the file and the offending entry."""
 
 

@@ -22,6 +22,11 @@ Layout of ``out_dir``::
     eval/             results_{dark,clean}.json (COCO results)
     overlays/         NNN.png
     metrics.json  report.md  report.html  loss_curve.png
+
+A folder that already holds a demo run is refused unless ``resume`` (continue the training from
+``train/last.pth``; the data are regenerated identically from the seed) or ``overwrite`` (the previous
+run's report, evaluation results, overlays and training files are removed first; ``data/`` is
+regenerated in place, other files are left alone).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "DEMO_LAYOUT",
     "DemoSettings",
     "QUICK_OVERRIDES",
     "run_demo",
@@ -67,6 +73,25 @@ QUICK_OVERRIDES: tuple[str, ...] = (
     "train.checkpoint_every=0",
     "train.log_every=1",
 )
+
+
+def _demo_layout():
+    from darkseg.engine.runfolder import TRAIN_LAYOUT, RunLayout
+
+    report = ("metrics.json", "report.md", "report.html", "loss_curve.png")
+    train = tuple(f"train/{p}" for p in TRAIN_LAYOUT.owned)
+    return RunLayout(
+        job="demo",
+        markers=report + tuple(f"train/{p}" for p in TRAIN_LAYOUT.markers),
+        owned=report
+        + train
+        + ("eval/results_dark.json", "eval/results_clean.json", "overlays/[0-9][0-9][0-9].png"),
+        resumable=True,
+    )
+
+
+#: The files a demo run writes (``data/`` is regenerated in place and not listed).
+DEMO_LAYOUT = _demo_layout()
 
 
 @dataclass
@@ -464,6 +489,16 @@ def write_report(out_dir: str | os.PathLike, summary: dict[str, Any]) -> tuple[P
 
 
 # ---------------------------------------------------------------------------------------- main
+def _loss_window(records: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Mean loss of the first and the last iterations of the whole logged run (also after a resume,
+    where the training summary only knows the iterations of its own process)."""
+    losses = [float(r["loss"]) for r in records if "eval" not in r and "loss" in r]
+    if not losses:
+        return {"loss_first": None, "loss_last": None}
+    k = max(1, min(10, len(losses) // 4))
+    return {"loss_first": sum(losses[:k]) / k, "loss_last": sum(losses[-k:]) / k}
+
+
 def _stage(i: int, n: int, text: str, progress: bool) -> None:
     if progress:
         print(f"[{i}/{n}] {text}", flush=True)
@@ -476,16 +511,21 @@ def run_demo(
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Generate data, train, evaluate and write the report into ``out_dir``.
 
     Args:
-        out_dir: the run folder (created; an existing one is overwritten piece by piece).
+        out_dir: the run folder (created). One that holds a demo run is refused
+            (:class:`darkseg.errors.RunFolderError`) unless ``resume`` or ``overwrite``.
         settings: data sizes, config and overrides; default :class:`DemoSettings` (or
             :meth:`DemoSettings.quick` with ``quick=True``).
         seed: seeds the scenes (train: ``seed``, test: ``seed + 1``), the dark test set and training.
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
         progress: stage headers and tqdm bars.
+        resume: continue the training of the run in ``out_dir`` from ``train/last.pth``.
+        overwrite: remove the previous run's files (:data:`DEMO_LAYOUT`) and start afresh.
 
     Returns:
         The summary written to ``out_dir/metrics.json``: ``metrics`` (``{"dark"|"clean": {"bbox"|"segm":
@@ -498,14 +538,16 @@ def run_demo(
     from darkseg.data.scenes import generate_scenes
     from darkseg.engine.evaluate import evaluate_model, format_metrics
     from darkseg.engine.logger import read_jsonl
+    from darkseg.engine.runfolder import check_run_folder, clear_run_folder
     from darkseg.engine.train import train
     from darkseg.models import load_model
-    from darkseg.utils.io import atomic_write_json, load_json
+    from darkseg.utils.io import atomic_write_json, load_json, remove_stale_temporaries
     from darkseg.utils.runtime import resolve_device
 
     settings = settings or (DemoSettings.quick() if quick else DemoSettings())
     out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    check_run_folder(out, DEMO_LAYOUT, resume=resume, overwrite=overwrite)
+    resolve_device(device)  # DeviceError now, not after the data stages
     data = out / "data"
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
@@ -529,6 +571,15 @@ def run_demo(
         )
     if cfg.synth is None:
         raise ValueError(f"config {settings.config}: the demo needs a synth section (low-light synthesis)")
+    if overwrite:
+        removed = clear_run_folder(out, DEMO_LAYOUT)
+        if removed and progress:
+            print(
+                f"--overwrite: removed {len(removed)} file(s) of the previous demo run in {out}", flush=True
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    for p in remove_stale_temporaries(out, recursive=True):
+        print(f"removed {p} (temporary file of an interrupted write)", flush=True)
 
     # 1. scenes
     _stage(
@@ -575,7 +626,7 @@ def run_demo(
         progress,
     )
     t = time.perf_counter()
-    train_summary = train(cfg, out / "train", resume=False, progress=progress)
+    train_summary = train(cfg, out / "train", resume=resume, progress=progress, overwrite=overwrite)
     timings["train"] = time.perf_counter() - t
 
     # 4. evaluation
@@ -626,16 +677,11 @@ def run_demo(
         "per_class": {view: r["per_class"].get("segm", {}) for view, r in results.items()},
         "num_detections": {view: r["num_detections"] for view, r in results.items()},
         "train": {
-            k: train_summary.get(k)
-            for k in (
-                "iterations",
-                "seconds",
-                "seconds_per_iter",
-                "loss_first",
-                "loss_last",
-                "device",
-                "final_model",
-            )
+            **{
+                k: train_summary.get(k)
+                for k in ("iterations", "seconds", "seconds_per_iter", "device", "final_model")
+            },
+            **_loss_window(read_jsonl(out / "train" / "log.jsonl")),
         },
         "batch_size": cfg.train.batch_size,
         "model_description": (

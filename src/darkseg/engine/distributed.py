@@ -59,16 +59,16 @@ def init_distributed(device: str = "auto") -> DistInfo:
 
     ``device`` ``"auto"`` picks ``cuda:LOCAL_RANK`` when CUDA is available, else CPU. The backend is
     NCCL for CUDA devices and gloo for CPU. Already-initialised groups are reused.
+
+    Raises:
+        darkseg.errors.DeviceError: ``device`` names a CUDA device this machine does not have.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
-    if device == "auto":
-        use_cuda = torch.cuda.is_available()
-    else:
-        use_cuda = device.startswith("cuda")
-        if use_cuda and not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
+    from darkseg.utils.runtime import resolve_device
+
+    use_cuda = resolve_device(device).type == "cuda"  # DeviceError for cuda without a GPU
     if use_cuda:
         idx = (
             int(device.split(":", 1)[1])

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from darkseg.errors import DarkSegError
+
 __all__ = [
     "METRIC_NAMES",
     "IOU_TYPES",
@@ -48,7 +50,7 @@ METRIC_NAMES: tuple[str, ...] = (
 IOU_TYPES: tuple[str, ...] = ("bbox", "segm")
 
 
-class ResultsError(ValueError):
+class ResultsError(DarkSegError, ValueError):
     """A results file/list is malformed or refers to unknown images/categories (names file and entry)."""
 
 

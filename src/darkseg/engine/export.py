@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -32,12 +33,29 @@ from torchvision.models.detection.transform import (
     resize_boxes,
 )
 
-__all__ = ["EXPORT_FORMATS", "ExportTransform", "prepare_for_export", "export_model", "ExportError"]
+from darkseg.errors import DarkSegError
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "CHECK_TOLERANCE",
+    "ExportCheck",
+    "ExportTransform",
+    "prepare_for_export",
+    "export_model",
+    "ExportError",
+    "check_images",
+    "check_export",
+]
+
+#: Largest differences ``darkseg export --check`` accepts between the exported file and the fused
+#: PyTorch model: box corners in pixels, scores, mask probabilities, labels (exact). Measured
+#: differences are about 3e-5 px, 3e-7 and 1e-5.
+CHECK_TOLERANCE: dict[str, float] = {"boxes": 1e-2, "labels": 0.0, "scores": 1e-3, "masks": 1e-3}
 
 EXPORT_FORMATS = ("torchscript", "onnx")
 
 
-class ExportError(RuntimeError):
+class ExportError(DarkSegError, RuntimeError):
     """Export failed; the message says which format and why."""
 
 
@@ -237,7 +255,7 @@ def export_model(
         return out
     example = _example_input(m, *example_size)
     wrapper = _OnnxWrapper(m).eval()
-    tmp = out.with_name(f".{out.name}.partial")
+    tmp = out.with_name(f".{out.name}.partial.tmp")  # a darkseg temporary (removed if left behind)
     try:
         torch.onnx.export(
             wrapper,
@@ -342,3 +360,83 @@ def detection_differences(ref: dict[str, Tensor], got: dict[str, Tensor]) -> dic
                 diffs["masks"], float((a - b).abs().max()) if a.shape == b.shape else float("inf")
             )
     return diffs
+
+
+@dataclass
+class ExportCheck:
+    """Outcome of comparing an exported file with the fused PyTorch model on some inputs.
+
+    Attributes:
+        inputs: names of the inputs compared.
+        detections: PyTorch detections compared, over all inputs (0: the check proves nothing).
+        differences: largest absolute difference per output over all inputs (``inf``: the detections
+            did not match up, e.g. different counts).
+        tolerance: the limits the differences are held to.
+    """
+
+    inputs: list[str]
+    detections: int
+    differences: dict[str, float]
+    tolerance: dict[str, float] = field(default_factory=lambda: dict(CHECK_TOLERANCE))
+
+    @property
+    def within_tolerance(self) -> bool:
+        return all(self.differences[k] <= self.tolerance[k] for k in self.tolerance)
+
+    @property
+    def status(self) -> str:
+        """``"passed"``, ``"failed"`` (beyond tolerance) or ``"inconclusive"`` (no detections compared)."""
+        if not self.within_tolerance:
+            return "failed"
+        return "passed" if self.detections > 0 else "inconclusive"
+
+
+def check_images(
+    model: torch.nn.Module, paths: list[str | os.PathLike] | None = None, size: tuple[int, int] = (240, 320)
+) -> list[tuple[str, Tensor]]:
+    """Inputs for :func:`check_export`: ``paths`` read as ``darkseg predict`` reads them, or by default a
+    procedural scene (``darkseg.data.scenes``, seed 0, ``size`` = ``(H, W)``) as sRGB and as its
+    synthetic low-light rendering (packed RAW planes for a 4-channel model), so that a model trained on
+    photos or on dark RAW finds objects in at least one of them."""
+    c = int(model.config.in_channels)
+    if paths:
+        from darkseg.engine.predictor import load_input
+
+        return [(str(p), load_input(p, c, preview=False).tensor) for p in paths]
+    import numpy as np
+
+    from darkseg.data.scenes import render_scene
+    from darkseg.synth import LowLightSynthesizer, SynthConfig
+
+    scene = render_scene(np.random.default_rng(0), (size[1], size[0])).image
+    out = []
+    if c == 3:
+        out.append(
+            ("procedural scene (sRGB)", torch.from_numpy(scene.astype(np.float32) / 255.0).permute(2, 0, 1))
+        )
+    synth = LowLightSynthesizer(SynthConfig(output="rgb" if c == 3 else "packed", ratio_range=(10.0, 10.0)))
+    _, noisy = synth.numpy(scene, np.random.default_rng(1))
+    out.append(
+        (
+            "procedural scene (low-light rendering)",
+            torch.from_numpy(np.ascontiguousarray(noisy)).permute(2, 0, 1),
+        )
+    )
+    return out
+
+
+def check_export(
+    model: torch.nn.Module, path: str | os.PathLike, format: str, inputs: list[tuple[str, Tensor]]
+) -> ExportCheck:
+    """Run the exported file and the fused PyTorch model on ``inputs`` and compare their detections."""
+    ref_model = prepare_for_export(model)
+    run = run_exported(path, format)
+    worst = {k: 0.0 for k in CHECK_TOLERANCE}
+    n = 0
+    for _, image in inputs:
+        with torch.no_grad():
+            ref = ref_model([image])[0]
+        diffs = detection_differences(ref, run(image))
+        n += int(ref["scores"].numel())
+        worst = {k: max(worst[k], diffs[k]) for k in worst}
+    return ExportCheck([name for name, _ in inputs], n, worst)

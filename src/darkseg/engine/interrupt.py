@@ -15,11 +15,12 @@ from types import FrameType
 import torch
 
 from darkseg.engine import distributed as du
+from darkseg.errors import DarkSegError
 
 __all__ = ["GracefulStop", "TrainingInterrupted"]
 
 
-class TrainingInterrupted(RuntimeError):
+class TrainingInterrupted(DarkSegError, RuntimeError):
     """Raised after a graceful stop: the checkpoint is written; ``iteration`` is where it stopped."""
 
     def __init__(self, signame: str, iteration: int, checkpoint: str) -> None:

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from darkseg.errors import DarkSegError
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "InputFormatError",
@@ -40,7 +42,7 @@ __all__ = [
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
 
 
-class InputFormatError(ValueError):
+class InputFormatError(DarkSegError, ValueError):
     """An input cannot be used (unreadable, unsupported format, wrong channel count); names the input."""
 
 

@@ -25,6 +25,7 @@ exactly as an uninterrupted run (bit-identical on CPU with deterministic kernels
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from darkseg.engine.checkpointing import (
 from darkseg.engine.interrupt import GracefulStop, TrainingInterrupted
 from darkseg.engine.logger import TrainLogger, truncate_logs
 from darkseg.engine.schedule import StepWarmupSchedule, set_lr
+from darkseg.errors import DarkSegError
 
 __all__ = [
     "train",
@@ -55,34 +57,65 @@ __all__ = [
 ]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(DarkSegError, RuntimeError):
     """Training cannot continue (non-finite loss, incompatible resume, ...); the message says why."""
 
 
 # ------------------------------------------------------------------------------------------ data
+#: Key of the sample target that lists the unreadable images skipped to build the sample.
+SKIPPED_KEY = "skipped_unreadable"
+
+
 class KeyedDataset(torch.utils.data.Dataset):
     """Wraps a dataset with random transforms so that sample ``(epoch, index)`` is reproducible.
 
     ``dataset[(epoch, index)]`` re-seeds the base dataset's transforms with
     ``mix_seed(seed, epoch, index)`` and returns ``base[indices[index]]``.
+
+    With ``skip_unreadable``, an image file that is missing or cannot be decoded does not end the run:
+    the next index (wrapping around) is used instead, deterministically, and the sample's target lists
+    the skipped files' messages under :data:`SKIPPED_KEY` (the trainer counts and reports them; this
+    works the same inside DataLoader worker processes).
     """
 
-    def __init__(self, base: Any, seed: int, indices: list[int] | None = None) -> None:
+    def __init__(
+        self, base: Any, seed: int, indices: list[int] | None = None, skip_unreadable: bool = False
+    ) -> None:
         self.base = base
         self.seed = int(seed)
         self.indices = list(range(len(base))) if indices is None else list(indices)
+        self.skip_unreadable = skip_unreadable
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, key: tuple[int, int]):
+    def _load(self, epoch: int, index: int, position: int):
         from darkseg.data.transforms import reseed_transforms
 
-        epoch, index = key
         transforms = getattr(self.base, "transforms", None)
         if transforms is not None:
             reseed_transforms(transforms, du.mix_seed(self.seed, epoch, index) % 2**62)
-        return self.base[self.indices[index]]
+        return self.base[self.indices[position]]
+
+    def __getitem__(self, key: tuple[int, int]):
+        from darkseg.utils.io import ImageReadError
+
+        epoch, index = key
+        if not self.skip_unreadable:
+            return self._load(epoch, index, index)
+        skipped: list[str] = []
+        for attempt in range(len(self.indices)):
+            try:
+                sample = self._load(epoch, index, (index + attempt) % len(self.indices))
+            except (ImageReadError, FileNotFoundError) as exc:
+                skipped.append(str(exc))
+                continue
+            if skipped:
+                sample[-1][SKIPPED_KEY] = skipped
+            return sample
+        raise TrainingError(
+            f"no readable training image: all {len(self.indices)} failed; first: {skipped[0]}"
+        )
 
 
 class SeededView:
@@ -202,8 +235,14 @@ class Trainer:
     """
 
     def __init__(
-        self, cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False, progress: bool = True
+        self,
+        cfg: ExperimentConfig,
+        out_dir: str | Path,
+        resume: bool = False,
+        progress: bool = True,
+        overwrite: bool = False,
     ) -> None:
+        from darkseg.engine.runfolder import TRAIN_LAYOUT, check_run_folder
         from darkseg.models import build_model, param_groups
         from darkseg.utils.runtime import keep_freed_memory, seed_everything
 
@@ -213,6 +252,10 @@ class Trainer:
         self.device = self.dist.device
         self.rank, self.world = self.dist.rank, self.dist.world_size
         self.main = self.rank == 0
+        # every rank checks before rank 0 writes anything into the folder; a refused folder fails fast,
+        # an overwritten one is cleared only once the model and the data have been set up
+        check_run_folder(self.out_dir, TRAIN_LAYOUT, resume=resume, overwrite=overwrite)
+        du.barrier()
         seed_everything(t.seed, deterministic=t.deterministic)
         if self.device.type == "cpu":
             # Denormal floats (tiny activations/gradients of small random-init models) slow CPU kernels
@@ -234,7 +277,8 @@ class Trainer:
 
         # data
         self.dataset = build_train_dataset(cfg, synth_in_workers=not self.synth_on_device)
-        self.keyed = KeyedDataset(self.dataset, t.seed)
+        self.keyed = KeyedDataset(self.dataset, t.seed, skip_unreadable=True)
+        self.unreadable: dict[str, str] = {}  # file -> message, for the skip report
         probe = du.ShardedBatchSampler(len(self.keyed), t.batch_size, self.world, self.rank, t.seed)
         self.iters_per_epoch = probe.iters_per_epoch
         self.total_iters = t.max_iters if t.max_iters is not None else t.epochs * self.iters_per_epoch
@@ -270,6 +314,7 @@ class Trainer:
         if self.main:
             from darkseg.utils.io import atomic_open
 
+            self._tidy_out_dir(overwrite)
             with atomic_open(self.out_dir / "config.yaml", "w") as fh:
                 fh.write(config_to_yaml(cfg))
         du.barrier()
@@ -278,6 +323,20 @@ class Trainer:
     def _print(self, text: str) -> None:
         if self.main:
             print(text, flush=True)
+
+    def _tidy_out_dir(self, overwrite: bool) -> None:
+        """Remove a killed run's temporary files and, with ``overwrite``, the previous run's files."""
+        from darkseg.engine.runfolder import TRAIN_LAYOUT, clear_run_folder
+        from darkseg.utils.io import remove_stale_temporaries
+
+        for p in remove_stale_temporaries(self.out_dir):
+            self._print(f"removed {p} (temporary file of an interrupted write)")
+        if overwrite:
+            removed = clear_run_folder(self.out_dir, TRAIN_LAYOUT)
+            if removed:
+                self._print(
+                    f"--overwrite: removed {len(removed)} file(s) of the previous run in {self.out_dir}"
+                )
 
     def _state(self, iteration: int) -> dict[str, Any]:
         return {
@@ -292,7 +351,10 @@ class Trainer:
     def _load_resume(self) -> None:
         path = self.out_dir / LAST
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: nothing to resume (no {LAST} in {self.out_dir}); drop --resume")
+            raise FileNotFoundError(
+                f"{path}: nothing to resume (no {LAST} in {self.out_dir}); start a new run without --resume "
+                "(with --overwrite if the folder holds logs of a run that never wrote a checkpoint)"
+            )
         from darkseg.models import read_checkpoint
 
         head = read_checkpoint(path, map_location="cpu")
@@ -316,8 +378,45 @@ class Trainer:
         self.start_iter = int(ckpt["iteration"])
         self._print(f"resumed from {path} at iteration {self.start_iter}")
 
+    def _account_unreadable(self, batch: tuple, logger: TrainLogger) -> None:
+        """Take the skipped-image notes out of the batch's targets, warn once per file, enforce the cap.
+
+        Raises:
+            TrainingError: more distinct unreadable files than ``train.max_unreadable_images``.
+        """
+        cap = self.cfg.train.max_unreadable_images
+        for target in batch[-1]:
+            for msg in target.pop(SKIPPED_KEY, []):
+                name = msg.split(": ", 1)[0]
+                if name in self.unreadable:
+                    continue
+                self.unreadable[name] = msg
+                if len(self.unreadable) > cap:
+                    raise TrainingError(
+                        f"{msg}; {len(self.unreadable)} unreadable training image(s), more than "
+                        f"train.max_unreadable_images={cap}: fix or remove them"
+                    )
+                note = f"warning: skipped unreadable training image ({len(self.unreadable)}/{cap}): {msg}"
+                if self.main:
+                    logger.write(note)
+                else:
+                    print(f"[rank {self.rank}] {note}", file=sys.stderr, flush=True)
+
+    def _check_finite_weights(self, iteration: int) -> None:
+        """Raise ``TrainingError`` before a checkpoint would replace good weights by NaN/inf ones."""
+        from darkseg.models import CheckpointError, check_finite_weights
+
+        try:
+            check_finite_weights(self.model.state_dict(), f"weights after iteration {iteration}")
+        except CheckpointError as exc:
+            raise TrainingError(
+                f"{exc}; not written, {self.out_dir / LAST} keeps the last finite checkpoint; lower "
+                "train.lr or enable train.grad_clip"
+            ) from None
+
     def _save(self, iteration: int, epoch_end: bool) -> None:
         if self.main:
+            self._check_finite_weights(iteration)
             last = self.out_dir / LAST
             save_training_checkpoint(last, self.model, self.optimizer, self.scaler, self._state(iteration))
             if epoch_end and self.cfg.train.keep_epoch_checkpoints:
@@ -413,6 +512,7 @@ class Trainer:
             while it < self.total_iters:
                 torch.manual_seed(du.mix_seed(t.seed, it, self.rank, 0x7A11))
                 batch = next(batches)
+                self._account_unreadable(batch, logger)
                 lr = set_lr(self.optimizer, self.schedule, it)
                 t_it = time.perf_counter()
                 with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
@@ -477,6 +577,7 @@ class Trainer:
             if self.main:
                 from darkseg.models import save_checkpoint
 
+                self._check_finite_weights(it)
                 save_checkpoint(final, self.model, extra={"iteration": it, "config": self.cfg.to_dict()})
             if t.eval_at_end:
                 final_eval = self.evaluate(None)
@@ -515,6 +616,7 @@ class Trainer:
             "final_lr": self.schedule.lr(max(it - 1, 0)),
             "checkpoint": str(self.out_dir / LAST),
             "final_model": str(final),
+            "unreadable_images": sorted(self.unreadable),
             "eval_history": {str(k_): v for k_, v in evals.items()},
             "eval": None if final_eval is None else final_eval["metrics"],
             "eval_per_class": None if final_eval is None else final_eval["per_class"],
@@ -535,14 +637,27 @@ def _format_summary(s: dict[str, Any]) -> str:
         from darkseg.engine.evaluate import format_metrics
 
         lines.append(format_metrics(s["eval"]))
+    if s.get("unreadable_images"):
+        lines.append(
+            f"   skipped {len(s['unreadable_images'])} unreadable image(s): "
+            + ", ".join(s["unreadable_images"])
+        )
     lines.append(f"   checkpoint: {s['checkpoint']}  final model: {s['final_model']}")
     return "\n".join(lines)
 
 
 def train(
-    cfg: ExperimentConfig, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True
+    cfg: ExperimentConfig,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg`` into ``out_dir`` (default ``cfg.output_dir``); ``resume`` continues ``out_dir/last.pth``.
+
+    A folder that already holds a run (checkpoints, logs, summary) is refused with
+    :class:`darkseg.errors.RunFolderError` unless ``resume`` continues it or ``overwrite`` replaces it
+    (the previous run's checkpoints, logs, results and summary are removed first; other files stay).
 
     Runs as one process, or as one of ``torchrun``'s processes (DDP). Returns the summary dict (also
     written to ``out_dir/summary.json``): iterations, timing, first/last mean loss, final AP, paths.
@@ -550,5 +665,5 @@ def train(
     out = out_dir if out_dir is not None else cfg.output_dir
     if out is None:
         raise ValueError("train: no output folder (pass out_dir / --out or set output_dir in the config)")
-    trainer = Trainer(cfg, out, resume=resume, progress=progress)
+    trainer = Trainer(cfg, out, resume=resume, progress=progress, overwrite=overwrite)
     return trainer.run()

@@ -12,6 +12,7 @@ from .awd import AWD
 from .checkpoint import (
     CheckpointError,
     UnsafeCheckpointError,
+    check_finite_weights,
     count_parameters,
     load_model,
     read_checkpoint,
@@ -50,6 +51,7 @@ __all__ = [
     "param_lr_mults",
     "save_checkpoint",
     "load_model",
+    "check_finite_weights",
     "read_checkpoint",
     "UnsafeCheckpointError",
     "safe_torch_load",

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from darkseg.errors import DarkSegError
+
 from .config import ModelConfig
 from .detector import DarkMaskRCNN, build_model
 
@@ -31,6 +33,7 @@ __all__ = [
     "load_model",
     "read_checkpoint",
     "safe_torch_load",
+    "check_finite_weights",
 ]
 
 CHECKPOINT_FORMAT = "darkseg"
@@ -38,7 +41,7 @@ CHECKPOINT_VERSION = 1
 _RESERVED = {"format", "format_version", "darkseg_version", "model_config", "fused", "state_dict"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DarkSegError, ValueError):
     """A file is not a (readable, supported) darkseg checkpoint; the message names the file."""
 
 
@@ -126,7 +129,30 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     for key in ("model_config", "state_dict"):
         if not isinstance(ckpt.get(key), dict):
             raise CheckpointError(f"{path}: darkseg checkpoint lacks a '{key}' dict")
+    check_finite_weights(ckpt["state_dict"], path)
     return ckpt
+
+
+def check_finite_weights(state_dict: dict[str, Any], source: str | os.PathLike) -> None:
+    """Refuse weights holding NaN or infinity (a diverged run's checkpoint predicts nothing, silently).
+
+    Raises:
+        CheckpointError: naming ``source``, the first tensor (in state-dict order) with a non-finite
+            value, how many of its values are bad, and how many tensors are affected in all.
+    """
+    bad = [
+        (k, v)
+        for k, v in state_dict.items()
+        if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+    if bad:
+        name, first = bad[0]
+        n_bad = int((~torch.isfinite(first)).sum())
+        raise CheckpointError(
+            f"{source}: refused: non-finite weights (NaN/inf) in tensor {name!r} ({n_bad} of "
+            f"{first.numel()} values) and {len(bad) - 1} more tensor(s), as a diverged training run "
+            "leaves them"
+        )
 
 
 def load_model(

@@ -6,10 +6,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from darkseg.errors import DarkSegError
+
 __all__ = ["ModelConfig", "DSLConfig", "ModelConfigError", "NORMALIZATION_PRESETS"]
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(DarkSegError, ValueError):
     """A model configuration value is invalid; the message names the field."""
 
 

@@ -29,6 +29,8 @@ from torchvision.models.detection.transform import (
 )
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
+from darkseg.errors import DarkSegError
+
 from .config import ModelConfig
 from .convnext import ConvNeXtBody
 from .dsl import dsl_loss
@@ -49,7 +51,7 @@ from .scb import count_scb, fuse_scb
 __all__ = ["InputError", "DarkTransform", "DarkBackbone", "DarkMaskRCNN", "build_model", "build_backbone"]
 
 
-class InputError(ValueError):
+class InputError(DarkSegError, ValueError):
     """Images or targets given to the model are malformed; the message names the entry and the problem."""
 
 

@@ -63,6 +63,9 @@ def load_torchvision_state_dict(
         if not isinstance(obj, dict):
             raise ValueError(f"{path}: expected a state dict, got {type(obj).__name__}")
         state_dict = obj
+        from .checkpoint import check_finite_weights
+
+        check_finite_weights(state_dict, path)
     own = model.state_dict()
     report = LoadReport()
     new_sd: dict[str, torch.Tensor] = {}

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from darkseg.errors import DarkSegError
+
 from .bayer import bin2x2, pack_bayer, pattern_offsets
 
 __all__ = [
@@ -53,7 +55,7 @@ _SRGB_TO_XYZ = np.array(
 )
 
 
-class RawFormatError(ValueError):
+class RawFormatError(DarkSegError, ValueError):
     """A file is not a camera RAW this reader supports (unreadable, or not a 2x2 Bayer mosaic)."""
 
 

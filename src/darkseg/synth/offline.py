@@ -7,10 +7,19 @@ Output layout under ``out``::
     out/<annotation file name>                            the annotation file, ``file_name`` updated
     out/synth_config.json                                 settings of the run (checked on resume)
 
+* The annotation file is written when the images are done and lists only the images whose output
+  exists: an image that failed is left out together with its annotations (the report counts them).
+* ``output="packed"`` arrays are half resolution (``(H/2, W/2, 4)``), so the annotation file is rescaled
+  to them: ``width``/``height`` halved, boxes and polygon coordinates x0.5, RLE masks downsampled 2x2
+  (a half-resolution pixel belongs to an instance when at least 2 of its 4 sites do) and areas
+  recomputed (RLE) or divided by 4 (polygons, boxes).
+* Worker processes end when the parent process dies, even by SIGKILL
+  (:func:`darkseg.utils.runtime.exit_with_parent`).
+
 * Deterministic: image ``i`` uses ``numpy.random.default_rng([seed, image_id])``, so the result does
   not depend on order, worker count, or interruptions.
 * Resumable: every file is written atomically (temporary file + rename); a rerun skips outputs that
-  exist and deletes stale temporary files of a killed run.
+  exist and deletes the stale temporary files of a killed run (darkseg's own temporaries only).
 * Robust: an unreadable image is reported with its file name and the job goes on; the report lists
   the failures.
 """
@@ -31,7 +40,15 @@ import numpy as np
 
 from darkseg.synth.pipeline import LowLightSynthesizer, SynthConfig
 
-__all__ = ["SynthJob", "SynthReport", "load_coco_images", "image_rng", "output_relpath", "run_synth_folder"]
+__all__ = [
+    "SynthJob",
+    "SynthReport",
+    "load_coco_images",
+    "image_rng",
+    "output_relpath",
+    "run_synth_folder",
+    "half_resolution_annotations",
+]
 
 FORMATS = ("png16", "npy")
 CONFIG_NAME = "synth_config.json"
@@ -53,9 +70,14 @@ class SynthJob:
 
 @dataclass
 class SynthReport:
+    """``written`` now, ``skipped`` (already present), ``failed`` ``(file_name, message)`` - these images
+    and their annotations are left out of the output annotation file; ``removed_temporaries`` of a
+    killed run."""
+
     written: int = 0
     skipped: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    removed_temporaries: list[Path] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -117,9 +139,20 @@ def _encode(arr: np.ndarray, fmt: str, name: str) -> bytes:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(cfg_dict: dict, images: str, out: str, seed: int, fmt: str, save_clean: bool) -> None:
-    from darkseg.utils.runtime import keep_freed_memory
+def _init_worker(
+    cfg_dict: dict,
+    images: str,
+    out: str,
+    seed: int,
+    fmt: str,
+    save_clean: bool,
+    parent_pid: int | None = None,
+) -> None:
+    """Set up the synthesiser of this process; a pool worker (``parent_pid`` given) dies with its parent."""
+    from darkseg.utils.runtime import exit_with_parent, keep_freed_memory
 
+    if parent_pid is not None:
+        exit_with_parent(parent_pid)
     keep_freed_memory()  # reuse freed image buffers instead of page-faulting fresh ones (~20 % faster)
     _WORKER.update(
         synth=LowLightSynthesizer(SynthConfig(**cfg_dict)),
@@ -152,13 +185,51 @@ def _process_one(item: tuple[Any, str]) -> tuple[str, str | None]:
         return file_name, f"{type(exc).__name__}: {msg}"
 
 
-def _remove_stale_temporaries(root: Path) -> int:
-    n = 0
-    if root.is_dir():
-        for p in root.rglob(".*.tmp"):
-            p.unlink(missing_ok=True)
-            n += 1
-    return n
+def half_resolution_annotations(coco: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a COCO dict rescaled to half-resolution images (the packed RAW grid).
+
+    ``width``/``height`` are halved (packed output needs even sizes), boxes and polygons scaled by 0.5,
+    RLE masks downsampled by 2x2 blocks (on when at least 2 of the 4 sites are), areas recomputed for
+    RLE and divided by 4 otherwise.
+    """
+    from pycocotools import mask as mask_utils
+
+    out = copy.deepcopy(coco)
+    for im in out["images"]:
+        im["width"], im["height"] = int(im["width"]) // 2, int(im["height"]) // 2
+    for ann in out.get("annotations", []):
+        if isinstance(ann.get("bbox"), list):
+            ann["bbox"] = [float(v) * 0.5 for v in ann["bbox"]]
+        seg = ann.get("segmentation")
+        if isinstance(seg, dict) and "counts" in seg:
+            h, w = seg["size"]
+            rle = mask_utils.frPyObjects(seg, h, w) if isinstance(seg["counts"], list) else seg
+            m = mask_utils.decode(rle)[: h - h % 2, : w - w % 2].astype(np.uint8)
+            half = m.reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3)) >= 2
+            enc = mask_utils.encode(np.asfortranarray(half.astype(np.uint8)))
+            ann["segmentation"] = {"size": [h // 2, w // 2], "counts": enc["counts"].decode("ascii")}
+            ann["area"] = float(half.sum())
+        else:
+            if isinstance(seg, list):
+                ann["segmentation"] = [[float(v) * 0.5 for v in poly] for poly in seg]
+            if "area" in ann:
+                ann["area"] = float(ann["area"]) * 0.25
+    return out
+
+
+def _output_annotations(coco: dict, rel_of: dict[str, str], kept: set[str], packed: bool) -> dict:
+    """The output annotation file: images whose output exists (``kept`` file names), renamed to their
+    output files, with their annotations; rescaled to half resolution for packed output."""
+    new = copy.deepcopy(coco)
+    new["images"] = [im for im in new["images"] if im["file_name"] in kept]
+    ids = {im["id"] for im in new["images"]}
+    if isinstance(new.get("annotations"), list):
+        new["annotations"] = [
+            a for a in new["annotations"] if not isinstance(a, dict) or a.get("image_id") in ids
+        ]
+    for im in new["images"]:
+        im["file_name"] = rel_of[im["file_name"]]
+    return half_resolution_annotations(new) if packed else new
 
 
 def _check_run_config(out: Path, meta: dict) -> None:
@@ -182,7 +253,7 @@ def run_synth_folder(job: SynthJob, progress: bool = True) -> SynthReport:
     arguments before any image is processed; per-image problems go to the report."""
     from tqdm import tqdm
 
-    from darkseg.utils.io import atomic_write_json
+    from darkseg.utils.io import atomic_write_json, remove_stale_temporaries
 
     if job.fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {job.fmt!r}")
@@ -212,16 +283,9 @@ def run_synth_folder(job: SynthJob, progress: bool = True) -> SynthReport:
         "save_clean": job.save_clean,
     }
     _check_run_config(out, meta)
-    for sub in ("images", "clean"):
-        _remove_stale_temporaries(out / sub)
-
-    # annotation file with updated file names
-    new_coco = copy.deepcopy(coco)
-    for im in new_coco["images"]:
-        im["file_name"] = rel_of[im["file_name"]]
-    atomic_write_json(out / Path(job.annotations).name, new_coco)
-
     report = SynthReport()
+    report.removed_temporaries = remove_stale_temporaries(out, recursive=True)
+
     todo = []
     for im in coco["images"]:
         rel = rel_of[im["file_name"]]
@@ -241,12 +305,19 @@ def run_synth_folder(job: SynthJob, progress: bool = True) -> SynthReport:
                 _account(report, name, err, bar)
         else:
             with ProcessPoolExecutor(
-                job.workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=init_args
+                job.workers,
+                mp_context=get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(*init_args, os.getpid()),
             ) as pool:
                 for name, err in pool.map(_process_one, todo, chunksize=4):
                     _account(report, name, err, bar)
     finally:
         bar.close()
+    failed = {name for name, _ in report.failed}
+    kept = {im["file_name"] for im in coco["images"]} - failed
+    new_coco = _output_annotations(coco, rel_of, kept, packed=job.cfg.output == "packed")
+    atomic_write_json(out / Path(job.annotations).name, new_coco)
     return report
 
 

@@ -2,7 +2,10 @@
 
 All writers are *atomic*: data goes to a temporary file in the destination folder, is flushed and
 fsynced, then renamed over the destination. A run killed mid-write therefore never leaves a partial
-file under the final name.
+file under the final name; it can leave the temporary file, which is hidden and named
+``.<final name>.<tag>.tmp`` (``tag``: 8 random characters of ``mkstemp``, or ``link`` / ``partial``
+for checkpoint hard links and ONNX exports). :func:`remove_stale_temporaries` removes exactly such
+files, and every job calls it on its output folder when it starts.
 """
 
 from __future__ import annotations
@@ -10,12 +13,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from darkseg.errors import DarkSegError
 
 __all__ = [
     "ImageReadError",
@@ -26,10 +32,15 @@ __all__ = [
     "read_image",
     "write_image",
     "load_json",
+    "is_atomic_temporary",
+    "remove_stale_temporaries",
 ]
 
+#: Names of darkseg's own temporary files: ``.<final name>.<8 mkstemp characters | link | partial>.tmp``.
+_TEMPORARY_NAME = re.compile(r"^\.(?P<final>.+)\.(?:[a-z0-9_]{8}|link|partial)\.tmp$")
 
-class ImageReadError(RuntimeError):
+
+class ImageReadError(DarkSegError, RuntimeError):
     """An image file could not be read; the message names the file and the reason."""
 
 
@@ -60,6 +71,36 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def is_atomic_temporary(path: str | os.PathLike, final_names: set[str] | None = None) -> bool:
+    """Whether ``path`` is named like a temporary file of darkseg's atomic writers.
+
+    With ``final_names``, only temporaries of those destination names count.
+    """
+    m = _TEMPORARY_NAME.match(Path(path).name)
+    return m is not None and (final_names is None or m.group("final") in final_names)
+
+
+def remove_stale_temporaries(
+    folder: str | os.PathLike, recursive: bool = False, final_names: set[str] | None = None
+) -> list[Path]:
+    """Delete the temporary files a killed darkseg process left in ``folder``; returns what was removed.
+
+    Only regular files named like darkseg's own temporaries (see the module docstring) are touched,
+    optionally only those of ``final_names``; every other file stays. Call it before the job writes,
+    never while another process writes into the same folder.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    found = root.rglob(".*.tmp") if recursive else root.glob(".*.tmp")
+    removed = []
+    for p in sorted(found):
+        if p.is_file() and not p.is_symlink() and is_atomic_temporary(p, final_names):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

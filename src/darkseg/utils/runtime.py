@@ -6,24 +6,44 @@ import ctypes
 import ctypes.util
 import os
 import random
+import signal
 import sys
+import threading
+import time
 
 import numpy as np
 import torch
 
-__all__ = ["resolve_device", "seed_everything", "keep_freed_memory"]
+__all__ = ["resolve_device", "seed_everything", "keep_freed_memory", "exit_with_parent"]
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """Pick the compute device.
 
-    ``None`` or ``"auto"`` -> CUDA when available, else CPU. ``"cuda"`` without a GPU raises a clear error.
+    ``None`` or ``"auto"`` -> CUDA when available, else CPU.
+
+    Raises:
+        darkseg.errors.DeviceError: an unknown device name, ``cuda`` without a CUDA device, or a GPU
+            index this machine does not have (one line that says to use ``--device cpu``).
     """
+    from darkseg.errors import DeviceError
+
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise DeviceError(f"unknown device {str(device)!r}; use auto, cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f"no CUDA device on this machine (device {str(device)!r}); use --device cpu")
+        if dev.index is not None and dev.index >= count:
+            raise DeviceError(
+                f"device {str(device)!r}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})"
+            )
     return dev
 
 
@@ -65,3 +85,34 @@ def keep_freed_memory() -> bool:
     ok &= mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1  # never shrink the heap
     ok &= mallopt(_M_TOP_PAD, 256 * 2**20) == 1  # grow the heap in 256 MiB steps
     return bool(ok)
+
+
+def exit_with_parent(parent_pid: int, poll_seconds: float = 0.5) -> bool:
+    """End this (worker) process as soon as the process ``parent_pid`` is gone, however it died.
+
+    A worker pool's processes otherwise outlive a parent killed with SIGKILL (each holding its memory)
+    until they happen to touch a closed pipe. On Linux the kernel is asked to send SIGKILL when the
+    parent dies (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread also polls the parent pid and
+    exits when this process has been re-parented (the fallback for other systems and for the
+    parent-thread subtlety of ``PR_SET_PDEATHSIG``). Call it first thing in the worker initializer.
+
+    Returns:
+        Whether the kernel hook was installed (Linux with a usable libc).
+    """
+    hooked = False
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            hooked = libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            hooked = False
+    if os.getppid() != parent_pid:  # the parent died before the hook was in place
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="darkseg-parent-watchdog", daemon=True).start()
+    return hooked
