@@ -379,7 +379,7 @@ class Predictor:
         if masks is None:
             m = np.zeros((int(keep.sum()), h, w), dtype=bool)
         elif masks.dtype == torch.bool:  # thresholded by the model while pasting
-            m = masks[keep][:, 0].numpy()
+            m = (masks if bool(keep.all()) else masks[keep])[:, 0].numpy()  # no copy when all are kept
         else:
             m = (masks[keep][:, 0] > self.mask_thr).numpy()
         return Prediction(
