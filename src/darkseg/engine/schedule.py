@@ -1,4 +1,4 @@
-"""Learning-rate schedule of the paper (mmcv ``StepLrUpdaterHook`` with linear warm-up, spec §9.2, §10.2).
+"""Learning-rate schedule of the paper (mmcv ``StepLrUpdaterHook`` with linear warm-up, as the paper trains).
 
 ``lr(it) = base_lr * gamma**k(it) * w(it)`` where
 

@@ -1,4 +1,4 @@
-"""AWD: adaptive weighted downsampling (spec §2; the original ``AdaDConv``).
+"""AWD: adaptive weighted downsampling (the original code's ``AdaDConv``; docs/models.md).
 
 Every output element is a content-adaptive convex combination of the 3x3 window around its sampling
 point, per channel: an adaptive low-pass filter that replaces strided sampling.
@@ -27,7 +27,8 @@ class AWD(nn.Module):
         use_channel: multiply the logits by a per-(image, channel) factor from a global-pool MLP
             (``C -> C//4 -> C``, no sigmoid).
         norm_layer: BatchNorm class for the logit branch; in ResNets with frozen BN statistics pass a
-            frozen-statistics BN (spec §2.6 / §13.6).
+            frozen-statistics BN: the paper trains with every BatchNorm in eval mode (``norm_eval``),
+            the AWD logit BN included (docs/decisions.md).
 
     Shapes:
         input ``(B, C, H, W)`` float, ``H, W >= 2`` (reflect padding);

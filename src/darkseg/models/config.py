@@ -26,7 +26,7 @@ NORMALIZATION_PRESETS: dict[str, tuple[list[float], list[float]]] = {
 
 @dataclass
 class DSLConfig:
-    """Disturbance suppression loss settings (spec §5.2).
+    """Disturbance suppression loss settings (docs/models.md, "DSL").
 
     ``weight`` per level, element-wise squared error clamped at ``clamp``, summed over ``levels``
     (indices into C2..C5, 0-based). ``detach_clean=True`` stops the gradient into the clean branch

@@ -60,7 +60,7 @@ class DarkTransform(GeneralizedRCNNTransform):
 
     Images: list of ``(C, H, W)`` float tensors, ``C == in_channels``, finite values. Resizing follows
     torchvision's keep-ratio rule ``scale = min(min_size / short, max_size / long)`` but uses
-    ``interpolation`` ("nearest": averaging interpolation would denoise low-light inputs, spec §8.4;
+    ``interpolation`` ("nearest": averaging interpolation would denoise low-light inputs, as the paper notes;
     "bilinear": exactly torchvision's). Masks are always resized nearest. Then normalise, pad to
     ``size_divisible``.
     """
@@ -376,7 +376,7 @@ class DarkMaskRCNN(MaskRCNN):
         noisy_images: list[torch.Tensor],
         targets: list[dict[str, torch.Tensor]],
     ) -> dict[str, torch.Tensor]:
-        """One DSL training forward (spec §5.2).
+        """One DSL training forward: task losses on both views plus the feature-consistency term.
 
         Args:
             clean_images, noisy_images: equal-length lists of ``(C, H, W)`` float images in [0, 1], pair

@@ -1,4 +1,4 @@
-"""DSL: disturbance suppression loss (spec §5.2).
+"""DSL: disturbance suppression loss (the paper's feature-consistency term between clean and noisy views).
 
     L_DSL = sum_l weight * mean( clamp( (F_noisy_l - F_clean_l)^2, 0, clamp ) )
 

@@ -1,4 +1,4 @@
-"""Optimizer parameter groups with learning-rate multipliers (spec §9.2, §10.2).
+"""Optimizer parameter groups with learning-rate multipliers (the paper: x2 for AWD and SCB).
 
 Name-matching rule (mmcv's ``paramwise_cfg.custom_keys`` rule): for every trainable parameter, the
 keys of ``lr_mult`` that *match* it are collected and the LONGEST matching key decides its multiplier

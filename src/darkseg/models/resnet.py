@@ -1,4 +1,4 @@
-"""ResNet backbones (18/34/50/101) with optional AWD and SCB, returning C2..C5 (spec §4.1).
+"""ResNet backbones (18/34/50/101 or any block counts) with optional AWD and SCB, returning C2..C5.
 
 Built on torchvision's ``ResNet`` so that parameter names match torchvision checkpoints
 (``conv1``, ``bn1``, ``layer1.0.conv1`` ...). Additions:
@@ -13,7 +13,7 @@ Built on torchvision's ``ResNet`` so that parameter names match torchvision chec
 * ``scb_stages``: every 3x3 conv of those stages becomes an :class:`~darkseg.models.scb.SCBConv`
   (bottleneck: ``conv2``; basic block: ``conv1`` and ``conv2``).
 * ``frozen_bn=True``: every BatchNorm (AWD's included) uses fixed running statistics with a trainable
-  affine map (mmdet ``norm_eval=True``; spec §2.6, §13.6); ``frozen_stages`` freezes the stem
+  affine map (mmdet ``norm_eval=True``, as the paper trains); ``frozen_stages`` freezes the stem
   (``>= 0``) and stages ``1..frozen_stages`` completely.
 """
 

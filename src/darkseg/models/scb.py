@@ -1,4 +1,4 @@
-"""SCB: smooth-oriented convolutional block and its re-parameterisation (spec §3).
+"""SCB: smooth-oriented convolutional block and its re-parameterisation (docs/models.md).
 
 ``SCBConv`` is a 3x3 ``nn.Conv2d`` with a parallel linear smoothing branch
 
@@ -10,7 +10,7 @@ stride and zero padding 1, so the block folds into a single 3x3 conv (``SCBConv.
 
     W'[o, i] = W[o, i] + A[o, i] * K[i]          (K indexed by the INPUT channel i)
 
-The original repository's ``utils/reparameter.py`` multiplies by ``K[o]`` instead (spec §3.4, §13.2),
+The original repository's ``utils/reparameter.py`` multiplies by ``K[o]`` instead (docs/decisions.md),
 which is exact only while all channel kernels are equal; we use ``K[i]``.
 """
 
@@ -22,7 +22,7 @@ from torch import nn
 
 __all__ = ["LLPF", "SCBConv", "SCB", "fuse_scb", "count_scb"]
 
-# Binomial 3x3 values, used as softmax LOGITS at init (spec §3.2): the effective kernel is near-box.
+# Binomial 3x3 values, used as softmax LOGITS at init (as the original): the effective kernel is near-box.
 _BINOMIAL_LOGITS = torch.tensor([[1 / 16, 1 / 8, 1 / 16], [1 / 8, 1 / 4, 1 / 8], [1 / 16, 1 / 8, 1 / 16]])
 
 
@@ -68,7 +68,7 @@ class SCBConv(nn.Conv2d):
         in_channels, out_channels, stride, bias: as ``nn.Conv2d`` (kernel 3, padding 1, dilation 1,
             groups 1 are fixed: the folding rule needs them).
         zero_init: initialise the 1x1 branch to zero so the block starts as the plain conv (an option;
-            the paper uses PyTorch's default kaiming-uniform init, spec §13.5).
+            the paper uses PyTorch's default kaiming-uniform init; docs/decisions.md).
 
     Shapes: input ``(B, C_in, H, W)`` -> output ``(B, C_out, (H-1)//s+1, (W-1)//s+1)``.
     """

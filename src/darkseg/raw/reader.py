@@ -11,7 +11,7 @@
 Files whose data is not a 2x2 Bayer mosaic (film-scanner "NEF", linear/demosaiced DNG, X-Trans, Foveon,
 CMYG sensors) raise :class:`RawFormatError` naming the file and the reason.
 
-``frame_to_input(frame, "rgb" | "packed", ratio)`` builds what the network takes (spec §7.2):
+``frame_to_input(frame, "rgb" | "packed", ratio)`` builds what the network takes (the LIS RAW test path):
 ``"rgb"`` = LIS binning ``[R, (G1 + G2) / 2, B]`` at half resolution (how LIS RAW PNGs were made),
 ``"packed"`` = the 4 planes ``(R, G1, B, G2)`` at half resolution; both ``torch.float32 (C, h, w)``.
 """
@@ -225,10 +225,11 @@ def frame_to_input(
 
     Args:
         frame: a decoded frame.
-        input_format: ``"rgb"`` -> ``(3, H/2, W/2)`` LIS binning ``[R, (G1 + G2) / 2, B]`` (spec §7.2, a
+        input_format: ``"rgb"`` -> ``(3, H/2, W/2)`` LIS binning ``[R, (G1 + G2) / 2, B]`` (a
             3-channel model); ``"packed"`` -> ``(4, H/2, W/2)`` planes (R, G1, B, G2) (a 4-channel model).
-        ratio: exposure-ratio gain (> 0) applied to the normalised RAW, then clipped to [0, 1] (spec §7.2
-            step 2; the frame is already clipped once, as in LIS, saturated sites stay at 1 for ratio >= 1).
+        ratio: exposure-ratio gain (> 0) applied to the normalised RAW, then clipped to [0, 1]
+            (as LIS does; the frame is already clipped once, so saturated sites stay at 1 for
+            ratio >= 1).
         size: optional ``(width, height)`` to resize to with bilinear interpolation (LIS resized its
             binned PNGs to 1200x800); ``None`` keeps half resolution.
 
