@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from darkseg.engine.predictor import Predictor, PredictResult, collect_inputs
     from darkseg.engine.visualize import draw_instances
     from darkseg.models import CheckpointError
-    from darkseg.utils.io import atomic_write_json, write_image
+    from darkseg.utils.io import atomic_write_json, exif_orientation, write_image
 
     try:
         predictor = Predictor(
@@ -96,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
             "kind": pred.kind,
             "num_instances": len(pred),
         }
+        orientation = exif_orientation(res.source) if pred.kind == "image" else 1
+        if orientation != 1:
+            entry["exif_orientation"] = orientation  # reported, not applied: results are in stored pixels
         if not args.no_overlay:
             name = _unique_name(Path(res.source).stem, used)
             write_image(out_dir / name, draw_instances(res.preview, pred))

@@ -9,7 +9,9 @@
   are in half-resolution coordinates and the preview (:func:`darkseg.raw.render` with ``half=True``) has
   the same size, pixel ``(i, j)`` covering sensor sites ``2i..2i+1, 2j..2j+1``.
 * **PNG / JPEG / TIFF / BMP / WebP** (sRGB photos and LIS RAW PNGs, 8 or 16 bit): RGB in [0, 1] at the
-  file's resolution (16-bit files keep their precision: value / 65535). 3-channel models only.
+  file's resolution (16-bit files keep their precision: value / 65535). 3-channel models only. The
+  stored pixels, as every darkseg job reads them: an EXIF orientation tag is not applied (it is reported
+  in ``LoadedInput.meta["exif_orientation"]``), so results line up with COCO-format files of the image.
 * **arrays**: NumPy ``(H, W, C)`` (``uint8``, ``uint16`` or float in [0, 1]) or torch ``(C, H, W)`` float,
   ``C`` = the model's ``in_channels``.
 """
@@ -185,7 +187,7 @@ def load_input(
             return _load_camera_raw(path, in_channels, ratio, preview)
         except RawFormatError as exc:
             raise InputFormatError(str(exc)) from exc
-    from darkseg.utils.io import ImageReadError, read_image
+    from darkseg.utils.io import ImageReadError, exif_orientation, read_image
 
     try:
         img = read_image(path, unchanged=True)
@@ -208,7 +210,8 @@ def load_input(
         x = np.clip(x * np.float32(ratio), 0.0, 1.0)
     tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
     pv = brighten(x, linear=linear_images) if preview else np.zeros((0, 0, 3), np.uint8)
-    return LoadedInput(tensor, pv, str(path), "image", linear=linear_images, meta={"dtype": str(img.dtype)})
+    meta = {"dtype": str(img.dtype), "exif_orientation": exif_orientation(path)}
+    return LoadedInput(tensor, pv, str(path), "image", linear=linear_images, meta=meta)
 
 
 def _load_camera_raw(path: Path, in_channels: int, ratio: float, preview: bool) -> LoadedInput:

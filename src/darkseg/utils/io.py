@@ -23,6 +23,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_torch_save",
+    "exif_orientation",
     "read_image",
     "write_image",
     "load_json",
@@ -96,7 +97,13 @@ def load_json(path: str | os.PathLike) -> Any:
 
 
 def read_image(path: str | os.PathLike, *, unchanged: bool = False) -> np.ndarray:
-    """Read an image file into a NumPy array in **RGB** channel order.
+    """Read an image file into a NumPy array in **RGB** channel order, as stored (EXIF orientation ignored).
+
+    This is the one image decoder of every darkseg job (datasets, ``synth``, ``predict``, ``demo``).
+    The result is the **stored pixel grid**: an EXIF ``Orientation`` tag (phone photos: 3 = upside down,
+    6 / 8 = rotated 90 degrees) is ignored, because COCO annotations (and pycocotools, and the COCO
+    tools) refer to the stored pixels and the file's ``width`` / ``height``. Use
+    :func:`exif_orientation` to find out whether a viewer would show the file rotated.
 
     Args:
         path: image file (PNG, JPEG, TIFF, ... anything OpenCV decodes).
@@ -104,7 +111,8 @@ def read_image(path: str | os.PathLike, *, unchanged: bool = False) -> np.ndarra
             otherwise the result is 8-bit, 3 channels.
 
     Returns:
-        ``(H, W, 3)`` (or ``(H, W)`` / ``(H, W, C)`` with ``unchanged``) array, RGB order.
+        ``(H, W, 3)`` (or ``(H, W)`` / ``(H, W, C)`` with ``unchanged``) array, RGB order, ``H x W`` the
+        stored size.
 
     Raises:
         ImageReadError: the file is missing, empty, or cannot be decoded (message names the file).
@@ -117,7 +125,8 @@ def read_image(path: str | os.PathLike, *, unchanged: bool = False) -> np.ndarra
     data = np.fromfile(str(path), dtype=np.uint8)
     if data.size == 0:
         raise ImageReadError(f"{path}: file is empty")
-    flag = cv2.IMREAD_UNCHANGED if unchanged else cv2.IMREAD_COLOR
+    # IMREAD_UNCHANGED never applies the EXIF orientation; IMREAD_COLOR does unless told not to.
+    flag = cv2.IMREAD_UNCHANGED if unchanged else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     img = cv2.imdecode(data, flag)
     if img is None:
         raise ImageReadError(f"{path}: not a decodable image (corrupt or unsupported format)")
@@ -126,6 +135,24 @@ def read_image(path: str | os.PathLike, *, unchanged: bool = False) -> np.ndarra
     elif img.ndim == 3 and img.shape[2] == 4:
         img = img[:, :, [2, 1, 0, 3]]
     return np.ascontiguousarray(img)
+
+
+def exif_orientation(path: str | os.PathLike) -> int:
+    """The EXIF ``Orientation`` tag of an image file: 1..8, 1 (as stored) when absent or unreadable.
+
+    Only reads the file header (Pillow, installed with matplotlib). darkseg never applies the tag (see
+    :func:`read_image`); ``darkseg predict`` reports it so a rotated phone photo is not a surprise.
+    """
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow comes with matplotlib
+        return 1
+    try:
+        with Image.open(path) as im:
+            value = im.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - not an image Pillow reads: no orientation to report
+        return 1
+    return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
