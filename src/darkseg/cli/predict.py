@@ -18,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from darkseg.cli.argtypes import open_probability, positive_float, probability
+
 HELP = "instance masks for sRGB, LIS RAW PNG and camera RAW files"
 
 
@@ -25,10 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image / camera RAW files or folders")
     parser.add_argument("--checkpoint", required=True, type=Path, help="darkseg checkpoint (.pt)")
     parser.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
-    parser.add_argument("--score-thr", type=float, default=0.5, help="drop detections below this score")
-    parser.add_argument("--mask-thr", type=float, default=0.5, help="mask probability threshold")
+    parser.add_argument("--score-thr", type=probability, default=0.5, help="drop detections below this score")
     parser.add_argument(
-        "--ratio", type=float, default=1.0, help="exposure-ratio gain on the normalised input before clipping"
+        "--mask-thr", type=open_probability, default=0.5, help="mask probability threshold, in (0, 1)"
+    )
+    parser.add_argument(
+        "--ratio",
+        type=positive_float,
+        default=1.0,
+        help="exposure-ratio gain on the normalised input before clipping",
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     parser.add_argument(

@@ -20,7 +20,9 @@ look up names, so ids like LIS's ``0`` or COCO's non-contiguous 1..90 are handle
 Annotations kept as targets follow mmdetection / the torchvision references: crowd (``iscrowd=1``) and
 ``ignore=1`` annotations are left out, as are boxes with width or height < 1 px, ``area <= 0`` or
 no overlap with the image. With ``train=True`` images without any kept annotation, or with a short
-side < 32 px, are dropped.
+side < 32 px, are dropped. Invalid entries (repeated ids, non-finite or out-of-image boxes, broken
+polygons or RLE) are refused when the file is loaded (``darkseg.utils.coco_checks``), not when an image
+is first sampled.
 Evaluation uses ``.coco`` (the pycocotools index of the file), where crowd regions act as COCO's
 ignore regions.
 """
@@ -40,6 +42,7 @@ import torch
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from darkseg.utils.coco_checks import AnnotationError, validate_coco
 from darkseg.utils.io import ImageReadError, load_json, read_image
 
 __all__ = [
@@ -64,10 +67,6 @@ DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {
 
 #: Images with a shorter side are dropped from training sets (mmdetection ``filter_empty_gt`` min_size).
 MIN_TRAIN_SIZE = 32
-
-
-class AnnotationError(ValueError):
-    """An annotation file is malformed; the message names the file and the offending entry."""
 
 
 def normalize_name(name: str) -> str:
@@ -124,64 +123,34 @@ def match_categories(
     return ids
 
 
-def _validate(data: Any, path: Path) -> None:
-    if not isinstance(data, dict):
-        raise AnnotationError(f"{path}: not a COCO annotation file (top level is {type(data).__name__})")
-    for key in ("images", "annotations", "categories"):
-        if key not in data:
-            raise AnnotationError(f"{path}: missing key {key!r} (COCO instance format)")
-        if not isinstance(data[key], list):
-            raise AnnotationError(f"{path}: {key!r} must be a list")
-    if not data["images"]:
-        raise AnnotationError(f"{path}: no images")
-    if not data["categories"]:
-        raise AnnotationError(f"{path}: no categories")
-    for i, img in enumerate(data["images"]):
-        for key in ("id", "file_name", "width", "height"):
-            if key not in img:
-                raise AnnotationError(f"{path}: images[{i}] has no {key!r}")
-    for i, cat in enumerate(data["categories"]):
-        if "id" not in cat or "name" not in cat:
-            raise AnnotationError(f"{path}: categories[{i}] needs 'id' and 'name'")
-    image_ids = {img["id"] for img in data["images"]}
-    cat_ids = {c["id"] for c in data["categories"]}
-    for i, ann in enumerate(data["annotations"]):
-        for key in ("id", "image_id", "category_id", "bbox"):
-            if key not in ann:
-                raise AnnotationError(f"{path}: annotations[{i}] (id {ann.get('id')}) has no {key!r}")
-        if ann["image_id"] not in image_ids:
-            raise AnnotationError(
-                f"{path}: annotations[{i}] (id {ann['id']}) refers to unknown image_id {ann['image_id']}"
-            )
-        if ann["category_id"] not in cat_ids:
-            raise AnnotationError(
-                f"{path}: annotations[{i}] (id {ann['id']}) has unknown category_id {ann['category_id']}"
-            )
-        if not isinstance(ann["bbox"], (list, tuple)) or len(ann["bbox"]) != 4:
-            raise AnnotationError(f"{path}: annotations[{i}] (id {ann['id']}) bbox must be [x, y, w, h]")
-
-
-def load_coco(ann_file: str | os.PathLike | Mapping[str, Any]) -> COCO:
+def load_coco(ann_file: str | os.PathLike | Mapping[str, Any], source: str = "<dict>") -> COCO:
     """Read and validate a COCO instance file into a (silent) pycocotools ``COCO`` index.
 
-    ``ann_file`` may also be an already-loaded dict. Raises ``FileNotFoundError`` or
-    :class:`AnnotationError` (a ``ValueError``) naming the file and the problem.
+    Every entry is checked before anything else happens (``darkseg.utils.coco_checks``: unique image /
+    annotation / category ids, known references, finite in-image boxes, well-formed polygons and RLE of
+    the image's size). ``ann_file`` may also be an already-loaded dict (copied; ``source`` names it in
+    errors). The index remembers its file name in ``coco.source``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        AnnotationError: (a ``ValueError``) naming the file, the entry and the problem.
     """
     if isinstance(ann_file, Mapping):
-        data, path = copy.deepcopy(dict(ann_file)), Path("<dict>")
+        data, path = copy.deepcopy(dict(ann_file)), source
     else:
-        path = Path(ann_file)
-        if path.is_file() and path.stat().st_size == 0:
+        path = str(ann_file)
+        if Path(ann_file).is_file() and Path(ann_file).stat().st_size == 0:
             raise AnnotationError(f"{path}: annotation file is empty")
         try:
-            data = load_json(path)
+            data = load_json(ann_file)
         except ValueError as exc:
             raise AnnotationError(str(exc)) from exc
-    _validate(data, path)
+    validate_coco(data, path)
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
+    coco.source = path
     return coco
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "coco_evaluate_full",
     "per_class_ap",
     "predictions_to_results",
+    "check_mask_threshold",
     "evaluate_model",
     "format_metrics",
     "format_per_class",
@@ -74,8 +75,17 @@ def load_results(results: str | os.PathLike | Sequence[Mapping[str, Any]]) -> tu
 def validate_results(
     results: Sequence[Mapping[str, Any]], gt, iou_type: str, source: str = "results"
 ) -> None:
-    """Check every result: known ``image_id`` and ``category_id``, a ``score``, and the field ``iou_type``
-    needs (``bbox`` [x, y, w, h] or ``segmentation``). Raises :class:`ResultsError` naming the entry."""
+    """Check every result before pycocotools sees it.
+
+    Each entry needs a known ``image_id`` and ``category_id``, a finite ``score``, and the field
+    ``iou_type`` needs (``bbox`` or ``segmentation``). A ``bbox`` must be four finite numbers with
+    ``w, h >= 0`` inside the image (the rules of ``darkseg.utils.coco_checks.box_problem``); a
+    ``segmentation`` must be RLE of the image's ``[height, width]`` with run lengths that cover the
+    image exactly, or valid polygons. Raises :class:`ResultsError` naming the file, the entry index
+    and the image id.
+    """
+    from darkseg.utils.coco_checks import box_problem, segmentation_problem
+
     img_ids, cat_ids = set(gt.getImgIds()), set(gt.getCatIds())
     for i, r in enumerate(results):
         where = f"{source}: entry {i}"
@@ -97,8 +107,13 @@ def validate_results(
             raise ResultsError(f"{where}: no 'bbox' (or 'segmentation') for bbox evaluation")
         if iou_type == "segm" and "segmentation" not in r:
             raise ResultsError(f"{where}: no 'segmentation' for segm evaluation")
-        if "bbox" in r and (not isinstance(r["bbox"], (list, tuple)) or len(r["bbox"]) != 4):
-            raise ResultsError(f"{where}: bbox must be [x, y, w, h], got {r['bbox']!r}")
+        info = gt.imgs[r["image_id"]]
+        width, height = int(info["width"]), int(info["height"])
+        problem = box_problem(r["bbox"], width, height) if "bbox" in r else None
+        if problem is None and "segmentation" in r:
+            problem = segmentation_problem(r["segmentation"], width, height)
+        if problem is not None:
+            raise ResultsError(f"{where} (image id {r['image_id']!r}): {problem}")
 
 
 def _results_coco(gt, results: list[dict]):
@@ -116,7 +131,7 @@ def _results_coco(gt, results: list[dict]):
     return dt
 
 
-def _gt_for_eval(gt):
+def _gt_for_eval(gt, need_masks: bool = False):
     """A private ground-truth index for COCOeval (from a path, dict or ``COCO``).
 
     COCOeval rewrites the GT it is given (``ignore`` flags, polygons replaced by RLE), so a ``COCO``
@@ -128,8 +143,17 @@ def _gt_for_eval(gt):
 
     from darkseg.data.coco import load_coco
 
-    fresh = load_coco(gt.dataset if isinstance(gt, COCO) else gt)  # dicts are deep-copied by load_coco
+    source = getattr(gt, "source", "<dict>") if isinstance(gt, COCO) else "<dict>"
+    fresh = load_coco(gt.dataset if isinstance(gt, COCO) else gt, source=source)  # dicts are deep-copied
     anns = fresh.dataset["annotations"]
+    for ann in anns:
+        if "area" not in ann:  # COCOeval splits small / medium / large by the ground truth's area
+            raise ResultsError(
+                f"{fresh.source}: annotation id {ann['id']!r} (image id {ann['image_id']!r}) has no 'area', "
+                "which COCO evaluation needs"
+            )
+    if need_masks:
+        _check_gt_masks(fresh)
     ids = [a["id"] for a in anns]
     if not (all(isinstance(i, int) and i > 0 for i in ids) and len(set(ids)) == len(ids)):
         for k, ann in enumerate(anns, start=1):
@@ -137,6 +161,16 @@ def _gt_for_eval(gt):
         with contextlib.redirect_stdout(io.StringIO()):
             fresh.createIndex()
     return fresh
+
+
+def _check_gt_masks(gt) -> None:
+    """segm evaluation rasterises every ground-truth annotation: each needs a (non-empty) segmentation."""
+    for ann in gt.dataset["annotations"]:
+        if not ann.get("segmentation"):
+            raise ResultsError(
+                f"{gt.source}: annotation id {ann['id']!r} (image id {ann['image_id']!r}) has no "
+                "segmentation; segm evaluation needs one for every annotation (or use --iou-type bbox)"
+            )
 
 
 # ------------------------------------------------------------ evaluation
@@ -179,9 +213,9 @@ def coco_evaluate_full(
     Returns:
         ``{iou_type: {"metrics": {name: value}, "per_class": {category_id: AP}}}``.
     """
-    gt = _gt_for_eval(gt)
-    res, source = load_results(results)
     types = [iou_types] if isinstance(iou_types, str) else list(iou_types)
+    gt = _gt_for_eval(gt, need_masks="segm" in types)
+    res, source = load_results(results)
     out: dict[str, dict[str, dict]] = {}
     for t in types:
         if t not in IOU_TYPES:
@@ -219,6 +253,17 @@ def coco_evaluate(
 
 
 # ------------------------------------------------------------ results writing
+def check_mask_threshold(value: float, name: str = "mask threshold") -> float:
+    """``value`` if it is a usable mask probability threshold, in the open interval (0, 1).
+
+    A pixel is inside when its probability is ``> value``: 1 (or more) gives empty masks, 0 (or less)
+    whole-image masks. Raises ``ValueError`` naming ``name``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
+        raise ValueError(f"{name} must be a probability in (0, 1), got {value!r}")
+    return float(value)
+
+
 def predictions_to_results(
     predictions: Sequence[Mapping[str, Any]],
     image_ids: Sequence[int],
@@ -246,6 +291,7 @@ def predictions_to_results(
     import torch.nn.functional as F
     from pycocotools import mask as mask_utils
 
+    check_mask_threshold(mask_threshold)
     out: list[dict] = []
     for k, (pred, image_id) in enumerate(zip(predictions, image_ids)):
         boxes = pred["boxes"].detach().float().cpu()
@@ -318,6 +364,7 @@ def evaluate_model(
     from darkseg.data.loader import build_loader
     from darkseg.utils.io import atomic_write_json
 
+    check_mask_threshold(mask_threshold)
     device = torch.device(device)
     ids = list(dataset.ids)
     if not ids:

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -293,7 +294,7 @@ class Predictor:
         checkpoint: a darkseg checkpoint (``save_checkpoint``) or an already built model.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         score_thr: detections below this score are dropped.
-        mask_thr: mask probability threshold.
+        mask_thr: mask probability threshold, in (0, 1) (a pixel is inside when its probability is above).
         ratio: exposure-ratio gain applied to every input (camera RAW: the normalised RAW; images: the
             [0, 1] values), then clipped.
         fuse: fold SCB re-parameterisation before inference (exact up to float rounding).
@@ -310,9 +311,15 @@ class Predictor:
         fuse: bool = True,
         linear_images: bool = False,
     ) -> None:
+        from darkseg.engine.evaluate import check_mask_threshold
         from darkseg.models import load_model
         from darkseg.utils.runtime import resolve_device
 
+        if not 0.0 <= score_thr <= 1.0:
+            raise ValueError(f"score_thr must be in [0, 1], got {score_thr}")
+        if not (float(ratio) > 0 and math.isfinite(float(ratio))):
+            raise ValueError(f"ratio must be a finite number > 0, got {ratio}")
+        self.mask_thr = check_mask_threshold(mask_thr, "mask_thr")
         self.device = resolve_device(device)
         if isinstance(checkpoint, torch.nn.Module):
             self.model, self.checkpoint = checkpoint, {}
@@ -325,12 +332,7 @@ class Predictor:
         cfg = self.model.config
         self.class_names: list[str] = list(cfg.class_names)
         self.in_channels: int = int(cfg.in_channels)
-        if not 0.0 <= score_thr <= 1.0:
-            raise ValueError(f"score_thr must be in [0, 1], got {score_thr}")
-        if not float(ratio) > 0:
-            raise ValueError(f"ratio must be > 0, got {ratio}")
         self.score_thr = float(score_thr)
-        self.mask_thr = float(mask_thr)
         self.ratio = float(ratio)
         self.linear_images = bool(linear_images)
 

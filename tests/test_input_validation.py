@@ -1,0 +1,282 @@
+"""Annotation and results files: repeated ids and invalid numbers are refused by every reader, up front,
+with one line naming the file, the entry and the problem."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from darkseg.cli import main
+from darkseg.data import AnnotationError, CocoInstances, build_dataset, load_coco
+from darkseg.engine.evaluate import ResultsError, coco_evaluate, predictions_to_results
+from darkseg.synth.offline import load_coco_images
+from darkseg.utils.coco_checks import rle_string_counts
+from darkseg.utils.io import write_image
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+W, H = 60, 40
+
+
+def _square(ann_id: int, image_id: int, x: int, y: int, cat: int = 1) -> dict:
+    poly = [x, y, x + 20, y, x + 20, y + 20, x, y + 20]
+    return {"id": ann_id, "image_id": image_id, "category_id": cat, "bbox": [x, y, 20, 20], "area": 400.0,
+            "iscrowd": 0, "segmentation": [poly]}  # fmt: skip
+
+
+def _gt() -> dict:
+    """Two 60x40 photos, a.png (id 1, one object) and b.png (id 2, one object)."""
+    return {
+        "images": [
+            {"id": 1, "file_name": "a.png", "width": W, "height": H},
+            {"id": 2, "file_name": "b.png", "width": W, "height": H},
+        ],
+        "annotations": [_square(10, 1, 5, 5), _square(11, 2, 30, 10)],
+        "categories": [{"id": 1, "name": "car"}],
+    }
+
+
+def _write(tmp_path, data: dict, name: str = "gt.json"):
+    """Write the annotation file (NaN written as JSON's NaN) and two distinct 60x40 photos."""
+    write_image(tmp_path / "a.png", np.full((H, W, 3), 60, np.uint8))
+    write_image(tmp_path / "b.png", np.full((H, W, 3), 200, np.uint8))
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _readers(tmp_path, path):
+    """Every way darkseg reads an annotation file: training / evaluation datasets (COCO and LIS types),
+    the evaluation index, and darkseg synth."""
+    return {
+        "train dataset": lambda: CocoInstances(tmp_path, path, train=True),
+        "eval dataset": lambda: CocoInstances(tmp_path, path),
+        "lis dataset": lambda: build_dataset("lis", tmp_path, path, class_names=["car"]),
+        "evaluate ground truth": lambda: load_coco(path),
+        "synth": lambda: load_coco_images(path),
+    }
+
+
+def _assert_refused_by_every_reader(tmp_path, path, message: str) -> None:
+    for reader, build in _readers(tmp_path, path).items():
+        with pytest.raises(ValueError, match=message) as info:
+            build()
+        assert str(path) in str(info.value), reader
+        assert "\n" not in str(info.value), reader
+
+
+def test_repeated_image_id_refused_by_every_reader(tmp_path):
+    data = _gt()
+    data["images"][1]["id"] = 1  # b.png claims a.png's id: a.png would be loaded twice, b.png never
+    path = _write(tmp_path, data)
+    _assert_refused_by_every_reader(
+        tmp_path, path, r"image id 1 appears twice \(images\[0\] and images\[1\]\)"
+    )
+
+
+def test_repeated_annotation_id_refused_by_every_reader(tmp_path):
+    data = _gt()
+    data["annotations"][1]["id"] = 10
+    path = _write(tmp_path, data)
+    _assert_refused_by_every_reader(tmp_path, path, r"annotation id 10 appears twice")
+
+
+def test_repeated_category_id_refused(tmp_path):
+    data = _gt()
+    data["categories"].append({"id": 1, "name": "bus"})
+    path = _write(tmp_path, data)
+    with pytest.raises(AnnotationError, match="category id 1 appears twice"):
+        load_coco(path)
+
+
+def _rle(mask: np.ndarray) -> dict:
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def _object_mask(h: int = H, w: int = W) -> np.ndarray:
+    m = np.zeros((h, w), np.uint8)
+    m[5:25, 5:25] = 1
+    return m
+
+
+GOOD_RLE = _rle(_object_mask())
+#: (change to annotation id 10 of image 1, expected message)
+BAD_GROUND_TRUTH = {
+    "nan box": ({"bbox": [5, math.nan, 20, 20]}, r"bbox \[5, nan, 20, 20\] has a value that is not a finite"),
+    "negative width": ({"bbox": [25, 5, -20, 20]}, "negative width or height"),
+    "negative x": ({"bbox": [-30, 5, 20, 20]}, r"lies outside the 60x40 image"),
+    "box past the image": ({"bbox": [50, 5, 20, 20]}, r"lies outside the 60x40 image"),
+    "string box": ({"bbox": ["5", 5, 20, 20]}, "not a finite number"),
+    "polygon of 2 points": ({"segmentation": [[5, 5, 25, 5]]}, "polygon 0 has 4 coordinates"),
+    "polygon of 1 point": ({"segmentation": [[5, 5]]}, "polygon 0 has 2 coordinates"),
+    "odd polygon": ({"segmentation": [[5, 5, 25, 5, 25, 25, 5]]}, "polygon 0 has 7 coordinates"),
+    "nan polygon": ({"segmentation": [[5, 5, 25, 5, math.nan, 25]]}, "not a finite number"),
+    "rle of another size": ({"segmentation": _rle(_object_mask(30, 60))}, r"RLE size \[30, 60\] is not"),
+    "garbage rle counts": ({"segmentation": {"size": [H, W], "counts": "garbage!"}}, "RLE counts"),
+    "short rle counts": ({"segmentation": {"size": [H, W], "counts": [0, 400, 100]}}, "cover 500 pixels"),
+    "negative rle run": ({"segmentation": {"size": [H, W], "counts": [2500, -100]}}, "negative run"),
+    "nan area": ({"area": math.nan}, "area nan is not a finite number"),
+    "negative area": ({"area": -4.0}, "area -4.0"),
+    "iscrowd 2": ({"iscrowd": 2}, "iscrowd must be 0 or 1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_GROUND_TRUTH))
+def test_invalid_ground_truth_numbers_refused_by_every_reader(tmp_path, case):
+    change, message = BAD_GROUND_TRUTH[case]
+    data = _gt()
+    data["annotations"][0].update(change)
+    path = _write(tmp_path, data)
+    _assert_refused_by_every_reader(tmp_path, path, r"annotation id 10 \(image id 1\): .*" + message)
+
+
+def test_valid_rle_and_edge_tolerance_accepted(tmp_path):
+    data = _gt()
+    data["annotations"][0]["segmentation"] = GOOD_RLE
+    data["annotations"][1]["bbox"] = [30, 10, 30.5, 20]  # half a pixel past the border: annotation tools
+    path = _write(tmp_path, data)
+    for build in _readers(tmp_path, path).values():
+        build()
+
+
+def test_evaluate_cli_prints_one_line_for_a_two_point_polygon(tmp_path, capsys):
+    """pycocotools read [[x0, y0, x1, y1]] as a box and [[x, y]] raised a traceback in evaluate."""
+    data = _gt()
+    data["annotations"][0]["segmentation"] = [[5, 5]]
+    gt = _write(tmp_path, data)
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps([_result()]))
+    rc = main(["evaluate", "--annotations", str(gt), "--results", str(res), "--iou-type", "segm"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert str(gt) in err and "annotation id 10 (image id 1): polygon 0 has 2 coordinates" in err
+
+
+def test_broken_polygon_found_when_the_dataset_is_built(tmp_path):
+    """A broken polygon on the 7th of 14 images used to surface only when that image was first sampled."""
+    data = _gt()
+    data["images"] = [{"id": i, "file_name": "a.png", "width": W, "height": H} for i in range(1, 15)]
+    data["annotations"] = [_square(100 + i, i, 5, 5) for i in range(1, 15)]
+    data["annotations"][6]["segmentation"] = [[5, 5, 25, 5]]
+    path = _write(tmp_path, data)
+    with pytest.raises(AnnotationError, match=r"annotation id 107 \(image id 7\): polygon 0 has 4"):
+        CocoInstances(tmp_path, path, train=True)
+
+
+def test_nan_training_box_does_not_become_a_box_to_the_image_edge(tmp_path):
+    data = _gt()
+    data["annotations"][0]["bbox"] = [5, 5, math.nan, 20]
+    path = _write(tmp_path, data)
+    with pytest.raises(AnnotationError, match=r"gt\.json: annotation id 10 \(image id 1\): bbox"):
+        CocoInstances(tmp_path, path, train=True)
+
+
+def _result(**change) -> dict:
+    r = {"image_id": 1, "category_id": 1, "score": 0.9, "bbox": [5, 5, 20, 20], "segmentation": GOOD_RLE}
+    r.update(change)
+    return r
+
+
+BAD_RESULTS = {
+    "nan box": (_result(bbox=[5, 5, math.nan, 20]), "not a finite number"),
+    "negative box": (_result(bbox=[25, 25, -20, -20]), "negative width or height"),
+    "box outside the image": (_result(bbox=[-40, 5, 20, 20]), "lies outside the 60x40 image"),
+    "rle of another size": (_result(segmentation=_rle(_object_mask(40, 61))), r"RLE size \[40, 61\]"),
+    "garbage rle counts": (
+        _result(segmentation={"size": [H, W], "counts": "zzzz"}),
+        "RLE counts are corrupt",
+    ),
+    "rle counts too short": (
+        _result(segmentation={"size": [H, W], "counts": GOOD_RLE["counts"][:-2]}),
+        "RLE counts",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RESULTS))
+def test_invalid_results_refused_naming_the_entry(tmp_path, case, capsys):
+    entry, message = BAD_RESULTS[case]
+    gt = _write(tmp_path, _gt())
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps([_result(), entry]))
+    with pytest.raises(ResultsError, match=r"res\.json: entry 1 \(image id 1\): .*" + message):
+        coco_evaluate(load_coco(gt), res, ("bbox", "segm"))
+    rc = main(["evaluate", "--annotations", str(gt), "--results", str(res)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "entry 1" in err
+
+
+def test_segm_evaluation_needs_ground_truth_masks(tmp_path):
+    data = _gt()
+    del data["annotations"][1]["segmentation"]
+    gt = _write(tmp_path, data)
+    assert coco_evaluate(gt, [_result()], "bbox")["bbox"]["AP"] >= 0  # bbox is fine without masks
+    with pytest.raises(ResultsError, match=r"gt\.json: annotation id 11 \(image id 2\) has no segmentation"):
+        coco_evaluate(load_coco(gt), [_result()], "segm")
+
+
+def test_rle_string_counts_match_pycocotools():
+    g = np.random.default_rng(0)
+    for h, w in ((40, 60), (1, 1), (300, 7), (64, 64)):
+        m = (g.random((h, w)) < g.random()).astype(np.uint8)
+        m[: h // 2, : w // 3] = 1  # long runs: multi-character numbers and differences to run i - 2
+        counts = rle_string_counts(_rle(m)["counts"])
+        assert counts.min() >= 0 and counts.sum() == h * w
+        flat = np.repeat(np.arange(len(counts)) % 2, counts).astype(np.uint8)
+        assert np.array_equal(flat.reshape(w, h).T, m)  # column-major runs of 0s, then 1s, ...
+
+
+def test_mask_threshold_range_checked():
+    pred = {"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "labels": np.zeros(0)}
+    pred = {k: __import__("torch").from_numpy(v) for k, v in pred.items()}
+    for bad in (1.0, 1.5, 0.0, -0.1, math.nan):
+        with pytest.raises(ValueError, match="mask threshold"):
+            predictions_to_results([pred], [1], {1: 1}, mask_threshold=bad)
+    assert predictions_to_results([copy.deepcopy(pred)], [1], {1: 1}, mask_threshold=0.5) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["predict", "x.png", "--checkpoint", "c.pt", "--mask-thr", "1.5"],
+            "--mask-thr: must be in (0, 1), got 1.5",
+        ),
+        (
+            ["predict", "x.png", "--checkpoint", "c.pt", "--mask-thr", "0"],
+            "--mask-thr: must be in (0, 1), got 0.0",
+        ),
+        (
+            ["predict", "x.png", "--checkpoint", "c.pt", "--score-thr", "nan"],
+            "--score-thr: 'nan' is not a finite",
+        ),
+        (["predict", "x.png", "--checkpoint", "c.pt", "--ratio", "-2"], "--ratio: must be > 0, got -2.0"),
+        (["evaluate", "--checkpoint", "c.pt", "--batch-size", "0"], "--batch-size: must be an integer >= 1"),
+        (["evaluate", "--checkpoint", "c.pt", "--max-images", "-1"], "--max-images: must be an integer >= 1"),
+        (["evaluate", "--checkpoint", "c.pt", "--workers", "-1"], "--workers: must be an integer >= 0"),
+        (
+            ["synth", "--images", "i", "--annotations", "a", "--out", "o", "--ratio", "0", "10"],
+            "--ratio: must be > 0",
+        ),
+        (
+            ["synth", "--images", "i", "--annotations", "a", "--out", "o", "--workers", "0"],
+            "--workers: must be an",
+        ),
+        (
+            ["export", "--checkpoint", "c.pt", "--out", "m.pt", "--example-size", "0", "10"],
+            "--example-size: must",
+        ),
+        (["demo", "--train-images", "0"], "--train-images: must be an integer >= 1"),
+    ],
+)
+def test_numeric_flags_are_range_checked_before_any_work(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and message in err[-1], err
