@@ -172,6 +172,10 @@ class ModelConfig:
                 "normalization",
                 f"must be one of {sorted(NORMALIZATION_PRESETS)} or give image_mean/image_std",
             )
+        if not 0.0 <= self.box_score_thresh <= 1.0:
+            bad("box_score_thresh", "must be a score in [0, 1]")
+        if not 0.0 < self.box_nms_thresh <= 1.0:
+            bad("box_nms_thresh", "must be an IoU in (0, 1]")
         for name in (
             "fpn_channels",
             "box_head_dim",
