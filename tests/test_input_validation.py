@@ -280,3 +280,35 @@ def test_numeric_flags_are_range_checked_before_any_work(argv, message, capsys):
         main(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and message in err[-1], err
+
+
+def _tiny_training_config(tmp_path, train_ann, val_ann):
+    from darkseg.config import load_config
+
+    data = [
+        f"data.train.image_dir={tmp_path}",
+        f"data.train.ann_file={train_ann}",
+        "data.val.type=coco",
+        f"data.val.image_dir={tmp_path}",
+        f"data.val.ann_file={val_ann}",
+        "model.class_names=[car]",
+    ]
+    run = ["train.max_iters=1", "train.epochs=null", "train.device=cpu", "train.num_workers=0"]
+    return load_config("tiny_coco_cpu", data + run)  # fmt: skip
+
+
+def test_training_checks_the_val_file_and_all_image_files_before_the_first_iteration(tmp_path):
+    """A broken val file used to surface at the first evaluation, a missing image when first sampled."""
+    from darkseg.engine.train import train
+
+    good = _write(tmp_path, _gt())
+    bad = _gt()
+    bad["images"][1]["id"] = 1
+    bad_val = _write(tmp_path, bad, "val.json")
+    with pytest.raises(AnnotationError, match=r"val\.json: image id 1 appears twice"):
+        train(_tiny_training_config(tmp_path, good, bad_val), tmp_path / "run1", progress=False)
+    assert not (tmp_path / "run1" / "last.pth").exists()
+    (tmp_path / "b.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"b\.png \(image id 2\)"):
+        train(_tiny_training_config(tmp_path, good, good), tmp_path / "run2", progress=False)
+    assert not (tmp_path / "run2" / "last.pth").exists()
