@@ -312,3 +312,28 @@ def test_training_checks_the_val_file_and_all_image_files_before_the_first_itera
     with pytest.raises(FileNotFoundError, match=r"b\.png \(image id 2\)"):
         train(_tiny_training_config(tmp_path, good, good), tmp_path / "run2", progress=False)
     assert not (tmp_path / "run2" / "last.pth").exists()
+
+
+def test_repeated_json_keys_refused_in_annotation_results_and_camera_files(tmp_path):
+    """json keeps the last of two equal keys silently; a hand-edited entry then loses a value unseen."""
+    text = json.dumps(_gt()).replace(
+        '"bbox": [5, 5, 20, 20]', '"bbox": [5, 5, 20, 20], "bbox": [0, 0, 1, 1]', 1
+    )
+    path = tmp_path / "gt.json"
+    _write(tmp_path, _gt())
+    path.write_text(text)
+    _assert_refused_by_every_reader(tmp_path, path, r"duplicate key 'bbox' in the object with id 10")
+    res = tmp_path / "res.json"
+    res.write_text('[{"image_id": 1, "category_id": 1, "score": 0.9, "score": 0.1, "bbox": [5, 5, 20, 20]}]')
+    gt = _write(tmp_path, _gt(), "gt_ok.json")
+    with pytest.raises(ResultsError, match=r"res\.json: duplicate key 'score'"):
+        coco_evaluate(gt, res, "bbox")
+    from importlib import resources
+
+    from darkseg.config import ConfigError, load_config
+
+    profile = (resources.files("darkseg") / "synth" / "cameras" / "CanonEOS5D4.json").read_text()
+    cam = tmp_path / "cam.json"
+    cam.write_text(profile.replace('"Kmin":', '"Kmax": 1.0, "Kmin":', 1))
+    with pytest.raises(ConfigError, match=r"synth\.camera: .*cam\.json: duplicate key 'Kmax'"):
+        load_config("tiny_coco_cpu", [f"synth.camera={cam}"])

@@ -24,7 +24,6 @@ code ``"PG"`` would mean Poisson + Tukey); ``"none"`` = no noise. Any component 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -145,10 +144,9 @@ def load_camera(name_or_path: str | os.PathLike | CameraProfile) -> CameraProfil
             raise ValueError(f"unknown camera {s!r}; available: {', '.join(available_cameras())}")
         text = res.read_text(encoding="utf-8")
         where = f"darkseg/synth/cameras/{s}.json"
-    try:
-        d = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{where}: malformed JSON: {exc}") from exc
+    from darkseg.utils.io import parse_json
+
+    d = parse_json(text, where)  # malformed JSON and repeated keys are errors naming the file
     return CameraProfile.from_dict(d, where)
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "read_image",
     "write_image",
     "load_json",
+    "parse_json",
 ]
 
 
@@ -83,17 +84,40 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         torch.save(obj, fh)
 
 
+class _DuplicateKeyError(ValueError):
+    """A JSON object repeats a key (raised inside ``json`` by :func:`_unique_object`)."""
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` that refuses a repeated key (``json`` keeps the last value silently)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(k for k, _ in pairs if k in seen or seen.add(k))
+        owner = f" in the object with id {obj['id']!r}" if "id" in obj else ""
+        raise _DuplicateKeyError(f"duplicate key {repeated!r}{owner}")
+    return obj
+
+
+def parse_json(text: str, where: str) -> Any:
+    """Parse JSON ``text``; raise ``ValueError`` naming ``where`` for malformed JSON (line and column)
+    and for an object that repeats a key (named, with the object's ``id`` when it has one)."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_object)
+    except json.JSONDecodeError as exc:
+        position = f"line {exc.lineno} column {exc.colno}"
+        raise ValueError(f"{where}: malformed JSON at {position}: {exc.msg}") from exc
+    except _DuplicateKeyError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+
+
 def load_json(path: str | os.PathLike) -> Any:
-    """Load a JSON file; raise ``ValueError`` naming the file and position when it is malformed."""
+    """Load a JSON file; raise ``ValueError`` naming the file and position when it is malformed, and
+    naming the key when an object repeats one (see :func:`parse_json`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise ValueError(f"{path}: malformed JSON at {where}: {exc.msg}") from exc
+    return parse_json(path.read_text(encoding="utf-8"), str(path))
 
 
 def read_image(path: str | os.PathLike, *, unchanged: bool = False) -> np.ndarray:
