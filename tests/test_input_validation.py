@@ -337,3 +337,25 @@ def test_repeated_json_keys_refused_in_annotation_results_and_camera_files(tmp_p
     cam.write_text(profile.replace('"Kmin":', '"Kmax": 1.0, "Kmin":', 1))
     with pytest.raises(ConfigError, match=r"synth\.camera: .*cam\.json: duplicate key 'Kmax'"):
         load_config("tiny_coco_cpu", [f"synth.camera={cam}"])
+
+
+def test_predict_refuses_non_finite_pixels(tmp_path):
+    """A float TIFF or array with NaN used to pass clip() and reach the network."""
+    import cv2
+    import torch
+
+    from darkseg.engine.predictor import InputFormatError, load_input
+
+    img = np.full((H, W, 3), 0.25, np.float32)
+    img[3, 4, 1] = np.nan
+    path = tmp_path / "nan.tif"
+    assert cv2.imwrite(str(path), img)
+    with pytest.raises(InputFormatError, match=r"nan\.tif: 1 pixel values are NaN or infinite"):
+        load_input(path)
+    with pytest.raises(InputFormatError, match=r"<array>: 1 pixel values"):
+        load_input(img)
+    with pytest.raises(InputFormatError, match=r"<tensor>: 1 pixel values"):
+        load_input(torch.from_numpy(img).permute(2, 0, 1))
+    packed = np.full((H, W, 4), np.inf, np.float32)
+    with pytest.raises(InputFormatError, match="NaN or infinite"):
+        load_input(packed, in_channels=4)

@@ -365,6 +365,8 @@ def evaluate_model(
     from darkseg.utils.io import atomic_write_json
 
     check_mask_threshold(mask_threshold)
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be >= 1 or None, got {max_images}")
     device = torch.device(device)
     ids = list(dataset.ids)
     if not ids:

@@ -152,8 +152,15 @@ def _image_to_float(img: np.ndarray, source: str) -> np.ndarray:
     if img.dtype == np.uint16:
         return img.astype(np.float32) / 65535.0
     if np.issubdtype(img.dtype, np.floating):
-        return np.clip(img.astype(np.float32), 0.0, 1.0)
+        return np.clip(_finite(img, source).astype(np.float32), 0.0, 1.0)
     raise InputFormatError(f"{source}: unsupported pixel type {img.dtype}")
+
+
+def _finite(x: np.ndarray, source: str) -> np.ndarray:
+    """``x`` if every value is finite; NaN / inf would pass ``clip`` and reach the network."""
+    if not np.isfinite(x).all():
+        raise InputFormatError(f"{source}: {int((~np.isfinite(x)).sum())} pixel values are NaN or infinite")
+    return x
 
 
 def load_input(
@@ -240,7 +247,7 @@ def _load_array(arr: np.ndarray | torch.Tensor, in_channels: int, ratio: float, 
                 f"<tensor>: expected a float (C={in_channels}, H, W) tensor in [0, 1], got "
                 f"{tuple(arr.shape)} {arr.dtype}"
             )
-        tensor = arr.detach().float().cpu().clamp(0, 1)
+        tensor = torch.from_numpy(_finite(arr.detach().float().cpu().numpy(), "<tensor>")).clamp(0, 1)
     else:
         a = np.asarray(arr)
         if a.ndim == 2 and in_channels == 3:
@@ -250,7 +257,7 @@ def _load_array(arr: np.ndarray | torch.Tensor, in_channels: int, ratio: float, 
         if in_channels == 3:
             x = _image_to_float(a, "<array>")
         elif np.issubdtype(a.dtype, np.floating):
-            x = np.clip(a.astype(np.float32), 0.0, 1.0)
+            x = np.clip(_finite(a, "<array>").astype(np.float32), 0.0, 1.0)
         else:
             raise InputFormatError(f"<array>: packed RAW arrays must be float in [0, 1], got {a.dtype}")
         tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
