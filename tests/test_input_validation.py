@@ -359,3 +359,37 @@ def test_predict_refuses_non_finite_pixels(tmp_path):
     packed = np.full((H, W, 4), np.inf, np.float32)
     with pytest.raises(InputFormatError, match="NaN or infinite"):
         load_input(packed, in_channels=4)
+
+
+def test_list_valued_ids_are_errors_not_tracebacks(tmp_path):
+    data = _gt()
+    data["annotations"][0]["image_id"] = [1]
+    path = _write(tmp_path, data)
+    _assert_refused_by_every_reader(tmp_path, path, r"annotations\[0\] \(id 10\) has image_id \[1\]")
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps([_result(image_id=[1])]))
+    with pytest.raises(ResultsError, match=r"res\.json: entry 0: image_id and category_id must be numbers"):
+        coco_evaluate(_write(tmp_path, _gt(), "ok.json"), res, "bbox")
+
+
+@pytest.mark.parametrize("kind", ["absolute", "dotdot"])
+def test_synth_refuses_file_names_that_leave_the_folders(tmp_path, kind, capsys):
+    """darkseg synth writes OUT/images/<file_name>: an absolute name made it overwrite the source photo
+    itself (input and output were the same path), '..' wrote outside OUT."""
+    images = tmp_path / "photos" / "set"
+    images.mkdir(parents=True)
+    _write(images, _gt())
+    original = (images / "a.png").read_bytes()
+    name = str(images / "a.png") if kind == "absolute" else "../../../a.png"
+    (tmp_path / "a.png").write_bytes(original)  # what '..' reaches from photos/set
+    data = _gt()
+    data["images"][0]["file_name"] = name
+    ann = _write(tmp_path, data, "ann.json")
+    out = tmp_path / "work" / "out"
+    rc = main(
+        ["synth", "--images", str(images), "--annotations", str(ann), "--out", str(out), "--no-progress"]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and f"file_name {name!r} must be a relative path" in err and "image id 1" in err
+    assert (images / "a.png").read_bytes() == original and (tmp_path / "a.png").read_bytes() == original
+    assert not out.exists()

@@ -20,7 +20,7 @@ import copy
 import io
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,8 @@ def validate_results(
         for key in ("image_id", "category_id", "score"):
             if key not in r:
                 raise ResultsError(f"{where} has no {key!r}")
+        if not all(isinstance(r[k], Hashable) for k in ("image_id", "category_id")):
+            raise ResultsError(f"{where}: image_id and category_id must be numbers")
         if r["image_id"] not in img_ids:
             raise ResultsError(f"{where}: image_id {r['image_id']!r} is not an image of the annotation file")
         if r["category_id"] not in cat_ids:

@@ -87,6 +87,13 @@ def load_coco_images(path: str | os.PathLike) -> dict[str, Any]:
     if any(not isinstance(im, dict) for im in coco["images"]):
         raise ValueError(f"{path}: every entry of 'images' must be an object")
     images = check_images(coco["images"], str(path))
+    for im in coco["images"]:  # outputs go to OUT/images/<file_name>: it must stay inside OUT
+        name = Path(im["file_name"])
+        if name.is_absolute() or ".." in name.parts:
+            raise ValueError(
+                f"{path}: image id {im['id']!r}: file_name {im['file_name']!r} must be a relative path "
+                "inside the image folder (no '..', not absolute)"
+            )
     category_ids = check_categories(coco["categories"], str(path)) if "categories" in coco else None
     check_annotations(coco.get("annotations", []), images, category_ids, str(path))
     return coco

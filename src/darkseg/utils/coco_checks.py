@@ -220,6 +220,9 @@ def check_annotations(
         for key in ("image_id", "category_id", "bbox"):
             if key not in ann:
                 raise AnnotationError(f"{path}: annotations[{i}] (id {ann['id']}) has no {key!r}")
+        for key in ("image_id", "category_id"):
+            if not isinstance(ann[key], Hashable):
+                raise AnnotationError(f"{path}: annotations[{i}] (id {ann['id']}) has {key} {ann[key]!r}")
         if ann["image_id"] not in images:
             raise AnnotationError(
                 f"{path}: annotations[{i}] (id {ann['id']}) refers to unknown image_id {ann['image_id']!r}"
