@@ -393,3 +393,19 @@ def test_synth_refuses_file_names_that_leave_the_folders(tmp_path, kind, capsys)
     assert rc == 2 and f"file_name {name!r} must be a relative path" in err and "image id 1" in err
     assert (images / "a.png").read_bytes() == original and (tmp_path / "a.png").read_bytes() == original
     assert not out.exists()
+
+
+def test_a_string_for_class_names_is_refused_by_the_python_api(tmp_path):
+    """The API twin of ``--set model.class_names=person``: a string is not iterated into letters."""
+    from darkseg.models import ModelConfig, ModelConfigError
+
+    message = r"model\.class_names: expected a list of names, got the string 'person'"
+    for build in (lambda: ModelConfig(class_names="person"), lambda: ModelConfig.tiny("person")):
+        with pytest.raises(ModelConfigError, match=message):
+            build()
+    assert ModelConfig.tiny(["person"]).class_names == ["person"]
+    assert ModelConfig.tiny().class_names == ["object"]
+    path = _write(tmp_path, _gt())
+    with pytest.raises(AnnotationError, match=r"gt\.json: class_names must be a list of names, .*\['car'\]"):
+        CocoInstances(tmp_path, path, class_names="car")
+    assert CocoInstances(tmp_path, path, class_names=["car"]).class_names == ["car"]

@@ -107,6 +107,11 @@ def match_categories(
                 return g
         return {n}
 
+    if isinstance(class_names, str):  # iterating "car" would look for the classes c, a, r
+        raise AnnotationError(
+            f"{source}: class_names must be a list of names, got the string {class_names!r}; "
+            f"write [{class_names!r}]"
+        )
     ids: list[int] = []
     for name in class_names:
         eq = equivalents(name)

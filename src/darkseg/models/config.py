@@ -118,6 +118,11 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if isinstance(self.dsl, dict):
             self.dsl = DSLConfig.from_dict(self.dsl)
+        if isinstance(self.class_names, str):  # list("person") would be six one-letter classes
+            raise ModelConfigError(
+                f"model.class_names: expected a list of names, got the string {self.class_names!r}; "
+                f"write [{self.class_names!r}]"
+            )
         self.class_names = [str(c) for c in self.class_names]
         if self.scb_stages is not None:
             self.scb_stages = [int(s) for s in self.scb_stages]
@@ -228,7 +233,7 @@ class ModelConfig:
         base: dict[str, Any] = dict(
             depth=18,
             style="pytorch",
-            class_names=list(class_names) if class_names else ["object"],
+            class_names=class_names if isinstance(class_names, str) else list(class_names or ["object"]),
             normalization="imagenet",
             frozen_stages=-1,
             frozen_bn=False,
