@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from darkseg.cli import main
-from darkseg.data import CocoInstances
+from darkseg.data import AnnotationError, CocoInstances
 from darkseg.engine.predictor import Predictor
 from darkseg.models import ModelConfig, build_model, save_checkpoint
 from darkseg.utils.io import exif_orientation, read_image
@@ -132,3 +132,18 @@ def test_predict_uses_stored_pixels_and_reports_the_orientation(tmp_path, jpegs,
     images = {Path(im["file_name"]).name: im for im in listed}
     assert (images["o6.jpg"]["height"], images["o6.jpg"]["width"]) == (H, W)
     assert images["o6.jpg"]["exif_orientation"] == 6 and "exif_orientation" not in images["oNone.jpg"]
+
+
+def test_annotations_made_on_the_rotated_view_are_named_before_any_image_is_decoded(tmp_path, jpegs):
+    """A file that gives an orientation-6 photo its displayed size (40 x 24 instead of the stored 24 x 40)."""
+    ann = _coco(tmp_path, [jpegs[6].name])
+    data = json.loads(ann.read_text())
+    data["images"][0].update(width=H, height=W)
+    data["annotations"][0].update(bbox=[0, 0, 8, 12], segmentation=[[0, 0, 8, 0, 8, 12, 0, 12]])
+    ann.write_text(json.dumps(data))
+    ds = CocoInstances(tmp_path, ann)
+    message = r"o6\.jpg: image is 40x24 but .*ann\.json says 24x40 \(image id 1\); its EXIF orientation 6"
+    with pytest.raises(AnnotationError, match=message):
+        ds.check_files()  # file headers only: found when training / evaluation starts
+    with pytest.raises(AnnotationError, match=message):
+        ds[0]

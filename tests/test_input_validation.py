@@ -308,10 +308,15 @@ def test_training_checks_the_val_file_and_all_image_files_before_the_first_itera
     with pytest.raises(AnnotationError, match=r"val\.json: image id 1 appears twice"):
         train(_tiny_training_config(tmp_path, good, bad_val), tmp_path / "run1", progress=False)
     assert not (tmp_path / "run1" / "last.pth").exists()
+    write_image(tmp_path / "b.png", np.zeros((H + 1, W, 3), np.uint8))
+    with pytest.raises(
+        AnnotationError, match=r"b\.png: image is 60x41 but .*gt\.json says 60x40 \(image id 2\)"
+    ):
+        train(_tiny_training_config(tmp_path, good, good), tmp_path / "run2", progress=False)
     (tmp_path / "b.png").unlink()
     with pytest.raises(FileNotFoundError, match=r"b\.png \(image id 2\)"):
-        train(_tiny_training_config(tmp_path, good, good), tmp_path / "run2", progress=False)
-    assert not (tmp_path / "run2" / "last.pth").exists()
+        train(_tiny_training_config(tmp_path, good, good), tmp_path / "run3", progress=False)
+    assert not any((tmp_path / run / "last.pth").exists() for run in ("run2", "run3"))
 
 
 def test_repeated_json_keys_refused_in_annotation_results_and_camera_files(tmp_path):

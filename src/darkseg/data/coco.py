@@ -43,7 +43,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from darkseg.utils.coco_checks import AnnotationError, validate_coco
-from darkseg.utils.io import ImageReadError, load_json, read_image
+from darkseg.utils.io import ImageReadError, exif_orientation, load_json, read_image, stored_image_size
 
 __all__ = [
     "DEFAULT_ALIASES",
@@ -257,8 +257,13 @@ class CocoInstances(torch.utils.data.Dataset):
             name = str(Path(name).with_suffix(self.image_ext))
         return self.image_dir / name
 
-    def check_files(self) -> None:
-        """Raise ``FileNotFoundError`` naming the first missing image files (and their ids), if any."""
+    def check_files(self, sizes: bool = True) -> None:
+        """Check every image file of ``ids`` before training or evaluation starts.
+
+        Raises ``FileNotFoundError`` naming the first missing files (and their ids); with ``sizes``,
+        :class:`AnnotationError` naming the first files whose stored size (read from the file header,
+        about 0.15 ms per file) differs from the annotation file's ``width`` x ``height``.
+        """
         missing = [(i, self.image_path(i)) for i in self.ids if not self.image_path(i).is_file()]
         if missing:
             shown = "; ".join(f"{p} (image id {i})" for i, p in missing[:5])
@@ -267,6 +272,33 @@ class CocoInstances(torch.utils.data.Dataset):
                 f"{len(missing)} image file(s) of {self.ann_file} missing under {self.image_dir}: "
                 f"{shown}{more}"
             )
+        if not sizes:
+            return
+        wrong = []
+        for i in self.ids:
+            size = stored_image_size(self.image_path(i))
+            if size is not None and size != self._annotated_size(i):
+                wrong.append(self._size_mismatch(i, size))
+        if wrong:
+            more = f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""
+            raise AnnotationError("; ".join(wrong[:3]) + more)
+
+    def _annotated_size(self, image_id: int) -> tuple[int, int]:
+        info = self.coco.imgs[image_id]
+        return int(info["width"]), int(info["height"])
+
+    def _size_mismatch(self, image_id: int, size: tuple[int, int]) -> str:
+        """One message for an image whose stored ``(width, height)`` differs from the annotation file."""
+        path = self.image_path(image_id)
+        w, h = self._annotated_size(image_id)
+        msg = f"{path}: image is {size[0]}x{size[1]} but {self.ann_file} says {w}x{h} (image id {image_id})"
+        orientation = exif_orientation(path)
+        if orientation in (5, 6, 7, 8) and size == (h, w):
+            msg += (
+                f"; its EXIF orientation {orientation} shows it turned by 90 degrees: annotations refer "
+                "to the stored pixels (docs/data.md)"
+            )
+        return msg
 
     def load_target(self, image_id: int) -> dict[str, Any]:
         """The target dict of ``image_id`` at the size stored in the annotation file."""
@@ -312,12 +344,8 @@ class CocoInstances(torch.utils.data.Dataset):
             arr = read_image(path)
         except ImageReadError as exc:
             raise ImageReadError(f"{exc} (image id {image_id} of {self.ann_file})") from exc
-        info = self.coco.imgs[image_id]
-        if arr.shape[:2] != (int(info["height"]), int(info["width"])):
-            raise AnnotationError(
-                f"{path}: image is {arr.shape[1]}x{arr.shape[0]} but {self.ann_file} says "
-                f"{info['width']}x{info['height']} (image id {image_id})"
-            )
+        if (arr.shape[1], arr.shape[0]) != self._annotated_size(image_id):
+            raise AnnotationError(self._size_mismatch(image_id, (arr.shape[1], arr.shape[0])))
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous().float().div_(255.0)
 
     # ------------------------------------------------------------------ Dataset API

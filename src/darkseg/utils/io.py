@@ -24,6 +24,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_torch_save",
     "exif_orientation",
+    "stored_image_size",
     "read_image",
     "write_image",
     "load_json",
@@ -159,6 +160,18 @@ def read_image(path: str | os.PathLike, *, unchanged: bool = False) -> np.ndarra
     elif img.ndim == 3 and img.shape[2] == 4:
         img = img[:, :, [2, 1, 0, 3]]
     return np.ascontiguousarray(img)
+
+
+def stored_image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(width, height)`` of an image file from its header alone (Pillow), as :func:`read_image` will
+    decode it (stored grid, EXIF orientation ignored); None when Pillow cannot identify the file."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return int(im.size[0]), int(im.size[1])
+    except Exception:  # noqa: BLE001 - unknown to Pillow: the decoder reports problems on reading
+        return None
 
 
 def exif_orientation(path: str | os.PathLike) -> int:
