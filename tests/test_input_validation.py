@@ -414,3 +414,16 @@ def test_a_string_for_class_names_is_refused_by_the_python_api(tmp_path):
     with pytest.raises(AnnotationError, match=r"gt\.json: class_names must be a list of names, .*\['car'\]"):
         CocoInstances(tmp_path, path, class_names="car")
     assert CocoInstances(tmp_path, path, class_names=["car"]).class_names == ["car"]
+
+
+def test_image_ext_and_synth_ratio_order_are_checked_with_the_setting_named(tmp_path, capsys):
+    from darkseg.config import ConfigError, load_config
+
+    path = _write(tmp_path, _gt())
+    with pytest.raises(ValueError, match=r"image_ext must be a file suffix such as '\.png', got 'png'"):
+        CocoInstances(tmp_path, path, image_ext="png")  # Path.with_suffix failed later, naming nothing
+    with pytest.raises(ConfigError, match=r"data\.train\.image_ext: a file suffix such as '\.png'"):
+        load_config("tiny_coco_cpu", ["data.train.image_ext=png"])
+    rc = main(["synth", "--images", str(tmp_path), "--annotations", str(path), "--out", str(tmp_path / "o"),
+               "--ratio", "100", "10"])  # fmt: skip
+    assert rc == 2 and "--ratio LO HI needs LO <= HI, got 100 10" in capsys.readouterr().err

@@ -83,6 +83,12 @@ class DatasetConfig:
             raise ConfigError(f"{where}.image_dir: required")
         if not self.ann_file:
             raise ConfigError(f"{where}.ann_file: required")
+        if self.image_ext is not None and not (
+            len(self.image_ext) > 1 and self.image_ext.startswith(".") and "/" not in self.image_ext
+        ):
+            raise ConfigError(
+                f"{where}.image_ext: a file suffix such as '.png', or null (got {self.image_ext!r})"
+            )
         if self.max_images is not None and self.max_images < 1:
             raise ConfigError(f"{where}.max_images: must be >= 1 or null (got {self.max_images})")
 

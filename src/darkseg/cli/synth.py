@@ -67,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
     from darkseg.synth.offline import SynthJob, run_synth_folder
     from darkseg.synth.pipeline import SynthConfig
 
+    if args.ratio[0] > args.ratio[1]:
+        print(
+            f"darkseg synth: error: --ratio LO HI needs LO <= HI, got {args.ratio[0]:g} {args.ratio[1]:g}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         cfg = SynthConfig(
             camera=args.camera,

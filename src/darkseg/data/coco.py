@@ -159,6 +159,13 @@ def load_coco(ann_file: str | os.PathLike | Mapping[str, Any], source: str = "<d
     return coco
 
 
+def _is_suffix(ext: str) -> bool:
+    """Whether ``ext`` is usable with ``Path.with_suffix``: a dot, then a name without separators."""
+    return (
+        isinstance(ext, str) and len(ext) > 1 and ext.startswith(".") and "/" not in ext and "\\" not in ext
+    )
+
+
 def recompute_areas(coco: COCO) -> None:
     """Replace every annotation's ``area`` in ``coco`` by its mask area in pixels (in place).
 
@@ -202,6 +209,8 @@ class CocoInstances(torch.utils.data.Dataset):
         recompute_area: bool = False,
         image_ext: str | None = None,
     ) -> None:
+        if image_ext is not None and not _is_suffix(image_ext):
+            raise ValueError(f"image_ext must be a file suffix such as '.png', got {image_ext!r}")
         self.image_dir = Path(image_dir)
         self.ann_file = Path(ann_file)
         self.train = train
