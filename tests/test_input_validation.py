@@ -370,7 +370,8 @@ def test_list_valued_ids_are_errors_not_tracebacks(tmp_path):
     data = _gt()
     data["annotations"][0]["image_id"] = [1]
     path = _write(tmp_path, data)
-    _assert_refused_by_every_reader(tmp_path, path, r"annotations\[0\] \(id 10\) has image_id \[1\]")
+    message = r"annotations\[0\] \(id 10\) has image_id \[1\] / category_id 1; both must be numbers"
+    _assert_refused_by_every_reader(tmp_path, path, message)
     res = tmp_path / "res.json"
     res.write_text(json.dumps([_result(image_id=[1])]))
     with pytest.raises(ResultsError, match=r"res\.json: entry 0: image_id and category_id must be numbers"):

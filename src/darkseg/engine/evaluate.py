@@ -20,7 +20,7 @@ import copy
 import io
 import math
 import os
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,11 +94,13 @@ def validate_results(
         for key in ("image_id", "category_id", "score"):
             if key not in r:
                 raise ResultsError(f"{where} has no {key!r}")
-        if not all(isinstance(r[k], Hashable) for k in ("image_id", "category_id")):
-            raise ResultsError(f"{where}: image_id and category_id must be numbers")
-        if r["image_id"] not in img_ids:
+        try:
+            known_image, known_category = r["image_id"] in img_ids, r["category_id"] in cat_ids
+        except TypeError:  # unhashable: a list or an object
+            raise ResultsError(f"{where}: image_id and category_id must be numbers") from None
+        if not known_image:
             raise ResultsError(f"{where}: image_id {r['image_id']!r} is not an image of the annotation file")
-        if r["category_id"] not in cat_ids:
+        if not known_category:
             raise ResultsError(
                 f"{where}: category_id {r['category_id']!r} is not a category of the annotation file "
                 f"(known: {sorted(cat_ids)})"

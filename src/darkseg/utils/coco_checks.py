@@ -54,6 +54,15 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _all_finite(values: Sequence[Any]) -> bool:
+    """Whether every value is a finite number (one C-level sum instead of a check per coordinate: a
+    string raises, a NaN or infinity makes the sum non-finite)."""
+    try:
+        return math.isfinite(sum(values, 0.0))
+    except (TypeError, OverflowError):
+        return False
+
+
 def _positive_int(v: Any) -> bool:
     return _finite(v) and float(v).is_integer() and v > 0
 
@@ -62,7 +71,7 @@ def box_problem(box: Any, width: float, height: float) -> str | None:
     """What is wrong with a COCO ``[x, y, w, h]`` box (pixels) of a ``width x height`` image, or None."""
     if not isinstance(box, (list, tuple)) or len(box) != 4:
         return f"bbox must be [x, y, w, h], got {box!r}"
-    if not all(_finite(v) for v in box):
+    if not _all_finite(box):
         return f"bbox {list(box)!r} has a value that is not a finite number"
     x, y, w, h = (float(v) for v in box)
     if w < 0 or h < 0:
@@ -147,7 +156,7 @@ def segmentation_problem(seg: Any, width: int, height: int) -> str | None:
             return f"polygon {k} is not a list of coordinates"
         if len(poly) < 6 or len(poly) % 2:
             return f"polygon {k} has {len(poly)} coordinates; a polygon needs x, y pairs of at least 3 points"
-        if not all(_finite(v) for v in poly):
+        if not _all_finite(poly):
             return f"polygon {k} has a coordinate that is not a finite number"
     return None
 
@@ -159,9 +168,13 @@ def check_unique_ids(entries: Sequence[Mapping[str, Any]], kind: str, path: str)
         if not isinstance(entry, Mapping) or "id" not in entry:
             raise AnnotationError(f"{path}: {kind}s[{i}] has no 'id'")
         key = entry["id"]
-        if not isinstance(key, Hashable):
-            raise AnnotationError(f"{path}: {kind}s[{i}] has an id that is not a number or string: {key!r}")
-        if key in seen:
+        try:
+            repeated = key in seen
+        except TypeError:  # unhashable: a list or an object
+            raise AnnotationError(
+                f"{path}: {kind}s[{i}] has an id that is not a number or string: {key!r}"
+            ) from None
+        if repeated:
             raise AnnotationError(
                 f"{path}: {kind} id {key!r} appears twice ({kind}s[{seen[key]}] and {kind}s[{i}])"
             )
@@ -220,14 +233,19 @@ def check_annotations(
         for key in ("image_id", "category_id", "bbox"):
             if key not in ann:
                 raise AnnotationError(f"{path}: annotations[{i}] (id {ann['id']}) has no {key!r}")
-        for key in ("image_id", "category_id"):
-            if not isinstance(ann[key], Hashable):
-                raise AnnotationError(f"{path}: annotations[{i}] (id {ann['id']}) has {key} {ann[key]!r}")
-        if ann["image_id"] not in images:
+        try:
+            known_image = ann["image_id"] in images
+            known_category = category_ids is None or ann["category_id"] in category_ids
+        except TypeError:  # unhashable: a list or an object
+            raise AnnotationError(
+                f"{path}: annotations[{i}] (id {ann['id']}) has image_id {ann['image_id']!r} / category_id "
+                f"{ann['category_id']!r}; both must be numbers or strings"
+            ) from None
+        if not known_image:
             raise AnnotationError(
                 f"{path}: annotations[{i}] (id {ann['id']}) refers to unknown image_id {ann['image_id']!r}"
             )
-        if category_ids is not None and ann["category_id"] not in category_ids:
+        if not known_category:
             raise AnnotationError(
                 f"{path}: annotations[{i}] (id {ann['id']}) has unknown category_id {ann['category_id']!r}"
             )
