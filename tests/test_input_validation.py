@@ -217,8 +217,13 @@ def test_segm_evaluation_needs_ground_truth_masks(tmp_path):
     del data["annotations"][1]["segmentation"]
     gt = _write(tmp_path, data)
     assert coco_evaluate(gt, [_result()], "bbox")["bbox"]["AP"] >= 0  # bbox is fine without masks
-    with pytest.raises(ResultsError, match=r"gt\.json: annotation id 11 \(image id 2\) has no segmentation"):
+    message = r"gt\.json: annotation id 11 \(image id 2\) has no segmentation"
+    with pytest.raises(AnnotationError, match=message):
         coco_evaluate(load_coco(gt), [_result()], "segm")
+    del data["annotations"][0]["area"]  # COCOeval reads it: used to be a KeyError traceback
+    gt = _write(tmp_path, data)
+    with pytest.raises(AnnotationError, match=r"gt\.json: annotation id 10 \(image id 1\) has no 'area'"):
+        coco_evaluate(load_coco(gt), [_result()], "bbox")
 
 
 def test_rle_string_counts_match_pycocotools():

@@ -142,17 +142,19 @@ def _gt_for_eval(gt, need_masks: bool = False):
     passed in is copied and the caller's index (e.g. a dataset's ``.coco``) stays as loaded. pycocotools
     also marks a matched GT with the matched detection's id and vice versa, with 0 meaning 'unmatched':
     a GT annotation with id 0 would count its matches as misses, so ids are renumbered 1..N when needed.
+    Every annotation needs an ``area`` (COCOeval reads it) and, with ``need_masks`` (segm), a
+    segmentation; otherwise :class:`~darkseg.data.coco.AnnotationError` names the annotation.
     """
     from pycocotools.coco import COCO
 
-    from darkseg.data.coco import load_coco
+    from darkseg.data.coco import AnnotationError, load_coco
 
     source = getattr(gt, "source", "<dict>") if isinstance(gt, COCO) else "<dict>"
     fresh = load_coco(gt.dataset if isinstance(gt, COCO) else gt, source=source)  # dicts are deep-copied
     anns = fresh.dataset["annotations"]
     for ann in anns:
         if "area" not in ann:  # COCOeval splits small / medium / large by the ground truth's area
-            raise ResultsError(
+            raise AnnotationError(
                 f"{fresh.source}: annotation id {ann['id']!r} (image id {ann['image_id']!r}) has no 'area', "
                 "which COCO evaluation needs"
             )
@@ -169,9 +171,11 @@ def _gt_for_eval(gt, need_masks: bool = False):
 
 def _check_gt_masks(gt) -> None:
     """segm evaluation rasterises every ground-truth annotation: each needs a (non-empty) segmentation."""
+    from darkseg.data.coco import AnnotationError
+
     for ann in gt.dataset["annotations"]:
         if not ann.get("segmentation"):
-            raise ResultsError(
+            raise AnnotationError(
                 f"{gt.source}: annotation id {ann['id']!r} (image id {ann['image_id']!r}) has no "
                 "segmentation; segm evaluation needs one for every annotation (or use --iou-type bbox)"
             )
