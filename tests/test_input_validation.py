@@ -313,6 +313,14 @@ def test_training_checks_the_val_file_and_all_image_files_before_the_first_itera
     with pytest.raises(AnnotationError, match=r"val\.json: image id 1 appears twice"):
         train(_tiny_training_config(tmp_path, good, bad_val), tmp_path / "run1", progress=False)
     assert not (tmp_path / "run1" / "last.pth").exists()
+    no_mask = _gt()
+    del no_mask["annotations"][1]["segmentation"]  # COCOeval segm would fail on it after the whole run
+    no_mask_val = _write(tmp_path, no_mask, "val_no_mask.json")
+    with pytest.raises(
+        AnnotationError, match=r"val_no_mask\.json: annotation id 11 \(image id 2\) has no segm"
+    ):
+        train(_tiny_training_config(tmp_path, good, no_mask_val), tmp_path / "run1b", progress=False)
+    assert not (tmp_path / "run1b" / "last.pth").exists()
     write_image(tmp_path / "b.png", np.zeros((H + 1, W, 3), np.uint8))
     with pytest.raises(
         AnnotationError, match=r"b\.png: image is 60x41 but .*gt\.json says 60x40 \(image id 2\)"
@@ -433,3 +441,18 @@ def test_image_ext_and_synth_ratio_order_are_checked_with_the_setting_named(tmp_
     rc = main(["synth", "--images", str(tmp_path), "--annotations", str(path), "--out", str(tmp_path / "o"),
                "--ratio", "100", "10"])  # fmt: skip
     assert rc == 2 and "--ratio LO HI needs LO <= HI, got 100 10" in capsys.readouterr().err
+
+
+def test_evaluate_model_checks_the_ground_truth_before_running_the_model(tmp_path):
+    from darkseg.engine.evaluate import evaluate_model
+
+    data = _gt()
+    del data["annotations"][0]["segmentation"]
+    ds = CocoInstances(tmp_path, _write(tmp_path, data))
+
+    class MustNotRun(__import__("torch").nn.Module):
+        def forward(self, images):
+            raise AssertionError("the model ran before the ground truth was checked")
+
+    with pytest.raises(AnnotationError, match=r"annotation id 10 \(image id 1\) has no segmentation"):
+        evaluate_model(MustNotRun(), ds, progress=False)

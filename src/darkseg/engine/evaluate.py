@@ -34,6 +34,7 @@ __all__ = [
     "validate_results",
     "coco_evaluate",
     "coco_evaluate_full",
+    "check_ground_truth",
     "per_class_ap",
     "predictions_to_results",
     "check_mask_threshold",
@@ -135,31 +136,23 @@ def _results_coco(gt, results: list[dict]):
     return dt
 
 
-def _gt_for_eval(gt, need_masks: bool = False):
-    """A private ground-truth index for COCOeval (from a path, dict or ``COCO``).
+def _gt_for_eval(gt, iou_types: Sequence[str], img_ids=None, cat_ids=None):
+    """A private ground-truth index for COCOeval (from a path, dict or ``COCO``), checked with
+    :func:`check_ground_truth` for ``iou_types`` (before any renumbering, so messages give the file's ids).
 
     COCOeval rewrites the GT it is given (``ignore`` flags, polygons replaced by RLE), so a ``COCO``
     passed in is copied and the caller's index (e.g. a dataset's ``.coco``) stays as loaded. pycocotools
     also marks a matched GT with the matched detection's id and vice versa, with 0 meaning 'unmatched':
     a GT annotation with id 0 would count its matches as misses, so ids are renumbered 1..N when needed.
-    Every annotation needs an ``area`` (COCOeval reads it) and, with ``need_masks`` (segm), a
-    segmentation; otherwise :class:`~darkseg.data.coco.AnnotationError` names the annotation.
     """
     from pycocotools.coco import COCO
 
-    from darkseg.data.coco import AnnotationError, load_coco
+    from darkseg.data.coco import load_coco
 
     source = getattr(gt, "source", "<dict>") if isinstance(gt, COCO) else "<dict>"
     fresh = load_coco(gt.dataset if isinstance(gt, COCO) else gt, source=source)  # dicts are deep-copied
+    check_ground_truth(fresh, iou_types, img_ids, cat_ids)
     anns = fresh.dataset["annotations"]
-    for ann in anns:
-        if "area" not in ann:  # COCOeval splits small / medium / large by the ground truth's area
-            raise AnnotationError(
-                f"{fresh.source}: annotation id {ann['id']!r} (image id {ann['image_id']!r}) has no 'area', "
-                "which COCO evaluation needs"
-            )
-    if need_masks:
-        _check_gt_masks(fresh)
     ids = [a["id"] for a in anns]
     if not (all(isinstance(i, int) and i > 0 for i in ids) and len(set(ids)) == len(ids)):
         for k, ann in enumerate(anns, start=1):
@@ -169,15 +162,37 @@ def _gt_for_eval(gt, need_masks: bool = False):
     return fresh
 
 
-def _check_gt_masks(gt) -> None:
-    """segm evaluation rasterises every ground-truth annotation: each needs a (non-empty) segmentation."""
+def check_ground_truth(
+    gt,
+    iou_types: str | Sequence[str] = IOU_TYPES,
+    img_ids: Iterable[int] | None = None,
+    cat_ids: Iterable[int] | None = None,
+) -> None:
+    """Check what COCOeval needs of the ground truth it will score, before any model runs.
+
+    Every annotation of the evaluated images and categories needs an ``area`` (the small / medium /
+    large split reads it) and, for ``"segm"``, a non-empty segmentation (COCOeval rasterises each one).
+    ``gt`` is a loaded pycocotools ``COCO`` (e.g. a dataset's ``.coco``). Raises
+    :class:`~darkseg.data.coco.AnnotationError` naming the file, the annotation id and the image id.
+    """
     from darkseg.data.coco import AnnotationError
 
+    types = [iou_types] if isinstance(iou_types, str) else list(iou_types)
+    images = None if img_ids is None else set(img_ids)
+    cats = None if cat_ids is None else set(cat_ids)
+    source = getattr(gt, "source", "<dict>")
     for ann in gt.dataset["annotations"]:
-        if not ann.get("segmentation"):
+        if (images is not None and ann["image_id"] not in images) or (
+            cats is not None and ann["category_id"] not in cats
+        ):
+            continue
+        where = f"{source}: annotation id {ann['id']!r} (image id {ann['image_id']!r})"
+        if "area" not in ann:
+            raise AnnotationError(f"{where} has no 'area', which COCO evaluation needs")
+        if "segm" in types and not ann.get("segmentation"):
             raise AnnotationError(
-                f"{gt.source}: annotation id {ann['id']!r} (image id {ann['image_id']!r}) has no "
-                "segmentation; segm evaluation needs one for every annotation (or use --iou-type bbox)"
+                f"{where} has no segmentation; segm evaluation needs one for every annotation "
+                "(or use --iou-type bbox)"
             )
 
 
@@ -222,7 +237,7 @@ def coco_evaluate_full(
         ``{iou_type: {"metrics": {name: value}, "per_class": {category_id: AP}}}``.
     """
     types = [iou_types] if isinstance(iou_types, str) else list(iou_types)
-    gt = _gt_for_eval(gt, need_masks="segm" in types)
+    gt = _gt_for_eval(gt, types, img_ids, cat_ids)
     res, source = load_results(results)
     out: dict[str, dict[str, dict]] = {}
     for t in types:
@@ -383,6 +398,7 @@ def evaluate_model(
     if max_images is not None and max_images < len(ids):
         subset = torch.utils.data.Subset(dataset, range(max_images))
         ids = ids[:max_images]
+    check_ground_truth(dataset.coco, iou_types, ids, dataset.category_ids)  # before the model runs
     loader = build_loader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     was_training = model.training
     model.eval()

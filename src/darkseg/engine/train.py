@@ -237,6 +237,11 @@ class Trainer:
         # first iteration, so a broken val file does not surface only at the first evaluation
         self.dataset = build_train_dataset(cfg, synth_in_workers=not self.synth_on_device)
         self.eval_dataset = build_eval_dataset(cfg) if self.main else None
+        if self.eval_dataset is not None:
+            from darkseg.engine.evaluate import check_ground_truth
+
+            ds = self.eval_dataset
+            check_ground_truth(ds.coco, img_ids=ds.ids, cat_ids=ds.category_ids)
         self.keyed = KeyedDataset(self.dataset, t.seed)
         probe = du.ShardedBatchSampler(len(self.keyed), t.batch_size, self.world, self.rank, t.seed)
         self.iters_per_epoch = probe.iters_per_epoch
