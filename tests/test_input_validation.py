@@ -355,6 +355,12 @@ def test_repeated_json_keys_refused_in_annotation_results_and_camera_files(tmp_p
     cam.write_text(profile.replace('"Kmin":', '"Kmax": 1.0, "Kmin":', 1))
     with pytest.raises(ConfigError, match=r"synth\.camera: .*cam\.json: duplicate key 'Kmax'"):
         load_config("tiny_coco_cpu", [f"synth.camera={cam}"])
+    data = json.loads(profile)
+    data["profiles"]["Profile-1"]["g_scale"]["slope"] = math.nan  # json writes NaN; noise would be NaN
+    cam.write_text(json.dumps(data))
+    message = r"cam\.json: profiles\.Profile-1\.g_scale\.slope is not a finite number"
+    with pytest.raises(ConfigError, match=r"synth\.camera: .*" + message):
+        load_config("tiny_coco_cpu", [f"synth.camera={cam}"])
 
 
 def test_predict_refuses_non_finite_pixels(tmp_path):

@@ -91,6 +91,15 @@ class CameraProfile:
             for k in _FIT_KEYS:
                 if k not in prof or not {"slope", "bias", "sigma"} <= set(prof[k]):
                     raise ValueError(f"{where}: profile {pname!r} needs {k} with slope/bias/sigma")
+        bad = _non_finite_key(
+            {
+                k: d[k]
+                for k in ("Kmin", "Kmax", "G_shape", "profiles", "black_level", "white_level", "color_bias")
+                if k in d
+            }
+        )
+        if bad is not None:
+            raise ValueError(f"{where}: {bad} is not a finite number")
         if not d["G_shape"]:
             raise ValueError(f"{where}: G_shape is empty")
         if not 0 < float(d["Kmin"]) <= float(d["Kmax"]):
@@ -120,6 +129,19 @@ class CameraProfile:
 
 def _camera_dir():
     return resources.files("darkseg.synth") / "cameras"
+
+
+def _non_finite_key(obj: Any, path: str = "") -> str | None:
+    """Dotted path of the first number in nested dicts / lists that is NaN or infinite (JSON allows
+    ``NaN`` and ``Infinity``), or None."""
+    if isinstance(obj, dict):
+        items = ((f"{path}.{k}" if path else str(k), v) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple)):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        is_bad = isinstance(obj, float) and not math.isfinite(obj)
+        return path if is_bad else None
+    return next((bad for key, value in items if (bad := _non_finite_key(value, key)) is not None), None)
 
 
 def available_cameras() -> list[str]:
