@@ -100,14 +100,14 @@ def _write_tiny_set(tmp_path, with_crowd=True):
         {"id": 4, "image_id": 11, "category_id": 0, "bbox": [0, 0, 10, 10], "area": 100.0, "iscrowd": 1,
          "segmentation": {"size": [40, 60], "counts": [0, 400, 2000]}},
     ]  # fmt: skip
-    outside = {"id": 5, "image_id": 10, "category_id": 5, "bbox": [70, 0, 5, 5], "area": 25.0, "iscrowd": 0,
-               "segmentation": [[70, 0, 75, 0, 75, 5]]}  # fmt: skip
+    edge = {"id": 5, "image_id": 10, "category_id": 5, "bbox": [59.5, 0, 0.5, 5], "area": 2.5, "iscrowd": 0,
+            "segmentation": [[59.5, 0, 60, 0, 60, 5]]}  # fmt: skip
     data = {
         "images": [
             {"id": 10, "file_name": "a.png", "width": 60, "height": 40},
             {"id": 11, "file_name": "b.png", "width": 60, "height": 40},
         ],
-        "annotations": (anns if with_crowd else anns[:3]) + [outside],
+        "annotations": (anns if with_crowd else anns[:3]) + [edge],
         "categories": [{"id": 5, "name": "Dining_Table"}, {"id": 0, "name": "motorbike"}],
     }
     path = tmp_path / "ann.json"
@@ -122,7 +122,7 @@ def test_small_file_rle_polygon_crowd_degenerate_and_category_zero(tmp_path):
     assert ds.ids == [10]  # image 11 has only a crowd region
     image, t = ds[0]
     assert torch.allclose(image, torch.full((3, 40, 60), 128 / 255))
-    assert t["labels"].tolist() == [2, 1]  # degenerate box (w < 1) and box outside the image dropped
+    assert t["labels"].tolist() == [2, 1]  # the two degenerate boxes (w < 1) dropped
     assert torch.equal(t["masks"][1], torch.from_numpy(m))
     assert t["boxes"][1].tolist() == [10, 5, 20, 15]
     assert t["area"].tolist() == [24.0, 999.0]

@@ -165,3 +165,84 @@ def test_cli_list_and_print_config(capsys):
     assert printed["train"]["lr"] == 0.5 and printed["train"]["device"] == "cpu"
     assert main(["train", "tiny_coco_cpu", "--set", "train.nope=1"]) == 2
     assert "train.nope" in capsys.readouterr().err
+
+
+def test_repeated_yaml_keys_refused_naming_file_key_and_line(tmp_path):
+    p = tmp_path / "exp.yaml"
+    text = _text("tiny_coco_cpu").replace("\ntrain:\n", "\ntrain:\n  lr: 0.5\n", 1)
+    p.write_text(text)
+    line = text.splitlines().index("  lr: 0.5") + 1
+    with pytest.raises(
+        ConfigError, match=rf"exp\.yaml: duplicate key 'lr' at line \d+ \(first at line {line}\)"
+    ):
+        load_config(p)
+    with pytest.raises(
+        ConfigError, match=r"--set 'model.dsl=\{weight: 1, weight: 2\}': duplicate key 'weight'"
+    ):
+        load_config("tiny_coco_cpu", ["model.dsl={weight: 1, weight: 2}"])
+    p.write_text("base: &b {lr: 0.1}\ntrain: {<<: *b, lr: 0.2, max_iters: 3, epochs: null}\n")
+    with pytest.raises(ConfigError, match="unknown key 'base'"):  # a merge key may be overridden: no error
+        load_config(p)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("synth.camera=NoSuchCam", r"synth\.camera: unknown camera 'NoSuchCam'; available: .*CanonEOS5D4"),
+        (
+            "synth.camera=/nowhere/cam.json",
+            r"synth\.camera: /nowhere/cam\.json: camera profile file not found",
+        ),
+        ("synth.ratio_range=[100, 10]", r"synth\.ratio_range: need \[lo, hi\] with 0 < lo <= hi"),
+        ("synth.ratio_range=[0, 10]", r"synth\.ratio_range: need \[lo, hi\] with 0 < lo <= hi"),
+        ("synth.ratio_range=[]", r"synth\.ratio_range: expected a list of 2 values, got \[\]"),
+        ("synth.ratio_range=50", r"synth\.ratio_range: expected a list, got 50"),
+    ],
+)
+def test_synthesis_settings_checked_when_the_config_is_loaded(tmp_path, capsys, override, message):
+    """These used to pass --print-config and fail only when training started, naming neither key nor file."""
+    p = tmp_path / "exp.yaml"
+    key, value = override.split("=", 1)
+    p.write_text(
+        _text("tiny_coco_cpu").replace(f"  {key.split('.')[1]}:", f"  {key.split('.')[1]}: {value} #", 1)
+    )
+    with pytest.raises(ConfigError, match=r"exp\.yaml: " + message):
+        load_config(p)
+    from darkseg.cli import main
+
+    assert main(["train", str(p), "--print-config"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "exp.yaml" in err and key in err
+
+
+def test_a_string_where_a_list_is_expected_is_refused():
+    """``--set model.class_names=person`` used to give six one-letter classes."""
+    for override, key in (
+        ("model.class_names=person", "model.class_names"),
+        ("data.train.class_names=car", "data.train.class_names"),
+        ("train.lr_steps=8", "train.lr_steps"),
+    ):
+        with pytest.raises(ConfigError, match=rf"{re.escape(key)}: expected a list"):
+            load_config("tiny_coco_cpu", [override])
+    with pytest.raises(ConfigError, match=r"write \[person\] for a one-element list"):
+        load_config("tiny_coco_cpu", ["model.class_names=person"])
+    cfg = load_config("tiny_coco_cpu", ["model.class_names=[person]", "data.train.class_names=null"])
+    assert cfg.model.class_names == ["person"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.weight_decay=.nan", r"train\.weight_decay: expected a finite number"),
+        ("train.lr=.inf", r"train\.lr: expected a finite number"),
+        ("model.awd=maybe", r"model\.awd: expected true/false"),
+        ("model.depth=18.5", r"model\.depth: expected an integer"),
+        ("model.class_names=[1, 2]", r"model\.class_names\[0\]: expected a string"),
+        ("model.box_score_thresh=1.5", r"box_score_thresh: must be a score in \[0, 1\]"),
+        ("model.box_nms_thresh=0", r"box_nms_thresh: must be an IoU in \(0, 1\]"),
+        ("model.dsl.levels=[0, 9]", r"dsl\.levels must be distinct indices in 0\.\.3"),
+    ],
+)
+def test_model_and_synth_sections_are_type_checked(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("tiny_coco_cpu", [override])

@@ -106,6 +106,8 @@ def test_bad_files_are_reported_and_the_rest_continue(tiny, reference_run, tmp_p
     images, ann = tiny
     coco = json.loads(ann.read_text())
     coco["images"] = coco["images"][:5]
+    kept = {im["id"] for im in coco["images"]}
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] in kept]
     names = [im["file_name"] for im in coco["images"]]
     img_dir = tmp_path / "imgs"
     img_dir.mkdir()
@@ -162,6 +164,8 @@ def test_packed_npy_output(tiny, tmp_path):
     images, ann = tiny
     coco = json.loads(ann.read_text())
     coco["images"] = [im for im in coco["images"] if im["height"] % 2 == 0 and im["width"] % 2 == 0][:2]
+    kept = {im["id"] for im in coco["images"]}
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] in kept]
     small = tmp_path / "ann.json"
     small.write_text(json.dumps(coco))
     out = tmp_path / "o"

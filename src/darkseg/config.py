@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -84,6 +85,12 @@ class DatasetConfig:
             raise ConfigError(f"{where}.image_dir: required")
         if not self.ann_file:
             raise ConfigError(f"{where}.ann_file: required")
+        if self.image_ext is not None and not (
+            len(self.image_ext) > 1 and self.image_ext.startswith(".") and "/" not in self.image_ext
+        ):
+            raise ConfigError(
+                f"{where}.image_ext: a file suffix such as '.png', or null (got {self.image_ext!r})"
+            )
         if self.max_images is not None and self.max_images < 1:
             raise ConfigError(f"{where}.max_images: must be >= 1 or null (got {self.max_images})")
 
@@ -307,20 +314,14 @@ class ExperimentConfig:
             raise ConfigError(f"{source}: the top level must be a mapping, got {type(d).__name__}")
         d = copy.deepcopy(d)
         _check_keys(cls, d, "", source)
-        try:
-            model = ModelConfig.from_dict(d.pop("model", None) or {})
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{source}: model: {exc}") from exc
+        model = _build_section(ModelConfig, d.pop("model", None) or {}, "model", source)
         synth_d = d.pop("synth", None)
         synth = None
         if synth_d is not None:
             if not isinstance(synth_d, dict):
                 raise ConfigError(f"{source}: synth: must be a mapping or null, got {synth_d!r}")
-            _check_keys(SynthConfig, synth_d, "synth", source)
-            try:
-                synth = SynthConfig(**synth_d)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"{source}: synth: {exc}") from exc
+            _check_synth_values(synth_d, source)
+            synth = _build_section(SynthConfig, synth_d, "synth", source)
         data = _build(DataConfig, d.pop("data", None) or {}, "data", source)
         train = _build(TrainConfig, d.pop("train", None) or {}, "train", source)
         top = {k: _coerce(v, _hints(cls)[k], k, source) for k, v in d.items()}
@@ -335,6 +336,36 @@ class ExperimentConfig:
 # ------------------------------------------------------------------------------ dict -> dataclass
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
+
+
+def _build_section(cls: type, d: Any, where: str, source: str):
+    """A ``model`` / ``synth`` dataclass from its YAML mapping: keys and types checked like the other
+    sections (:func:`_build`), then the class's own validation; its errors name ``where`` and ``source``."""
+    try:
+        return _build(cls, d, where, source)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {where}: {exc}") from exc
+
+
+def _check_synth_values(d: dict[str, Any], source: str) -> None:
+    """Catch at load what synthesis would refuse only when training starts: the camera profile
+    (``synth.camera``, a shipped name or a profile JSON) and the exposure-ratio range."""
+    from darkseg.synth import load_camera
+
+    if "ratio_range" in d:
+        lo_hi = _coerce(d["ratio_range"], tuple[float, float], "synth.ratio_range", source)
+        if not 0 < lo_hi[0] <= lo_hi[1]:
+            raise ConfigError(
+                f"{source}: synth.ratio_range: need [lo, hi] with 0 < lo <= hi, got {d['ratio_range']!r}"
+            )
+    if "camera" in d:
+        camera = _coerce(d["camera"], str, "synth.camera", source)
+        try:
+            load_camera(camera)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ConfigError(f"{source}: synth.camera: {exc}") from exc
 
 
 def _check_keys(cls: type, d: dict[str, Any], where: str, source: str) -> None:
@@ -379,11 +410,8 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
         return _build(tp, value, where, source)
     if tp is Any:
         return value
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: {where}: expected a list, got {value!r}")
-        (a,) = typing.get_args(tp) or (Any,)
-        return [_coerce(v, a, f"{where}[{i}]", source) for i, v in enumerate(value)]
+    if origin in (list, tuple):
+        return _coerce_sequence(value, tp, where, source)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: {where}: expected a mapping, got {value!r}")
@@ -400,19 +428,55 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
             raise ConfigError(f"{source}: {where}: expected an integer, got {value!r}")
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            if isinstance(value, str):
-                try:
-                    return float(value)  # YAML 1.1 reads "1e-4" as a string
-                except ValueError:
-                    pass
+        number = _as_float(value)
+        if number is None:
             raise ConfigError(f"{source}: {where}: expected a number, got {value!r}")
-        return float(value)
+        if not math.isfinite(number):
+            raise ConfigError(f"{source}: {where}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{source}: {where}: expected a string, got {value!r}")
         return value
     return value
+
+
+def _as_float(value: Any) -> float | None:
+    """``value`` as a float, or None; YAML 1.1 reads ``1e-4`` (no dot) as a string, so numeric strings
+    are accepted."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _coerce_sequence(value: Any, tp: Any, where: str, source: str) -> list | tuple:
+    """A YAML list checked against ``list[X]``, ``tuple[X, ...]`` or ``tuple[X, Y]``.
+
+    A single value where a list is expected is refused, not wrapped: ``class_names: person`` (or
+    ``--set model.class_names=person``) would otherwise become the six classes p, e, r, s, o, n.
+    """
+    if isinstance(value, str):
+        raise ConfigError(
+            f"{source}: {where}: expected a list, got the string {value!r}; write [{value}] for a "
+            "one-element list"
+        )
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{source}: {where}: expected a list, got {value!r}")
+    args = typing.get_args(tp) or (Any,)
+    if typing.get_origin(tp) is list:
+        return [_coerce(v, args[0], f"{where}[{i}]", source) for i, v in enumerate(value)]
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(_coerce(v, args[0], f"{where}[{i}]", source) for i, v in enumerate(value))
+    if len(value) != len(args):
+        raise ConfigError(f"{source}: {where}: expected a list of {len(args)} values, got {value!r}")
+    return tuple(_coerce(v, a, f"{where}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
 
 
 def _tname(tp: Any) -> str:
@@ -428,6 +492,39 @@ def _plain(obj: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------ loading
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that repeats a key (plain PyYAML keeps the last value
+    silently). ``source`` names the file (or ``--set`` item) in the error."""
+
+    source = "<yaml>"
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # "<<: *base" merges; keys written after it may override the merged ones
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in first_line:
+                    where = f"at line {line} (first at line {first_line[key]})"
+                    raise ConfigError(f"{self.source}: duplicate key {key!r} {where}")
+            except TypeError:
+                continue  # an unhashable key: PyYAML reports it below
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    """Parse YAML ``text`` safely, refusing repeated keys; errors name ``source``."""
+    loader = _UniqueKeyLoader(text)
+    loader.source = source
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def packaged_configs() -> list[str]:
     """Names of the configs shipped in ``darkseg/configs`` (without ``.yaml``)."""
     root = resources.files("darkseg") / "configs"
@@ -462,7 +559,7 @@ def apply_overrides(d: dict[str, Any], overrides: list[str] | None) -> dict[str,
         if not key or any(not p for p in parts):
             raise ConfigError(f"--set {item!r}: malformed key {key!r}")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = _load_yaml(raw, f"--set {item!r}") if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from exc
         node = d
@@ -482,12 +579,12 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
 
     Raises:
         FileNotFoundError: no such file / packaged config.
-        ConfigError: malformed YAML, unknown key, bad type or value (message names key and file).
+        ConfigError: malformed YAML, a repeated key (file, key and line named), unknown key, bad type
+            or value, unknown camera, empty or reversed ``synth.ratio_range`` (message names key and file).
     """
     p = _resolve_path(path)
     try:
-        with open(p, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh)
+        raw = _load_yaml(p.read_text(encoding="utf-8"), str(p))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: malformed YAML: {exc}") from exc
     if raw is None:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from darkseg.cli.argtypes import positive_int
+
 HELP = "the main job on embedded procedural data: synth, train, evaluate, report"
 
 
@@ -23,8 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", default="demo", help="packaged config name or YAML path (default: the packaged 'demo')"
     )
-    parser.add_argument("--train-images", type=int, default=None, help="training scenes (default 400)")
-    parser.add_argument("--test-images", type=int, default=None, help="test scenes (default 60)")
+    parser.add_argument(
+        "--train-images", type=positive_int, default=None, help="training scenes (default 400)"
+    )
+    parser.add_argument("--test-images", type=positive_int, default=None, help="test scenes (default 60)")
     parser.add_argument(
         "--set",
         dest="overrides",

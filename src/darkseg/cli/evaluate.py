@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from darkseg.cli.argtypes import non_negative_int, positive_int
+
 HELP = "COCO bbox/segm AP of a results file or of a checkpoint"
 
 
@@ -52,9 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--results-out", type=Path, help="checkpoint mode: where to write the results JSON (default: none)"
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (checkpoint mode)")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    parser.add_argument("--max-images", type=int, help="evaluate only the first N images")
+    parser.add_argument("--batch-size", type=positive_int, default=1)
+    parser.add_argument("--workers", type=non_negative_int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--max-images", type=positive_int, help="evaluate only the first N images")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 

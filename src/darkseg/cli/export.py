@@ -19,6 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from darkseg.cli.argtypes import positive_int
+
 HELP = "export a fused model to TorchScript or ONNX"
 
 
@@ -29,12 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--example-size",
         nargs=2,
-        type=int,
+        type=positive_int,
         default=(320, 480),
         metavar=("H", "W"),
         help="example input size used for tracing (the exported model accepts any size)",
     )
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+    parser.add_argument("--opset", type=positive_int, default=17, help="ONNX opset version")
     parser.add_argument("--check", action="store_true", help="compare the exported model with PyTorch")
     parser.add_argument(
         "--check-image",

@@ -20,6 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from darkseg.cli.argtypes import open_probability, probability
+
 HELP = "instance masks for sRGB, LIS RAW PNG and camera RAW files"
 
 
@@ -27,8 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image / camera RAW files or folders")
     parser.add_argument("--checkpoint", required=True, type=Path, help="darkseg checkpoint (.pt)")
     parser.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
-    parser.add_argument("--score-thr", type=float, default=0.5, help="drop detections below this score")
-    parser.add_argument("--mask-thr", type=float, default=0.5, help="mask probability threshold")
+    parser.add_argument("--score-thr", type=probability, default=0.5, help="drop detections below this score")
+    parser.add_argument(
+        "--mask-thr", type=open_probability, default=0.5, help="mask probability threshold, in (0, 1)"
+    )
     parser.add_argument(
         "--ratio",
         type=_ratio,
@@ -113,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from darkseg.engine.predictor import Predictor, PredictResult, collect_inputs
     from darkseg.engine.visualize import draw_instances
     from darkseg.models import CheckpointError
-    from darkseg.utils.io import atomic_write_json, write_image
+    from darkseg.utils.io import atomic_write_json, exif_orientation, write_image
 
     try:
         _check_out_dir(args.out, args.overwrite)
@@ -159,6 +163,9 @@ def run(args: argparse.Namespace) -> int:
             "ratio": round(pred.ratio, 4),
             "num_instances": len(pred),
         }
+        orientation = exif_orientation(res.source) if pred.kind == "image" else 1
+        if orientation != 1:
+            entry["exif_orientation"] = orientation  # reported, not applied: results are in stored pixels
         if not args.no_overlay:
             name = _unique_name(Path(res.source).stem, used)
             write_image(out_dir / name, draw_instances(res.preview, pred))

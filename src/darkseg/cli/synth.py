@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from darkseg.cli.argtypes import positive_float, positive_int
+
 HELP = "turn sRGB images + COCO annotations into synthetic low-light RAW"
 
 
@@ -24,13 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ratio",
         nargs=2,
-        type=float,
+        type=positive_float,
         default=(10.0, 100.0),
         metavar=("LO", "HI"),
         help="exposure ratio range, sampled uniformly per image (default 10 100)",
     )
     parser.add_argument("--seed", type=int, default=0, help="base seed; image i uses (seed, image id)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="worker processes (default 1)")
     parser.add_argument(
         "--format",
         dest="fmt",
@@ -65,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
     from darkseg.synth.offline import SynthJob, run_synth_folder
     from darkseg.synth.pipeline import SynthConfig
 
+    if args.ratio[0] > args.ratio[1]:
+        print(
+            f"darkseg synth: error: --ratio LO HI needs LO <= HI, got {args.ratio[0]:g} {args.ratio[1]:g}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         cfg = SynthConfig(
             camera=args.camera,

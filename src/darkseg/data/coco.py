@@ -20,7 +20,9 @@ look up names, so ids like LIS's ``0`` or COCO's non-contiguous 1..90 are handle
 Annotations kept as targets follow mmdetection / the torchvision references: crowd (``iscrowd=1``) and
 ``ignore=1`` annotations are left out, as are boxes with width or height < 1 px, ``area <= 0`` or
 no overlap with the image. With ``train=True`` images without any kept annotation, or with a short
-side < 32 px, are dropped.
+side < 32 px, are dropped. Invalid entries (repeated ids, non-finite or out-of-image boxes, broken
+polygons or RLE) are refused when the file is loaded (``darkseg.utils.coco_checks``), not when an image
+is first sampled.
 Evaluation uses ``.coco`` (the pycocotools index of the file), where crowd regions act as COCO's
 ignore regions.
 """
@@ -40,8 +42,8 @@ import torch
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from darkseg.errors import DarkSegError
-from darkseg.utils.io import ImageReadError, load_json, read_image
+from darkseg.utils.coco_checks import AnnotationError, validate_coco
+from darkseg.utils.io import ImageReadError, exif_orientation, load_json, read_image, stored_image_size
 
 __all__ = [
     "DEFAULT_ALIASES",
@@ -65,10 +67,6 @@ DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {
 
 #: Images with a shorter side are dropped from training sets (mmdetection ``filter_empty_gt`` min_size).
 MIN_TRAIN_SIZE = 32
-
-
-class AnnotationError(DarkSegError, ValueError):
-    """An annotation file is malformed; the message names the file and the offending entry."""
 
 
 def normalize_name(name: str) -> str:
@@ -109,6 +107,11 @@ def match_categories(
                 return g
         return {n}
 
+    if isinstance(class_names, str):  # iterating "car" would look for the classes c, a, r
+        raise AnnotationError(
+            f"{source}: class_names must be a list of names, got the string {class_names!r}; "
+            f"write [{class_names!r}]"
+        )
     ids: list[int] = []
     for name in class_names:
         eq = equivalents(name)
@@ -125,65 +128,42 @@ def match_categories(
     return ids
 
 
-def _validate(data: Any, path: Path) -> None:
-    if not isinstance(data, dict):
-        raise AnnotationError(f"{path}: not a COCO annotation file (top level is {type(data).__name__})")
-    for key in ("images", "annotations", "categories"):
-        if key not in data:
-            raise AnnotationError(f"{path}: missing key {key!r} (COCO instance format)")
-        if not isinstance(data[key], list):
-            raise AnnotationError(f"{path}: {key!r} must be a list")
-    if not data["images"]:
-        raise AnnotationError(f"{path}: no images")
-    if not data["categories"]:
-        raise AnnotationError(f"{path}: no categories")
-    for i, img in enumerate(data["images"]):
-        for key in ("id", "file_name", "width", "height"):
-            if key not in img:
-                raise AnnotationError(f"{path}: images[{i}] has no {key!r}")
-    for i, cat in enumerate(data["categories"]):
-        if "id" not in cat or "name" not in cat:
-            raise AnnotationError(f"{path}: categories[{i}] needs 'id' and 'name'")
-    image_ids = {img["id"] for img in data["images"]}
-    cat_ids = {c["id"] for c in data["categories"]}
-    for i, ann in enumerate(data["annotations"]):
-        for key in ("id", "image_id", "category_id", "bbox"):
-            if key not in ann:
-                raise AnnotationError(f"{path}: annotations[{i}] (id {ann.get('id')}) has no {key!r}")
-        if ann["image_id"] not in image_ids:
-            raise AnnotationError(
-                f"{path}: annotations[{i}] (id {ann['id']}) refers to unknown image_id {ann['image_id']}"
-            )
-        if ann["category_id"] not in cat_ids:
-            raise AnnotationError(
-                f"{path}: annotations[{i}] (id {ann['id']}) has unknown category_id {ann['category_id']}"
-            )
-        if not isinstance(ann["bbox"], (list, tuple)) or len(ann["bbox"]) != 4:
-            raise AnnotationError(f"{path}: annotations[{i}] (id {ann['id']}) bbox must be [x, y, w, h]")
-
-
-def load_coco(ann_file: str | os.PathLike | Mapping[str, Any]) -> COCO:
+def load_coco(ann_file: str | os.PathLike | Mapping[str, Any], source: str = "<dict>") -> COCO:
     """Read and validate a COCO instance file into a (silent) pycocotools ``COCO`` index.
 
-    ``ann_file`` may also be an already-loaded dict. Raises ``FileNotFoundError`` or
-    :class:`AnnotationError` (a ``ValueError``) naming the file and the problem.
+    Every entry is checked before anything else happens (``darkseg.utils.coco_checks``: unique image /
+    annotation / category ids, known references, finite in-image boxes, well-formed polygons and RLE of
+    the image's size). ``ann_file`` may also be an already-loaded dict (copied; ``source`` names it in
+    errors). The index remembers its file name in ``coco.source``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        AnnotationError: (a ``ValueError``) naming the file, the entry and the problem.
     """
     if isinstance(ann_file, Mapping):
-        data, path = copy.deepcopy(dict(ann_file)), Path("<dict>")
+        data, path = copy.deepcopy(dict(ann_file)), source
     else:
-        path = Path(ann_file)
-        if path.is_file() and path.stat().st_size == 0:
+        path = str(ann_file)
+        if Path(ann_file).is_file() and Path(ann_file).stat().st_size == 0:
             raise AnnotationError(f"{path}: annotation file is empty")
         try:
-            data = load_json(path)
+            data = load_json(ann_file)
         except ValueError as exc:
             raise AnnotationError(str(exc)) from exc
-    _validate(data, path)
+    validate_coco(data, path)
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
+    coco.source = path
     return coco
+
+
+def _is_suffix(ext: str) -> bool:
+    """Whether ``ext`` is usable with ``Path.with_suffix``: a dot, then a name without separators."""
+    return (
+        isinstance(ext, str) and len(ext) > 1 and ext.startswith(".") and "/" not in ext and "\\" not in ext
+    )
 
 
 def recompute_areas(coco: COCO) -> None:
@@ -229,6 +209,8 @@ class CocoInstances(torch.utils.data.Dataset):
         recompute_area: bool = False,
         image_ext: str | None = None,
     ) -> None:
+        if image_ext is not None and not _is_suffix(image_ext):
+            raise ValueError(f"image_ext must be a file suffix such as '.png', got {image_ext!r}")
         self.image_dir = Path(image_dir)
         self.ann_file = Path(ann_file)
         self.train = train
@@ -284,8 +266,13 @@ class CocoInstances(torch.utils.data.Dataset):
             name = str(Path(name).with_suffix(self.image_ext))
         return self.image_dir / name
 
-    def check_files(self) -> None:
-        """Raise ``FileNotFoundError`` naming the first missing image files (and their ids), if any."""
+    def check_files(self, sizes: bool = True) -> None:
+        """Check every image file of ``ids`` before training or evaluation starts.
+
+        Raises ``FileNotFoundError`` naming the first missing files (and their ids); with ``sizes``,
+        :class:`AnnotationError` naming the first files whose stored size (read from the file header,
+        about 0.15 ms per file) differs from the annotation file's ``width`` x ``height``.
+        """
         missing = [(i, self.image_path(i)) for i in self.ids if not self.image_path(i).is_file()]
         if missing:
             shown = "; ".join(f"{p} (image id {i})" for i, p in missing[:5])
@@ -294,6 +281,33 @@ class CocoInstances(torch.utils.data.Dataset):
                 f"{len(missing)} image file(s) of {self.ann_file} missing under {self.image_dir}: "
                 f"{shown}{more}"
             )
+        if not sizes:
+            return
+        wrong = []
+        for i in self.ids:
+            size = stored_image_size(self.image_path(i))
+            if size is not None and size != self._annotated_size(i):
+                wrong.append(self._size_mismatch(i, size))
+        if wrong:
+            more = f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""
+            raise AnnotationError("; ".join(wrong[:3]) + more)
+
+    def _annotated_size(self, image_id: int) -> tuple[int, int]:
+        info = self.coco.imgs[image_id]
+        return int(info["width"]), int(info["height"])
+
+    def _size_mismatch(self, image_id: int, size: tuple[int, int]) -> str:
+        """One message for an image whose stored ``(width, height)`` differs from the annotation file."""
+        path = self.image_path(image_id)
+        w, h = self._annotated_size(image_id)
+        msg = f"{path}: image is {size[0]}x{size[1]} but {self.ann_file} says {w}x{h} (image id {image_id})"
+        orientation = exif_orientation(path)
+        if orientation in (5, 6, 7, 8) and size == (h, w):
+            msg += (
+                f"; its EXIF orientation {orientation} shows it turned by 90 degrees: annotations refer "
+                "to the stored pixels (docs/data.md)"
+            )
+        return msg
 
     def load_target(self, image_id: int) -> dict[str, Any]:
         """The target dict of ``image_id`` at the size stored in the annotation file."""
@@ -339,12 +353,8 @@ class CocoInstances(torch.utils.data.Dataset):
             arr = read_image(path)
         except ImageReadError as exc:
             raise ImageReadError(f"{exc} (image id {image_id} of {self.ann_file})") from exc
-        info = self.coco.imgs[image_id]
-        if arr.shape[:2] != (int(info["height"]), int(info["width"])):
-            raise AnnotationError(
-                f"{path}: image is {arr.shape[1]}x{arr.shape[0]} but {self.ann_file} says "
-                f"{info['width']}x{info['height']} (image id {image_id})"
-            )
+        if (arr.shape[1], arr.shape[0]) != self._annotated_size(image_id):
+            raise AnnotationError(self._size_mismatch(image_id, (arr.shape[1], arr.shape[0])))
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous().float().div_(255.0)
 
     # ------------------------------------------------------------------ Dataset API

@@ -36,8 +36,10 @@ __all__ = [
     "validate_results",
     "coco_evaluate",
     "coco_evaluate_full",
+    "check_ground_truth",
     "per_class_ap",
     "predictions_to_results",
+    "check_mask_threshold",
     "evaluate_model",
     "format_metrics",
     "format_per_class",
@@ -76,8 +78,17 @@ def load_results(results: str | os.PathLike | Sequence[Mapping[str, Any]]) -> tu
 def validate_results(
     results: Sequence[Mapping[str, Any]], gt, iou_type: str, source: str = "results"
 ) -> None:
-    """Check every result: known ``image_id`` and ``category_id``, a ``score``, and the field ``iou_type``
-    needs (``bbox`` [x, y, w, h] or ``segmentation``). Raises :class:`ResultsError` naming the entry."""
+    """Check every result before pycocotools sees it.
+
+    Each entry needs a known ``image_id`` and ``category_id``, a finite ``score``, and the field
+    ``iou_type`` needs (``bbox`` or ``segmentation``). A ``bbox`` must be four finite numbers with
+    ``w, h >= 0`` inside the image (the rules of ``darkseg.utils.coco_checks.box_problem``); a
+    ``segmentation`` must be RLE of the image's ``[height, width]`` with run lengths that cover the
+    image exactly, or valid polygons. Raises :class:`ResultsError` naming the file, the entry index
+    and the image id.
+    """
+    from darkseg.utils.coco_checks import box_problem, segmentation_problem
+
     img_ids, cat_ids = set(gt.getImgIds()), set(gt.getCatIds())
     for i, r in enumerate(results):
         where = f"{source}: entry {i}"
@@ -86,9 +97,13 @@ def validate_results(
         for key in ("image_id", "category_id", "score"):
             if key not in r:
                 raise ResultsError(f"{where} has no {key!r}")
-        if r["image_id"] not in img_ids:
+        try:
+            known_image, known_category = r["image_id"] in img_ids, r["category_id"] in cat_ids
+        except TypeError:  # unhashable: a list or an object
+            raise ResultsError(f"{where}: image_id and category_id must be numbers") from None
+        if not known_image:
             raise ResultsError(f"{where}: image_id {r['image_id']!r} is not an image of the annotation file")
-        if r["category_id"] not in cat_ids:
+        if not known_category:
             raise ResultsError(
                 f"{where}: category_id {r['category_id']!r} is not a category of the annotation file "
                 f"(known: {sorted(cat_ids)})"
@@ -99,8 +114,13 @@ def validate_results(
             raise ResultsError(f"{where}: no 'bbox' (or 'segmentation') for bbox evaluation")
         if iou_type == "segm" and "segmentation" not in r:
             raise ResultsError(f"{where}: no 'segmentation' for segm evaluation")
-        if "bbox" in r and (not isinstance(r["bbox"], (list, tuple)) or len(r["bbox"]) != 4):
-            raise ResultsError(f"{where}: bbox must be [x, y, w, h], got {r['bbox']!r}")
+        info = gt.imgs[r["image_id"]]
+        width, height = int(info["width"]), int(info["height"])
+        problem = box_problem(r["bbox"], width, height) if "bbox" in r else None
+        if problem is None and "segmentation" in r:
+            problem = segmentation_problem(r["segmentation"], width, height)
+        if problem is not None:
+            raise ResultsError(f"{where} (image id {r['image_id']!r}): {problem}")
 
 
 def _results_coco(gt, results: list[dict]):
@@ -118,8 +138,9 @@ def _results_coco(gt, results: list[dict]):
     return dt
 
 
-def _gt_for_eval(gt):
-    """A private ground-truth index for COCOeval (from a path, dict or ``COCO``).
+def _gt_for_eval(gt, iou_types: Sequence[str], img_ids=None, cat_ids=None):
+    """A private ground-truth index for COCOeval (from a path, dict or ``COCO``), checked with
+    :func:`check_ground_truth` for ``iou_types`` (before any renumbering, so messages give the file's ids).
 
     COCOeval rewrites the GT it is given (``ignore`` flags, polygons replaced by RLE), so a ``COCO``
     passed in is copied and the caller's index (e.g. a dataset's ``.coco``) stays as loaded. pycocotools
@@ -130,7 +151,9 @@ def _gt_for_eval(gt):
 
     from darkseg.data.coco import load_coco
 
-    fresh = load_coco(gt.dataset if isinstance(gt, COCO) else gt)  # dicts are deep-copied by load_coco
+    source = getattr(gt, "source", "<dict>") if isinstance(gt, COCO) else "<dict>"
+    fresh = load_coco(gt.dataset if isinstance(gt, COCO) else gt, source=source)  # dicts are deep-copied
+    check_ground_truth(fresh, iou_types, img_ids, cat_ids)
     anns = fresh.dataset["annotations"]
     ids = [a["id"] for a in anns]
     if not (all(isinstance(i, int) and i > 0 for i in ids) and len(set(ids)) == len(ids)):
@@ -139,6 +162,40 @@ def _gt_for_eval(gt):
         with contextlib.redirect_stdout(io.StringIO()):
             fresh.createIndex()
     return fresh
+
+
+def check_ground_truth(
+    gt,
+    iou_types: str | Sequence[str] = IOU_TYPES,
+    img_ids: Iterable[int] | None = None,
+    cat_ids: Iterable[int] | None = None,
+) -> None:
+    """Check what COCOeval needs of the ground truth it will score, before any model runs.
+
+    Every annotation of the evaluated images and categories needs an ``area`` (the small / medium /
+    large split reads it) and, for ``"segm"``, a non-empty segmentation (COCOeval rasterises each one).
+    ``gt`` is a loaded pycocotools ``COCO`` (e.g. a dataset's ``.coco``). Raises
+    :class:`~darkseg.data.coco.AnnotationError` naming the file, the annotation id and the image id.
+    """
+    from darkseg.data.coco import AnnotationError
+
+    types = [iou_types] if isinstance(iou_types, str) else list(iou_types)
+    images = None if img_ids is None else set(img_ids)
+    cats = None if cat_ids is None else set(cat_ids)
+    source = getattr(gt, "source", "<dict>")
+    for ann in gt.dataset["annotations"]:
+        if (images is not None and ann["image_id"] not in images) or (
+            cats is not None and ann["category_id"] not in cats
+        ):
+            continue
+        where = f"{source}: annotation id {ann['id']!r} (image id {ann['image_id']!r})"
+        if "area" not in ann:
+            raise AnnotationError(f"{where} has no 'area', which COCO evaluation needs")
+        if "segm" in types and not ann.get("segmentation"):
+            raise AnnotationError(
+                f"{where} has no segmentation; segm evaluation needs one for every annotation "
+                "(or use --iou-type bbox)"
+            )
 
 
 # ------------------------------------------------------------ evaluation
@@ -181,9 +238,9 @@ def coco_evaluate_full(
     Returns:
         ``{iou_type: {"metrics": {name: value}, "per_class": {category_id: AP}}}``.
     """
-    gt = _gt_for_eval(gt)
-    res, source = load_results(results)
     types = [iou_types] if isinstance(iou_types, str) else list(iou_types)
+    gt = _gt_for_eval(gt, types, img_ids, cat_ids)
+    res, source = load_results(results)
     out: dict[str, dict[str, dict]] = {}
     for t in types:
         if t not in IOU_TYPES:
@@ -221,6 +278,17 @@ def coco_evaluate(
 
 
 # ------------------------------------------------------------ results writing
+def check_mask_threshold(value: float, name: str = "mask threshold") -> float:
+    """``value`` if it is a usable mask probability threshold, in the open interval (0, 1).
+
+    A pixel is inside when its probability is ``> value``: 1 (or more) gives empty masks, 0 (or less)
+    whole-image masks. Raises ``ValueError`` naming ``name``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
+        raise ValueError(f"{name} must be a probability in (0, 1), got {value!r}")
+    return float(value)
+
+
 def predictions_to_results(
     predictions: Sequence[Mapping[str, Any]],
     image_ids: Sequence[int],
@@ -248,6 +316,7 @@ def predictions_to_results(
     import torch.nn.functional as F
     from pycocotools import mask as mask_utils
 
+    check_mask_threshold(mask_threshold)
     out: list[dict] = []
     for k, (pred, image_id) in enumerate(zip(predictions, image_ids)):
         boxes = pred["boxes"].detach().float().cpu()
@@ -320,6 +389,9 @@ def evaluate_model(
     from darkseg.data.loader import build_loader
     from darkseg.utils.io import atomic_write_json
 
+    check_mask_threshold(mask_threshold)
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be >= 1 or None, got {max_images}")
     device = torch.device(device)
     ids = list(dataset.ids)
     if not ids:
@@ -328,6 +400,7 @@ def evaluate_model(
     if max_images is not None and max_images < len(ids):
         subset = torch.utils.data.Subset(dataset, range(max_images))
         ids = ids[:max_images]
+    check_ground_truth(dataset.coco, iou_types, ids, dataset.category_ids)  # before the model runs
     loader = build_loader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     was_training = model.training
     model.eval()

@@ -9,7 +9,9 @@
   are in half-resolution coordinates and the preview (:func:`darkseg.raw.render` with ``half=True``) has
   the same size, pixel ``(i, j)`` covering sensor sites ``2i..2i+1, 2j..2j+1``.
 * **PNG / JPEG / TIFF / BMP / WebP** (sRGB photos and LIS RAW PNGs, 8 or 16 bit): RGB in [0, 1] at the
-  file's resolution (16-bit files keep their precision: value / 65535). 3-channel models only.
+  file's resolution (16-bit files keep their precision: value / 65535). 3-channel models only. The
+  stored pixels, as every darkseg job reads them: an EXIF orientation tag is not applied (it is reported
+  in ``LoadedInput.meta["exif_orientation"]``), so results line up with COCO-format files of the image.
 * **arrays**: NumPy ``(H, W, C)`` (``uint8``, ``uint16`` or float in [0, 1]) or torch ``(C, H, W)`` float,
   ``C`` = the model's ``in_channels``.
 """
@@ -153,8 +155,15 @@ def _image_to_float(img: np.ndarray, source: str) -> np.ndarray:
     if img.dtype == np.uint16:
         return img.astype(np.float32) / 65535.0
     if np.issubdtype(img.dtype, np.floating):
-        return np.clip(img.astype(np.float32), 0.0, 1.0)
+        return np.clip(_finite(img, source).astype(np.float32), 0.0, 1.0)
     raise InputFormatError(f"{source}: unsupported pixel type {img.dtype}")
+
+
+def _finite(x: np.ndarray, source: str) -> np.ndarray:
+    """``x`` if every value is finite; NaN / inf would pass ``clip`` and reach the network."""
+    if not np.isfinite(x).all():
+        raise InputFormatError(f"{source}: {int((~np.isfinite(x)).sum())} pixel values are NaN or infinite")
+    return x
 
 
 def load_input(
@@ -194,7 +203,7 @@ def load_input(
             return _load_camera_raw(path, in_channels, ratio, preview)
         except RawFormatError as exc:
             raise InputFormatError(str(exc)) from exc
-    from darkseg.utils.io import ImageReadError, read_image
+    from darkseg.utils.io import ImageReadError, exif_orientation, read_image
 
     try:
         img = read_image(path, unchanged=True)
@@ -218,7 +227,7 @@ def load_input(
         x = np.clip(x * np.float32(ratio), 0.0, 1.0)
     tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
     pv = brighten(x, linear=linear_images) if preview else np.zeros((0, 0, 3), np.uint8)
-    meta = {"dtype": str(img.dtype), "ratio": ratio}
+    meta = {"dtype": str(img.dtype), "ratio": ratio, "exif_orientation": exif_orientation(path)}
     return LoadedInput(tensor, pv, str(path), "image", linear=linear_images, meta=meta)
 
 
@@ -260,7 +269,7 @@ def _load_array(
                 f"<tensor>: expected a float (C={in_channels}, H, W) tensor in [0, 1], got "
                 f"{tuple(arr.shape)} {arr.dtype}"
             )
-        tensor = arr.detach().float().cpu().clamp(0, 1)
+        tensor = torch.from_numpy(_finite(arr.detach().float().cpu().numpy(), "<tensor>")).clamp(0, 1)
     else:
         a = np.asarray(arr)
         if a.ndim == 2 and in_channels == 3:
@@ -270,7 +279,7 @@ def _load_array(
         if in_channels == 3:
             x = _image_to_float(a, "<array>")
         elif np.issubdtype(a.dtype, np.floating):
-            x = np.clip(a.astype(np.float32), 0.0, 1.0)
+            x = np.clip(_finite(a, "<array>").astype(np.float32), 0.0, 1.0)
         else:
             raise InputFormatError(f"<array>: packed RAW arrays must be float in [0, 1], got {a.dtype}")
         tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
@@ -315,7 +324,7 @@ class Predictor:
         checkpoint: a darkseg checkpoint (``save_checkpoint``) or an already built model.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         score_thr: detections below this score are dropped.
-        mask_thr: mask probability threshold.
+        mask_thr: mask probability threshold, in (0, 1) (a pixel is inside when its probability is above).
         ratio: exposure-ratio gain applied to every input (camera RAW: the normalised RAW; images: the
             [0, 1] values), then clipped; or ``"auto"`` (estimated per linear input, see
             :func:`load_input`).
@@ -329,13 +338,20 @@ class Predictor:
         device: str | torch.device = "auto",
         score_thr: float = 0.5,
         mask_thr: float = 0.5,
-        ratio: float = 1.0,
+        ratio: float | str = 1.0,
         fuse: bool = True,
         linear_images: bool = False,
     ) -> None:
+        from darkseg.engine.evaluate import check_mask_threshold
         from darkseg.models import load_model
         from darkseg.utils.runtime import resolve_device
 
+        if not 0.0 <= score_thr <= 1.0:
+            raise ValueError(f"score_thr must be in [0, 1], got {score_thr}")
+        from darkseg.raw.exposure import parse_ratio
+
+        ratio = parse_ratio(str(ratio))  # a finite number > 0 or "auto"; ValueError otherwise
+        self.mask_thr = check_mask_threshold(mask_thr, "mask_thr")
         self.device = resolve_device(device)
         if isinstance(checkpoint, torch.nn.Module):
             self.model, self.checkpoint = checkpoint, {}
@@ -348,15 +364,7 @@ class Predictor:
         cfg = self.model.config
         self.class_names: list[str] = list(cfg.class_names)
         self.in_channels: int = int(cfg.in_channels)
-        if not 0.0 <= score_thr <= 1.0:
-            raise ValueError(f"score_thr must be in [0, 1], got {score_thr}")
-        from darkseg.raw.exposure import parse_ratio
-
-        ratio = parse_ratio(str(ratio))  # a number > 0 or "auto"; ValueError otherwise
-        if not 0.0 <= float(mask_thr) <= 1.0:
-            raise ValueError(f"mask_thr must be in [0, 1], got {mask_thr}")
         self.score_thr = float(score_thr)
-        self.mask_thr = float(mask_thr)
         if hasattr(self.model, "mask_threshold"):  # bool masks while pasting: 4x less memory than floats
             self.model.mask_threshold = self.mask_thr
         self.ratio: float | str = ratio

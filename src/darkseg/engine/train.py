@@ -147,6 +147,7 @@ def _make_dataset(ds_cfg, cfg: ExperimentConfig, train: bool, transforms):
     )
     if ds_cfg.max_images is not None:
         ds.ids = ds.ids[: ds_cfg.max_images]
+    ds.check_files()  # a missing image is named now, not when it is first sampled
     if len(ds) == 0:
         raise TrainingError(f"{ds_cfg.ann_file}: no usable images for classes {list(ds.class_names)}")
     if len(ds.class_names) != len(cfg.model.class_names):
@@ -275,8 +276,15 @@ class Trainer:
         self.model.to(self.device)
         self.model.train()
 
-        # data
+        # data: both datasets are built (every annotation checked, every image file found) before the
+        # first iteration, so a broken val file does not surface only at the first evaluation
         self.dataset = build_train_dataset(cfg, synth_in_workers=not self.synth_on_device)
+        self.eval_dataset = build_eval_dataset(cfg) if self.main else None
+        if self.eval_dataset is not None:
+            from darkseg.engine.evaluate import check_ground_truth
+
+            ds = self.eval_dataset
+            check_ground_truth(ds.coco, img_ids=ds.ids, cat_ids=ds.category_ids)
         self.keyed = KeyedDataset(self.dataset, t.seed, skip_unreadable=True)
         self.unreadable: dict[str, str] = {}  # file -> message, for the skip report
         probe = du.ShardedBatchSampler(len(self.keyed), t.batch_size, self.world, self.rank, t.seed)
@@ -429,11 +437,10 @@ class Trainer:
         if self.main and self.cfg.data.val is not None:
             from darkseg.engine.evaluate import evaluate_model
 
-            ds = build_eval_dataset(self.cfg)
             name = "final" if iteration is None else f"iter_{iteration}"
             result = evaluate_model(
                 self.model,
-                ds,
+                self.eval_dataset,
                 device=self.device,
                 results_file=self.out_dir / f"results_{name}.json",
                 progress=self.progress,

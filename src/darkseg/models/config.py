@@ -150,6 +150,11 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if isinstance(self.dsl, dict):
             self.dsl = DSLConfig.from_dict(self.dsl)
+        if isinstance(self.class_names, str):  # list("person") would be six one-letter classes
+            raise ModelConfigError(
+                f"model.class_names: expected a list of names, got the string {self.class_names!r}; "
+                f"write [{self.class_names!r}]"
+            )
         self.class_names = [str(c) for c in self.class_names]
         if self.scb_stages is not None:
             self.scb_stages = [int(s) for s in self.scb_stages]
@@ -229,6 +234,10 @@ class ModelConfig:
                 "normalization",
                 f"must be one of {sorted(NORMALIZATION_PRESETS)} or give image_mean/image_std",
             )
+        if not 0.0 <= self.box_score_thresh <= 1.0:
+            bad("box_score_thresh", "must be a score in [0, 1]")
+        if not 0.0 < self.box_nms_thresh <= 1.0:
+            bad("box_nms_thresh", "must be an IoU in (0, 1]")
         for name in (
             "fpn_channels",
             "box_head_dim",
@@ -281,7 +290,7 @@ class ModelConfig:
         base: dict[str, Any] = dict(
             depth=18,
             style="pytorch",
-            class_names=list(class_names) if class_names else ["object"],
+            class_names=class_names if isinstance(class_names, str) else list(class_names or ["object"]),
             normalization="imagenet",
             frozen_stages=-1,
             frozen_bn=False,

@@ -24,7 +24,6 @@ code ``"PG"`` would mean Poisson + Tukey); ``"none"`` = no noise. Any component 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -92,6 +91,15 @@ class CameraProfile:
             for k in _FIT_KEYS:
                 if k not in prof or not {"slope", "bias", "sigma"} <= set(prof[k]):
                     raise ValueError(f"{where}: profile {pname!r} needs {k} with slope/bias/sigma")
+        bad = _non_finite_key(
+            {
+                k: d[k]
+                for k in ("Kmin", "Kmax", "G_shape", "profiles", "black_level", "white_level", "color_bias")
+                if k in d
+            }
+        )
+        if bad is not None:
+            raise ValueError(f"{where}: {bad} is not a finite number")
         if not d["G_shape"]:
             raise ValueError(f"{where}: G_shape is empty")
         if not 0 < float(d["Kmin"]) <= float(d["Kmax"]):
@@ -123,6 +131,19 @@ def _camera_dir():
     return resources.files("darkseg.synth") / "cameras"
 
 
+def _non_finite_key(obj: Any, path: str = "") -> str | None:
+    """Dotted path of the first number in nested dicts / lists that is NaN or infinite (JSON allows
+    ``NaN`` and ``Infinity``), or None."""
+    if isinstance(obj, dict):
+        items = ((f"{path}.{k}" if path else str(k), v) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple)):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        is_bad = isinstance(obj, float) and not math.isfinite(obj)
+        return path if is_bad else None
+    return next((bad for key, value in items if (bad := _non_finite_key(value, key)) is not None), None)
+
+
 def available_cameras() -> list[str]:
     """Names of the camera profiles shipped with the package (sorted)."""
     return sorted(p.name[:-5] for p in _camera_dir().iterdir() if p.name.endswith(".json"))
@@ -145,10 +166,9 @@ def load_camera(name_or_path: str | os.PathLike | CameraProfile) -> CameraProfil
             raise ValueError(f"unknown camera {s!r}; available: {', '.join(available_cameras())}")
         text = res.read_text(encoding="utf-8")
         where = f"darkseg/synth/cameras/{s}.json"
-    try:
-        d = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{where}: malformed JSON: {exc}") from exc
+    from darkseg.utils.io import parse_json
+
+    d = parse_json(text, where)  # malformed JSON and repeated keys are errors naming the file
     return CameraProfile.from_dict(d, where)
 
 

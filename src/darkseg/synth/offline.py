@@ -85,7 +85,14 @@ class SynthReport:
 
 
 def load_coco_images(path: str | os.PathLike) -> dict[str, Any]:
-    """Load and validate a COCO annotation file; raises ``ValueError`` naming the file and the problem."""
+    """Load and validate a COCO annotation file; raises ``ValueError`` naming the file and the problem.
+
+    The ``images`` are checked as every dataset checks them (unique ids, ``file_name``, positive
+    ``width``/``height``), and so are the ``annotations`` when present (unique ids, known images and
+    categories, finite in-image boxes, well-formed masks: ``darkseg.utils.coco_checks``), so a file that
+    training would refuse is refused before any image is synthesised.
+    """
+    from darkseg.utils.coco_checks import check_annotations, check_categories, check_images
     from darkseg.utils.io import load_json
 
     path = Path(path)
@@ -96,13 +103,21 @@ def load_coco_images(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{path}: not a COCO annotation file (needs an 'images' list)")
     if not coco["images"]:
         raise ValueError(f"{path}: the 'images' list is empty")
-    seen: dict[Any, int] = {}
-    for i, im in enumerate(coco["images"]):
-        if not isinstance(im, dict) or "id" not in im or not isinstance(im.get("file_name"), str):
-            raise ValueError(f"{path}: images[{i}] needs 'id' and 'file_name'")
-        if im["id"] in seen:
-            raise ValueError(f"{path}: images[{i}] repeats image id {im['id']!r} of images[{seen[im['id']]}]")
-        seen[im["id"]] = i
+    for key in ("annotations", "categories"):
+        if not isinstance(coco.get(key, []), list) or any(not isinstance(e, dict) for e in coco.get(key, [])):
+            raise ValueError(f"{path}: {key!r} must be a list of objects")
+    if any(not isinstance(im, dict) for im in coco["images"]):
+        raise ValueError(f"{path}: every entry of 'images' must be an object")
+    images = check_images(coco["images"], str(path))
+    for im in coco["images"]:  # outputs go to OUT/images/<file_name>: it must stay inside OUT
+        name = Path(im["file_name"])
+        if name.is_absolute() or ".." in name.parts:
+            raise ValueError(
+                f"{path}: image id {im['id']!r}: file_name {im['file_name']!r} must be a relative path "
+                "inside the image folder (no '..', not absolute)"
+            )
+    category_ids = check_categories(coco["categories"], str(path)) if "categories" in coco else None
+    check_annotations(coco.get("annotations", []), images, category_ids, str(path))
     return coco
 
 

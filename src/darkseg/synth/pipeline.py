@@ -68,6 +68,8 @@ class SynthConfig:
         self.ratio_range = tuple(float(v) for v in self.ratio_range)  # type: ignore[assignment]
         if len(self.ratio_range) != 2:
             raise ValueError(f"ratio_range needs two values, got {self.ratio_range}")
+        if not 0 < self.ratio_range[0] <= self.ratio_range[1]:
+            raise ValueError(f"ratio_range must satisfy 0 < lo <= hi, got {self.ratio_range}")
         if self.output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
         if self.noise_model not in NAMED_MODELS:

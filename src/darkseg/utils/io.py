@@ -29,11 +29,14 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_torch_save",
+    "exif_orientation",
+    "stored_image_size",
     "read_image",
     "write_image",
     "load_json",
     "is_atomic_temporary",
     "remove_stale_temporaries",
+    "parse_json",
 ]
 
 #: Names of darkseg's own temporary files: ``.<final name>.<8 mkstemp characters | link | partial>.tmp``.
@@ -123,21 +126,50 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         torch.save(obj, fh)
 
 
+class _DuplicateKeyError(ValueError):
+    """A JSON object repeats a key (raised inside ``json`` by :func:`_unique_object`)."""
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` that refuses a repeated key (``json`` keeps the last value silently)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(k for k, _ in pairs if k in seen or seen.add(k))
+        owner = f" in the object with id {obj['id']!r}" if "id" in obj else ""
+        raise _DuplicateKeyError(f"duplicate key {repeated!r}{owner}")
+    return obj
+
+
+def parse_json(text: str, where: str) -> Any:
+    """Parse JSON ``text``; raise ``ValueError`` naming ``where`` for malformed JSON (line and column)
+    and for an object that repeats a key (named, with the object's ``id`` when it has one)."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_object)
+    except json.JSONDecodeError as exc:
+        position = f"line {exc.lineno} column {exc.colno}"
+        raise ValueError(f"{where}: malformed JSON at {position}: {exc.msg}") from exc
+    except _DuplicateKeyError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+
+
 def load_json(path: str | os.PathLike) -> Any:
-    """Load a JSON file; raise ``ValueError`` naming the file and position when it is malformed."""
+    """Load a JSON file; raise ``ValueError`` naming the file and position when it is malformed, and
+    naming the key when an object repeats one (see :func:`parse_json`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise ValueError(f"{path}: malformed JSON at {where}: {exc.msg}") from exc
+    return parse_json(path.read_text(encoding="utf-8"), str(path))
 
 
 def read_image(path: str | os.PathLike, *, unchanged: bool = False) -> np.ndarray:
-    """Read an image file into a NumPy array in **RGB** channel order.
+    """Read an image file into a NumPy array in **RGB** channel order, as stored (EXIF orientation ignored).
+
+    This is the one image decoder of every darkseg job (datasets, ``synth``, ``predict``, ``demo``).
+    The result is the **stored pixel grid**: an EXIF ``Orientation`` tag (phone photos: 3 = upside down,
+    6 / 8 = rotated 90 degrees) is ignored, because COCO annotations (and pycocotools, and the COCO
+    tools) refer to the stored pixels and the file's ``width`` / ``height``. Use
+    :func:`exif_orientation` to find out whether a viewer would show the file rotated.
 
     Args:
         path: image file (PNG, JPEG, TIFF, ... anything OpenCV decodes).
@@ -145,7 +177,8 @@ def read_image(path: str | os.PathLike, *, unchanged: bool = False) -> np.ndarra
             otherwise the result is 8-bit, 3 channels.
 
     Returns:
-        ``(H, W, 3)`` (or ``(H, W)`` / ``(H, W, C)`` with ``unchanged``) array, RGB order.
+        ``(H, W, 3)`` (or ``(H, W)`` / ``(H, W, C)`` with ``unchanged``) array, RGB order, ``H x W`` the
+        stored size.
 
     Raises:
         ImageReadError: the file is missing, empty, or cannot be decoded (message names the file).
@@ -158,7 +191,8 @@ def read_image(path: str | os.PathLike, *, unchanged: bool = False) -> np.ndarra
     data = np.fromfile(str(path), dtype=np.uint8)
     if data.size == 0:
         raise ImageReadError(f"{path}: file is empty")
-    flag = cv2.IMREAD_UNCHANGED if unchanged else cv2.IMREAD_COLOR
+    # IMREAD_UNCHANGED never applies the EXIF orientation; IMREAD_COLOR does unless told not to.
+    flag = cv2.IMREAD_UNCHANGED if unchanged else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     img = cv2.imdecode(data, flag)
     if img is None:
         raise ImageReadError(f"{path}: not a decodable image (corrupt or unsupported format)")
@@ -167,6 +201,36 @@ def read_image(path: str | os.PathLike, *, unchanged: bool = False) -> np.ndarra
     elif img.ndim == 3 and img.shape[2] == 4:
         img = img[:, :, [2, 1, 0, 3]]
     return np.ascontiguousarray(img)
+
+
+def stored_image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(width, height)`` of an image file from its header alone (Pillow), as :func:`read_image` will
+    decode it (stored grid, EXIF orientation ignored); None when Pillow cannot identify the file."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return int(im.size[0]), int(im.size[1])
+    except Exception:  # noqa: BLE001 - unknown to Pillow: the decoder reports problems on reading
+        return None
+
+
+def exif_orientation(path: str | os.PathLike) -> int:
+    """The EXIF ``Orientation`` tag of an image file: 1..8, 1 (as stored) when absent or unreadable.
+
+    Only reads the file header (Pillow, installed with matplotlib). darkseg never applies the tag (see
+    :func:`read_image`); ``darkseg predict`` reports it so a rotated phone photo is not a surprise.
+    """
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow comes with matplotlib
+        return 1
+    try:
+        with Image.open(path) as im:
+            value = im.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - not an image Pillow reads: no orientation to report
+        return 1
+    return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
