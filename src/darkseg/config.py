@@ -140,7 +140,7 @@ class DataConfig:
 # --------------------------------------------------------------------------------------------- train
 @dataclass
 class TrainConfig:
-    """Optimisation, schedule and run-time settings (paper values in brackets, spec §9.2).
+    """Optimisation, schedule and run-time settings (paper values in brackets).
 
     Length: exactly one of ``max_iters`` / ``epochs`` [12 epochs].
     Optimiser: SGD, ``lr`` [0.01 for batch 8], ``momentum`` [0.9], ``weight_decay`` [1e-4],

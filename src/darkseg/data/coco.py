@@ -11,7 +11,7 @@ samples::
              "area":   float32 (N,) (the file's ``area`` field, or the mask area with recompute_area),
              "iscrowd": int64 (N,) (always 0: crowd regions are not training targets)}
 
-Classes are chosen and ordered *by name* (spec §8.3 / §13.14): ``class_names`` lists the wanted classes;
+Classes are chosen and ordered *by name* (docs/decisions.md): ``class_names`` lists the wanted classes;
 each is matched to exactly one category of the file by a normalised name (case, spaces, ``_`` and ``-``
 ignored) or an alias (``motorbike`` = ``motorcycle``, ``diningtable`` = ``dining table``,
 ``tvmonitor`` = ``tv``). Annotations of other categories are dropped. Category ids are used only to

@@ -15,7 +15,7 @@ Layout (the underscore folder names of the original configs; see docs/data.md)::
 Quirks handled here:
 
 * category ids start at 0 (``0 bicycle``) and follow the LOD order; labels are assigned **by name** to
-  the canonical order :data:`LIS_CLASSES` (spec §8.3, §13.14), with COCO's names as aliases;
+  the canonical order :data:`LIS_CLASSES` (docs/decisions.md), with COCO's names as aliases;
 * ``area`` holds the *box* area ``w*h``, so COCOeval's APs/APm/APl split by box size;
   ``recompute_area=True`` replaces it by the mask area (docs/data.md explains both);
 * ``file_name`` may or may not carry the ``JPEGImages/`` folder; both are found.

@@ -3,8 +3,8 @@
 * :class:`ResizeKeepRatio` - scale into a ``max_size x min_size`` box (paper: 600x400) keeping the aspect
   ratio, ``f = min(max_size / long, min_size / short)``, output ``round(W*f) x round(H*f)`` (mmdetection's
   ``rescale_size``). Nearest-neighbour by default: averaging interpolations (bilinear, area) denoise a
-  low-light image and would change the noise level the detector sees (spec §8.4), so the paper uses
-  nearest everywhere. For 0.5x it picks even rows/columns, ``out[i, j] = in[2i, 2j]`` (spec §7.4), like
+  low-light image and would change the noise level the detector sees, so the paper uses
+  nearest everywhere. For 0.5x it picks even rows/columns, ``out[i, j] = in[2i, 2j]``, like
   OpenCV ``INTER_NEAREST``. Masks are always resized nearest; boxes and areas are scaled.
 * :class:`RandomHorizontalFlip` - flips image, boxes and masks with probability ``p``, driven by its own
   ``torch.Generator`` (re-seeded per DataLoader worker by :func:`darkseg.data.loader.seed_worker`).

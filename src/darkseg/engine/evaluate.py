@@ -304,7 +304,7 @@ def predictions_to_results(
             "masks": (N, 1, H, W) float probabilities}`` (``masks`` optional).
         image_ids: the annotation file's id of each image.
         label_to_category_id: model label -> category id of the annotation file.
-        mask_threshold: probability above which a pixel is inside (spec §8.4: 0.5).
+        mask_threshold: probability above which a pixel is inside (the paper: 0.5).
         image_sizes, original_sizes: ``(H, W)`` the predictions refer to and the annotation file's size;
             when they differ, boxes are scaled and masks resized (bilinear on probabilities) first.
 

@@ -1,6 +1,6 @@
 """Training loop: ``train(cfg, out_dir, resume=False) -> summary``.
 
-One iteration (spec §1, §5, §9.2):
+One iteration (the paper's training step):
 
 1. the next batch of keys ``(epoch, index)`` from :class:`~darkseg.engine.distributed.ShardedBatchSampler`;
    each sample is read, resized into the ``data`` box (nearest), flipped, and - with ``synth`` and
