@@ -261,7 +261,10 @@ def test_mask_threshold_range_checked():
             ["predict", "x.png", "--checkpoint", "c.pt", "--score-thr", "nan"],
             "--score-thr: 'nan' is not a finite",
         ),
-        (["predict", "x.png", "--checkpoint", "c.pt", "--ratio", "-2"], "--ratio: must be > 0, got -2.0"),
+        (
+            ["predict", "x.png", "--checkpoint", "c.pt", "--ratio", "-2"],
+            "--ratio: ratio must be a number > 0 or 'auto', got '-2'",
+        ),
         (["evaluate", "--checkpoint", "c.pt", "--batch-size", "0"], "--batch-size: must be an integer >= 1"),
         (["evaluate", "--checkpoint", "c.pt", "--max-images", "-1"], "--max-images: must be an integer >= 1"),
         (["evaluate", "--checkpoint", "c.pt", "--workers", "-1"], "--workers: must be an integer >= 0"),
