@@ -45,7 +45,7 @@ def test_packed_order_is_r_g1_b_g2(pattern):
     assert g1y == ry and g2y == by and ry != by
 
 
-def test_spec_rggb_packing_matches_lis_slices():
+def test_rggb_packing_matches_lis_slices():
     x = np.arange(4 * 6 * 3, dtype=np.float32).reshape(4, 6, 3)
     p = pack_bayer(mosaic_rgb(x, "RGGB"), "RGGB")
     np.testing.assert_array_equal(p[..., 0], x[0::2, 0::2, 0])

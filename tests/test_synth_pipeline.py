@@ -74,13 +74,13 @@ def test_full_pipeline_flat_colour_roundtrip_through_bayer():
     np.testing.assert_allclose(noisy, img, atol=1e-3)
 
 
-def test_spec_midgrey_example_and_channel_order():
+def test_midgrey_example_and_channel_order():
     s = LowLightSynthesizer(SynthConfig())
     p = s.sample_numpy(np.random.default_rng(0))
     p.unprocess.rgb_gain, p.unprocess.red_gain, p.unprocess.blue_gain = 1 / 0.8, 2.15, 1.7
     grey = np.full((4, 6, 3), 128 / 255, np.float32)
     clean, _ = s.numpy(grey, np.random.default_rng(0), params=p)
-    np.testing.assert_allclose(clean[1, 2] * 255, (21, 45, 26))  # spec 6.6
+    np.testing.assert_allclose(clean[1, 2] * 255, (21, 45, 26))  # docs/synthesis.md, brightness
     red = np.zeros((8, 8, 3), np.float32)
     red[..., 0] = 1.0
     clean, _ = s.numpy(red, np.random.default_rng(0), params=p)
@@ -195,7 +195,7 @@ def test_fused_unprocess_packed_equals_unprocess_mosaic_pack(pattern):
 
 
 def test_binned_output_renders_like_the_lis_raw_pngs():
-    """output="binned": 2x2 binning at half resolution, bilinear 2x upsampling, 8-bit (spec 7.2 / 13.8)."""
+    """output="binned": 2x2 binning at half resolution, bilinear 2x upsampling, 8-bit (decision D8)."""
     from darkseg.raw.bayer import bin2x2, upsample2x_bilinear
     from darkseg.synth.render import RenderOptions, render
 

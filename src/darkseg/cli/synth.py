@@ -55,7 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="keep full precision instead of LIS's 8-bit rounding",
     )
-    parser.add_argument("--per-pixel-quantisation", action="store_true", help="U noise per pixel (spec 13.4)")
+    parser.add_argument(
+        "--per-pixel-quantisation", action="store_true", help="U noise per pixel (decision D4)"
+    )
     parser.add_argument("--legacy-swap-rb", action="store_true", help="B,G,R output like the original code")
     parser.add_argument(
         "--save-clean", action="store_true", help="also write the clean rendering to OUT/clean"
