@@ -14,8 +14,6 @@ import torch
 from conftest import shared_subdir
 
 TINY = [
-    "data.max_size=128",
-    "data.min_size=96",
     "model.max_size=128",
     "model.min_size=96",
     "model.fpn_channels=32",
