@@ -22,7 +22,6 @@ import torch.nn.functional as F
 
 __all__ = [
     "PATTERNS",
-    "PACKED_ORDER",
     "pattern_offsets",
     "pack_bayer",
     "unpack_bayer",
@@ -34,9 +33,6 @@ __all__ = [
 ]
 
 Array = np.ndarray | torch.Tensor
-
-#: channel order of packed RAW
-PACKED_ORDER = ("R", "G1", "B", "G2")
 
 #: pattern -> (row, col) offsets inside the 2x2 tile of R, G1, B, G2 (the packed order)
 PATTERNS: dict[str, tuple[tuple[int, int], ...]] = {
