@@ -237,3 +237,23 @@ def test_binned_output_renders_like_the_lis_raw_pngs():
     np.testing.assert_array_equal(legacy.numpy(img, rng, params=p)[0], cn[..., ::-1])
     with pytest.raises(ValueError, match="output must be one of"):
         SynthConfig(output="demosaic")
+
+
+def test_rgb_rendering_is_opencvs_demosaic_up_to_rounding_ties_inside_the_border():
+    """The default rendering vs what the original did (OpenCV's bilinear demosaic of the 8-bit mosaic):
+    inside the 1-pixel border they differ only where the bilinear mean is a tie (k + 0.5 codes), which
+    darkseg rounds half to even and OpenCV half up (docs/decisions.md "Demosaic")."""
+    import cv2
+
+    from darkseg.raw.bayer import demosaic_bilinear, unpack_bayer
+    from darkseg.synth.render import RenderOptions, render
+
+    rng = np.random.default_rng(3)
+    packed = rng.random((20, 30, 4), dtype=np.float32) * 0.4
+    ours = np.rint(render(packed, RenderOptions()) * 255)
+    mosaic = np.rint(unpack_bayer(packed, "RGGB") * 255)
+    cv = cv2.cvtColor(mosaic.astype(np.uint8), cv2.COLOR_BAYER_BG2RGB).astype(np.float32)
+    exact = demosaic_bilinear(mosaic, "RGGB")  # in codes, exact in float32
+    differ = (ours != cv)[1:-1, 1:-1]
+    assert differ.any() and np.all((exact % 1 == 0.5)[1:-1, 1:-1][differ])
+    assert np.abs(ours - cv)[1:-1, 1:-1].max() == 1
