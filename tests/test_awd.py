@@ -1,4 +1,4 @@
-"""AWD (spec §2.8 test facts) against an explicit loop reference."""
+"""AWD (docs/models.md) against an explicit loop reference."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _randomize(m: AWD, g: torch.Generator) -> AWD:
 
 
 def _reference(m: AWD, x: torch.Tensor) -> torch.Tensor:
-    """Loop implementation of spec §2.4 (groups = C)."""
+    """Loop implementation of AWD's softmax-weighted reflect-padded window (groups = C)."""
     b, c, h, w = x.shape
     s = m.stride
     z = m.weight_net(x)

@@ -1,4 +1,4 @@
-"""ResNet backbones with AWD / SCB (spec §4.3 test facts)."""
+"""ResNet backbones with AWD / SCB (docs/models.md)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_r50_styles_place_the_stride():
 
 
 def test_awd_wiring_equals_avgpool_then_stride1_resnet():
-    """AWD logits zero + SCB A = 0: the AWD model equals avg-pool(reflect) + stride-1 ResNet (spec §4.3)."""
+    """AWD logits zero + SCB A = 0: the AWD model equals avg-pool(reflect) + stride-1 ResNet."""
     torch.manual_seed(0)
     body = ResNetBody(18, awd=True, scb_stages=(2, 3, 4), frozen_bn=True).eval()
     with torch.no_grad():

@@ -45,7 +45,7 @@ def test_packed_order_is_r_g1_b_g2(pattern):
     assert g1y == ry and g2y == by and ry != by
 
 
-def test_spec_rggb_packing_matches_lis_slices():
+def test_rggb_packing_matches_lis_slices():
     x = np.arange(4 * 6 * 3, dtype=np.float32).reshape(4, 6, 3)
     p = pack_bayer(mosaic_rgb(x, "RGGB"), "RGGB")
     np.testing.assert_array_equal(p[..., 0], x[0::2, 0::2, 0])
@@ -69,16 +69,39 @@ def test_demosaic_constant_and_torch_matches_numpy(pattern):
     np.testing.assert_allclose(mosaic_rgb(a, pattern), m, atol=1e-6)
 
 
-def test_demosaic_interior_matches_opencv_bilinear():
+#: OpenCV's Bayer code giving R, G, B for each CFA pattern: OpenCV names a pattern after the second row's
+#: 2nd and 3rd pixels, so R at (0, 0) (RGGB) is its "BG" code
+OPENCV_RGB_CODE = {
+    "RGGB": cv2.COLOR_BAYER_BG2RGB,
+    "BGGR": cv2.COLOR_BAYER_RG2RGB,
+    "GRBG": cv2.COLOR_BAYER_GB2RGB,
+    "GBRG": cv2.COLOR_BAYER_GR2RGB,
+}
+
+
+@pytest.mark.parametrize("pattern", sorted(PATTERNS))
+def test_demosaic_equals_opencv_inside_and_its_border_rule(pattern):
+    """docs/decisions.md "Demosaic": darkseg keeps its own bilinear demosaic. Inside the 1-pixel border it
+    equals OpenCV's ``cvtColor(COLOR_Bayer*2RGB)`` (what the original used) rounded half up, as OpenCV
+    rounds; on the border OpenCV copies the adjacent row / column, while darkseg interpolates with the
+    mosaic extended by reflect-101 (OpenCV's interior rule applied to that extended mosaic)."""
     rng = np.random.default_rng(2)
     m8 = rng.integers(0, 256, (16, 20), dtype=np.uint8)
-    ours = demosaic_bilinear(m8.astype(np.float32), "RGGB")
-    # OpenCV names Bayer codes after the 2nd row's 2nd/3rd pixels: R at (0,0) is its "BG" code
-    # when RGB output is wanted; the LIS code used COLOR_BAYER_RG2RGB, which therefore returns BGR.
-    cv = cv2.cvtColor(m8, cv2.COLOR_BAYER_BG2RGB).astype(np.float32)
-    np.testing.assert_allclose(ours[2:-2, 2:-2], cv[2:-2, 2:-2], atol=0.51)
-    cv_lis = cv2.cvtColor(m8, cv2.COLOR_BAYER_RG2RGB).astype(np.float32)
-    np.testing.assert_allclose(ours[2:-2, 2:-2, ::-1], cv_lis[2:-2, 2:-2], atol=0.51)
+    ours = demosaic_bilinear(m8.astype(np.float32), pattern)
+    cv = cv2.cvtColor(m8, OPENCV_RGB_CODE[pattern]).astype(np.float32)
+    np.testing.assert_array_equal(np.floor(ours + 0.5)[1:-1, 1:-1], cv[1:-1, 1:-1])
+    # OpenCV's border: the neighbouring row / column again
+    for edge, inner in ((cv[0], cv[1]), (cv[-1], cv[-2]), (cv[:, 0], cv[:, 1]), (cv[:, -1], cv[:, -2])):
+        np.testing.assert_array_equal(edge, inner)
+    # darkseg's border: OpenCV's interior rule on the reflect-101 extension (2 pixels keep the CFA phase)
+    extended = cv2.copyMakeBorder(m8, 2, 2, 2, 2, cv2.BORDER_REFLECT_101)
+    cv_ext = cv2.cvtColor(extended, OPENCV_RGB_CODE[pattern]).astype(np.float32)[2:-2, 2:-2]
+    np.testing.assert_array_equal(np.floor(ours + 0.5), cv_ext)
+    assert not np.array_equal(np.floor(ours + 0.5)[0], cv[0])  # so the two border rules differ
+    # the original code's COLOR_BAYER_RG2RGB on an RGGB mosaic returns B, G, R (docs/decisions.md D1)
+    if pattern == "RGGB":
+        cv_lis = cv2.cvtColor(m8, cv2.COLOR_BAYER_RG2RGB).astype(np.float32)
+        np.testing.assert_array_equal(np.floor(ours + 0.5)[1:-1, 1:-1, ::-1], cv_lis[1:-1, 1:-1])
 
 
 def test_bin2x2_and_errors():

@@ -1,4 +1,5 @@
-"""Experiment configs: packaged YAMLs, overrides, clear errors, round trips, the train CLI's config paths."""
+"""Experiment configs: packaged YAMLs, ``_base_`` inheritance, the one resize box, overrides, clear errors,
+round trips, the train CLI's config paths."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from darkseg.config import (
     config_to_yaml,
     load_config,
     packaged_configs,
+    read_config_dict,
 )
 
 PAPER = ("coco2lis_baseline", "syncoco2lis_awd_scb_dsl", "lis2lis")
-OURS = (*PAPER, "tiny_coco_cpu")  # the training configs documented field by field
+OURS = (*PAPER, "tiny_coco_cpu")  # the training configs
+FULL = "syncoco2lis_awd_scb_dsl"  # the base: states and documents every field; the others state differences
 
 
 def _text(name: str) -> str:
@@ -43,9 +46,16 @@ def _same_keys(name: str, a, b, path: str) -> None:
 
 
 def test_packaged_configs_spell_out_and_comment_every_field():
-    """Every dataclass field appears in each training config, and every key line carries a comment."""
+    """Every dataclass field appears in the base config (the others inherit it through ``_base_``, so each
+    resolved config has every field too), and every key line of every packaged config carries a comment."""
+    resolved = load_config(FULL).to_dict()
+    _same_keys(FULL, yaml.safe_load(_text(FULL)), resolved, "")
+    assert "_base_" not in yaml.safe_load(_text(FULL))
     for n in OURS:
-        _same_keys(n, yaml.safe_load(_text(n)), load_config(n).to_dict(), "")
+        _same_keys(n, read_config_dict(n), load_config(n).to_dict(), "")
+    for n in packaged_configs():
+        stated = yaml.safe_load(_text(n))
+        assert n == FULL or len(str(stated)) < len(str(resolved)), f"{n}: should state only what differs"
         for line in _text(n).splitlines():
             m = re.match(r"^(\s*)([A-Za-z_][\w]*):\s*(\S.*)?$", line)
             if m and m.group(3) and not m.group(3).startswith("#"):  # a leaf key with a value
@@ -62,7 +72,7 @@ def test_paper_settings():
     assert (t.epochs, t.batch_size, t.lr, t.momentum, t.weight_decay) == (12, 8, 0.01, 0.9, 1e-4)
     assert (t.warmup_iters, t.warmup_ratio, t.lr_steps, t.gamma) == (500, 0.001, [9, 11], 0.1)
     assert t.lr_mult == {"awd": 2.0, "scb": 2.0} and t.grad_clip is None
-    assert (ours.data.max_size, ours.data.min_size, ours.data.interpolation, ours.data.flip) == (
+    assert (ours.model.max_size, ours.model.min_size, ours.data.interpolation, ours.data.flip) == (
         600,
         400,
         "nearest",
@@ -105,7 +115,7 @@ def test_unknown_keys_name_key_and_file(tmp_path):
     p.write_text(_text("tiny_coco_cpu").replace("  depth: 18", "  deepness: 18"))
     with pytest.raises(ConfigError, match=r"exp\.yaml.*deepness"):
         load_config(p)
-    p.write_text(_text("tiny_coco_cpu").replace("  camera: CanonEOS5D4", "  cam: CanonEOS5D4"))
+    p.write_text(_text(FULL).replace("  camera: CanonEOS5D4", "  cam: CanonEOS5D4"))
     with pytest.raises(ConfigError, match=r"exp\.yaml.*'synth\.cam'"):
         load_config(p)
     with pytest.raises(ConfigError, match=r"--set.*'train\.momentm'"):
@@ -169,7 +179,7 @@ def test_cli_list_and_print_config(capsys):
 
 def test_repeated_yaml_keys_refused_naming_file_key_and_line(tmp_path):
     p = tmp_path / "exp.yaml"
-    text = _text("tiny_coco_cpu").replace("\ntrain:\n", "\ntrain:\n  lr: 0.5\n", 1)
+    text = _text(FULL).replace("\ntrain:\n", "\ntrain:\n  lr: 0.5\n", 1)
     p.write_text(text)
     line = text.splitlines().index("  lr: 0.5") + 1
     with pytest.raises(
@@ -203,9 +213,7 @@ def test_synthesis_settings_checked_when_the_config_is_loaded(tmp_path, capsys, 
     """These used to pass --print-config and fail only when training started, naming neither key nor file."""
     p = tmp_path / "exp.yaml"
     key, value = override.split("=", 1)
-    p.write_text(
-        _text("tiny_coco_cpu").replace(f"  {key.split('.')[1]}:", f"  {key.split('.')[1]}: {value} #", 1)
-    )
+    p.write_text(_text(FULL).replace(f"  {key.split('.')[1]}:", f"  {key.split('.')[1]}: {value} #", 1))
     with pytest.raises(ConfigError, match=r"exp\.yaml: " + message):
         load_config(p)
     from darkseg.cli import main
@@ -246,3 +254,61 @@ def test_a_string_where_a_list_is_expected_is_refused():
 def test_model_and_synth_sections_are_type_checked(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config("tiny_coco_cpu", [override])
+
+
+# ------------------------------------------------------------------------------- _base_ inheritance
+def test_base_deep_merges_mappings_and_replaces_lists(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "parent.yaml").write_text(
+        "_base_: tiny_coco_cpu\nname: parent\ntrain: {lr_steps: [100, 150], lr_mult: {awd: 3.0}}\n"
+    )
+    (tmp_path / "child.yaml").write_text(
+        "_base_: sub/parent.yaml\nname: child\nmodel: {depth: 34}\ntrain: {lr_steps: [120]}\n"
+        "data: {val: null}\n"
+    )
+    cfg = load_config(tmp_path / "child.yaml")
+    tiny = load_config("tiny_coco_cpu")
+    assert cfg.name == "child" and cfg.model.depth == 34 and cfg.model.style == tiny.model.style
+    assert cfg.train.lr_steps == [120] and cfg.train.max_iters == tiny.train.max_iters  # list replaced
+    assert cfg.train.lr_mult == {"awd": 3.0, "scb": 2.0}  # mapping merged key by key
+    assert cfg.data.val is None and cfg.data.train == tiny.data.train
+    assert read_config_dict(tmp_path / "child.yaml")["model"]["depth"] == 34
+    (tmp_path / "replace.yaml").write_text(
+        "_base_: tiny_coco_cpu\nname: r\ntrain: {lr_mult: {_delete_: true, llpf: 5.0}}\n"
+    )
+    assert load_config(tmp_path / "replace.yaml").train.lr_mult == {"llpf": 5.0}
+    cfg = load_config(tmp_path / "child.yaml", ["train.lr_steps=[130]"])  # --set applies on top
+    assert cfg.train.lr_steps == [130]
+
+
+@pytest.mark.parametrize(
+    ("base", "message"),
+    [
+        ("b.yaml", r"a\.yaml: _base_ cycle: .*a\.yaml -> .*b\.yaml -> .*a\.yaml"),  # b.yaml: _base_: a
+        ("a.yaml", r"a\.yaml: _base_ cycle: .*a\.yaml -> .*a\.yaml"),
+        ("nowhere", r"a\.yaml: _base_: no config 'nowhere'.*tiny_coco_cpu"),
+        ("[tiny_coco_cpu]", r"a\.yaml: _base_: expected a config name"),
+    ],
+)
+def test_base_cycles_and_missing_bases_are_refused_naming_the_files(tmp_path, base, message):
+    (tmp_path / "a.yaml").write_text(f"_base_: {base}\nname: a\n")
+    (tmp_path / "b.yaml").write_text("_base_: a\nname: b\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / "a.yaml")
+
+
+# --------------------------------------------------------------------------------- the resize box
+def test_the_model_box_is_the_one_resize_setting(monkeypatch):
+    """``data.min_size`` / ``data.max_size`` (older configs) are accepted when equal to the model's box
+    and refused naming both keys otherwise; training resizes into the model's box."""
+    from darkseg.engine import train as train_module
+
+    monkeypatch.setattr(train_module, "_make_dataset", lambda ds, cfg, train, transforms: transforms)
+    resize = train_module.build_train_dataset(load_config("tiny_coco_cpu"), False).transforms[0]
+    assert (resize.max_size, resize.min_size) == (192, 128)
+    cfg = load_config("tiny_coco_cpu", ["data.min_size=128", "data.max_size=192"])
+    assert "min_size" not in cfg.to_dict()["data"] and cfg.model.min_size == 128
+    with pytest.raises(ConfigError, match=r"data\.max_size \(600\) differs from model\.max_size \(192\)"):
+        load_config("tiny_coco_cpu", ["data.max_size=600"])
+    cfg = load_config("tiny_coco_cpu", ["model.min_size=96", "model.max_size=144"])
+    assert (cfg.model.min_size, cfg.model.max_size) == (96, 144)

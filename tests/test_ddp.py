@@ -14,8 +14,6 @@ import torch
 import torch.multiprocessing as mp
 
 OVERRIDES = [
-    "data.max_size=96",
-    "data.min_size=64",
     "model.max_size=96",
     "model.min_size=64",
     "model.fpn_channels=16",

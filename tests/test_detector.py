@@ -206,7 +206,7 @@ def test_config_validation_and_roundtrip():
     assert abs(mean[0] * 255 - 123.675) < 1e-9 and abs(std[0] * 255 - 1) < 1e-12
 
 
-def test_param_groups_spec_names_and_longest_key_rule():
+def test_param_groups_paper_names_and_longest_key_rule():
     m = small_model(awd=True, scb=True)
     groups = param_groups(m, lr=0.01, weight_decay=1e-4)
     lr_of = {n: g["lr"] for g in groups for n in g["param_names"]}

@@ -1,4 +1,4 @@
-"""DSL loss (spec §5.4 test facts)."""
+"""DSL loss: value, gradient flow and bound (docs/models.md)."""
 
 from __future__ import annotations
 

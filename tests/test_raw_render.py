@@ -1,4 +1,4 @@
-"""Preview ISP (darkseg.raw.render) against LibRaw's own rendering of the same file."""
+"""Preview ISP (darkseg.raw.render, module darkseg.raw.preview) vs LibRaw's own rendering of the same file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from conftest import shared_subdir
 from darkseg.raw import read_camera_raw, render
-from darkseg.raw.render import auto_exposure_gain, luminance, srgb_decode, srgb_encode
+from darkseg.raw.preview import auto_exposure_gain, luminance, srgb_decode, srgb_encode
 
 rawpy = pytest.importorskip("rawpy")
 CANON = "colorchart_Canon550D_MagicLantern.dng"

@@ -1,4 +1,4 @@
-"""SCB / LLPF (spec §3.6) and the K[i] re-parameterisation."""
+"""SCB / LLPF (docs/models.md) and the K[i] re-parameterisation."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_fused_equals_two_branch(stride, cin, cout):
 
 
 def test_repo_rule_k_of_output_channel_is_wrong():
-    """The original script's K[o] folding is exact only when all channel kernels are equal (spec §3.4)."""
+    """The original script's K[o] folding is exact only when all channel kernels are equal (decision D2)."""
     g = torch.Generator().manual_seed(5)
     m = _random_scb(8, 8, 1, g)
     x = torch.randn(1, 8, 9, 9, generator=g)

@@ -1,4 +1,4 @@
-"""LR schedule (mmcv linear warm-up + step decay, spec §9.2/§10.2), lr multipliers, resumable sampler."""
+"""LR schedule (mmcv linear warm-up + step decay, docs/training.md), lr multipliers, resumable sampler."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_set_lr_applies_group_multipliers():
 
 
 def test_paper_config_param_groups_get_double_lr():
-    """Spec §10.2 on the packaged "Ours" config: AWD and SCB-branch params lr 0.02, conv2 0.01."""
+    """The paper's lr multipliers, packaged "Ours" config: AWD and SCB-branch params lr 0.02, conv2 0.01."""
     from darkseg.config import load_config
     from darkseg.models import build_model, param_groups
 

@@ -309,3 +309,73 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+# ------------------------------------------------------------------------------ --config / --set
+def _parsed(*argv: str):
+    import argparse
+
+    from darkseg.cli import synth as synth_cli
+
+    parser = argparse.ArgumentParser()
+    synth_cli.add_arguments(parser)
+    return synth_cli.synth_config(
+        parser.parse_args(["--images", "i", "--annotations", "a", "--out", "o", *argv])
+    )
+
+
+def test_synth_settings_come_from_config_set_and_flags_in_that_order(tmp_path):
+    from darkseg.config import ConfigError
+    from darkseg.synth import SynthConfig
+
+    assert _parsed() == SynthConfig()  # no --config: the defaults, as before
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("synth:\n  camera: SonyA7S2\n  ratio_range: [20, 40]\n  render_gamma: true\n")
+    got = _parsed("--config", str(cfg))  # a file with only a synth section is enough
+    assert (got.camera, got.ratio_range, got.render_gamma) == ("SonyA7S2", (20.0, 40.0), True)
+    got = _parsed("--config", str(cfg), "--set", "synth.ratio_range=[30, 60]", "--set", "synth.output=binned")
+    assert (got.camera, got.ratio_range, got.output) == ("SonyA7S2", (30.0, 60.0), "binned")
+    got = _parsed(
+        "--config", str(cfg), "--set", "synth.camera=NikonD850", "--camera", "CanonEOS5D4", "--no-8bit"
+    )
+    assert (got.camera, got.quantize_8bit, got.render_gamma) == ("CanonEOS5D4", False, True)  # flags win
+    got = _parsed("--config", str(cfg), "--ratio", "5", "6", "--legacy-swap-rb")
+    assert got.ratio_range == (5.0, 6.0) and got.legacy_swap_rb and got.camera == "SonyA7S2"
+    assert _parsed("--config", "tiny_coco_cpu") == load_config_synth("tiny_coco_cpu")  # packaged, _base_
+    assert _parsed("--set", "synth.per_pixel_quantisation=true").per_pixel_quantisation
+    with pytest.raises(ConfigError, match=r"exp\.yaml with --set synth.camera=Nope: synth\.camera: unknown"):
+        _parsed("--config", str(cfg), "--set", "synth.camera=Nope")
+    with pytest.raises(ConfigError, match=r"--set 'train.lr=1': darkseg synth reads only the synth section"):
+        _parsed("--set", "train.lr=1")
+    with pytest.raises(ConfigError, match=r"coco2lis_baseline: synth is null"):
+        _parsed("--config", "coco2lis_baseline")
+    cfg.write_text("synth:\n  cam: SonyA7S2\n")
+    with pytest.raises(ConfigError, match=r"exp\.yaml: unknown key 'synth\.cam'"):
+        _parsed("--config", str(cfg))
+
+
+def load_config_synth(name: str):
+    from darkseg.config import load_config
+
+    return load_config(name).synth
+
+
+def test_synth_cli_runs_with_the_config_settings(tmp_path, monkeypatch, capsys):
+    """The job gets the resolved settings; a bad config is one error line and exit status 2."""
+    import types
+
+    import darkseg.synth.offline as offline
+
+    jobs = []
+
+    def fake_run(job, progress):
+        jobs.append(job)
+        return types.SimpleNamespace(removed_temporaries=[], written=0, skipped=0, failed=[], ok=True)
+
+    monkeypatch.setattr(offline, "run_synth_folder", fake_run)
+    args = _synth_args(tmp_path, tmp_path / "a.json", tmp_path / "out")
+    assert main([*args, "--config", "demo", "--set", "synth.output=binned"]) == 0
+    assert jobs[0].cfg.ratio_range == (10.0, 50.0) and jobs[0].cfg.output == "binned"  # demo.yaml's ratio
+    assert main([*args, "--config", "demo", "--set", "synth.ratio_range=[9, 1]"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "synth.ratio_range" in err and "demo.yaml" in err

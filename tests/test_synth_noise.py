@@ -90,7 +90,7 @@ def test_parameter_sampler_ranges_and_medians():
     assert p.K.min() >= cam.Kmin * (1 - 1e-6) and p.K.max() <= cam.Kmax * (1 + 1e-6)
     assert p.ratio.min() >= 10 and p.ratio.max() <= 100
     assert set(np.round(p.lam.double().numpy(), 6)) <= set(np.round(cam.G_shape, 6))
-    # spec 6.11: 2000 draws gave G_scale median ~4.1, R_scale median ~0.57
+    # CanonEOS5D4's profile: 2000 draws gave G_scale median ~4.1, R_scale median ~0.57
     assert float(p.G_scale.median()) == pytest.approx(4.1, rel=0.1)
     assert float(p.R_scale.median()) == pytest.approx(0.57, rel=0.1)
     rng = np.random.default_rng(0)

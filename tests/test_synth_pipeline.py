@@ -74,13 +74,13 @@ def test_full_pipeline_flat_colour_roundtrip_through_bayer():
     np.testing.assert_allclose(noisy, img, atol=1e-3)
 
 
-def test_spec_midgrey_example_and_channel_order():
+def test_midgrey_example_and_channel_order():
     s = LowLightSynthesizer(SynthConfig())
     p = s.sample_numpy(np.random.default_rng(0))
     p.unprocess.rgb_gain, p.unprocess.red_gain, p.unprocess.blue_gain = 1 / 0.8, 2.15, 1.7
     grey = np.full((4, 6, 3), 128 / 255, np.float32)
     clean, _ = s.numpy(grey, np.random.default_rng(0), params=p)
-    np.testing.assert_allclose(clean[1, 2] * 255, (21, 45, 26))  # spec 6.6
+    np.testing.assert_allclose(clean[1, 2] * 255, (21, 45, 26))  # docs/synthesis.md, brightness
     red = np.zeros((8, 8, 3), np.float32)
     red[..., 0] = 1.0
     clean, _ = s.numpy(red, np.random.default_rng(0), params=p)
@@ -195,7 +195,7 @@ def test_fused_unprocess_packed_equals_unprocess_mosaic_pack(pattern):
 
 
 def test_binned_output_renders_like_the_lis_raw_pngs():
-    """output="binned": 2x2 binning at half resolution, bilinear 2x upsampling, 8-bit (spec 7.2 / 13.8)."""
+    """output="binned": 2x2 binning at half resolution, bilinear 2x upsampling, 8-bit (decision D8)."""
     from darkseg.raw.bayer import bin2x2, upsample2x_bilinear
     from darkseg.synth.render import RenderOptions, render
 
@@ -237,3 +237,23 @@ def test_binned_output_renders_like_the_lis_raw_pngs():
     np.testing.assert_array_equal(legacy.numpy(img, rng, params=p)[0], cn[..., ::-1])
     with pytest.raises(ValueError, match="output must be one of"):
         SynthConfig(output="demosaic")
+
+
+def test_rgb_rendering_is_opencvs_demosaic_up_to_rounding_ties_inside_the_border():
+    """The default rendering vs what the original did (OpenCV's bilinear demosaic of the 8-bit mosaic):
+    inside the 1-pixel border they differ only where the bilinear mean is a tie (k + 0.5 codes), which
+    darkseg rounds half to even and OpenCV half up (docs/decisions.md "Demosaic")."""
+    import cv2
+
+    from darkseg.raw.bayer import demosaic_bilinear, unpack_bayer
+    from darkseg.synth.render import RenderOptions, render
+
+    rng = np.random.default_rng(3)
+    packed = rng.random((20, 30, 4), dtype=np.float32) * 0.4
+    ours = np.rint(render(packed, RenderOptions()) * 255)
+    mosaic = np.rint(unpack_bayer(packed, "RGGB") * 255)
+    cv = cv2.cvtColor(mosaic.astype(np.uint8), cv2.COLOR_BAYER_BG2RGB).astype(np.float32)
+    exact = demosaic_bilinear(mosaic, "RGGB")  # in codes, exact in float32
+    differ = (ours != cv)[1:-1, 1:-1]
+    assert differ.any() and np.all((exact % 1 == 0.5)[1:-1, 1:-1][differ])
+    assert np.abs(ours - cv)[1:-1, 1:-1].max() == 1

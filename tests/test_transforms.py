@@ -52,7 +52,7 @@ def test_nearest_half_resize_picks_even_rows_and_columns():
     image, target = _sample(800, 1200)
     out, t = ResizeKeepRatio(600, 400)(image, target)
     assert out.shape == (3, 400, 600)
-    assert torch.equal(out, image[:, ::2, ::2])  # spec §7.4: out[i, j] = in[2i, 2j]
+    assert torch.equal(out, image[:, ::2, ::2])  # nearest 0.5x, as INTER_NEAREST: out[i, j] = in[2i, 2j]
     assert torch.equal(t["masks"], target["masks"][:, ::2, ::2])
     assert torch.allclose(t["boxes"], target["boxes"] / 2)
     assert torch.allclose(t["area"], target["area"] / 4)

@@ -5,14 +5,19 @@ An :class:`ExperimentConfig` has five sections::
     name:   str                      run name (logs, summary)
     model:  darkseg.models.ModelConfig   (YAML: the ModelConfig fields)
     synth:  darkseg.synth.SynthConfig | null   (null = no low-light synthesis: train on sRGB)
-    data:   DataConfig               train / val datasets, resize box, flip
+    data:   DataConfig               train / val datasets, training interpolation, flip
     train:  TrainConfig              optimiser, schedule, DSL, AMP, checkpoints, logging
     output_dir: str | null           default output folder (``darkseg train --out`` overrides it)
 
 :func:`load_config` reads a YAML file (a path, or the name of a packaged config such as
-``tiny_coco_cpu``), applies ``"a.b=value"`` overrides (values parsed as YAML, so ``train.lr=0.02``,
-``train.lr_steps=[8,11]``, ``synth=null`` work) and validates everything. Unknown keys, wrong types and
-bad values raise :class:`ConfigError` naming the key and the file (or the ``--set`` item).
+``tiny_coco_cpu``), resolves its ``_base_`` chain (a config states only what differs from its base:
+:func:`read_config_dict`), applies ``"a.b=value"`` overrides (values parsed as YAML, so
+``train.lr=0.02``, ``train.lr_steps=[8,11]``, ``synth=null`` work) and validates everything. Unknown
+keys, wrong types and bad values raise :class:`ConfigError` naming the key and the file
+(or the ``--set`` item).
+The resize box is the model's alone (``model.min_size`` / ``model.max_size``): training images are
+resized into it by the data pipeline and every image again by the model. ``data.min_size`` /
+``data.max_size`` (older configs) are accepted only when equal to the model's and then dropped.
 Relative dataset paths are resolved against the current working directory when the datasets are
 built, not against the config file, so the packaged configs can name ``data/coco/...``.
 """
@@ -41,6 +46,8 @@ __all__ = [
     "TrainConfig",
     "ExperimentConfig",
     "load_config",
+    "load_synth_config",
+    "read_config_dict",
     "packaged_configs",
     "apply_overrides",
     "config_to_yaml",
@@ -99,10 +106,12 @@ class DatasetConfig:
 class DataConfig:
     """Datasets and the geometric transforms of training.
 
+    The resize box is not here: training images are resized into the model's box
+    (``model.min_size`` / ``model.max_size``, paper 400 / 600), the one resize setting.
+
     Attributes:
         train: training dataset.
         val: evaluation dataset (null = no evaluation).
-        max_size, min_size: keep-ratio resize box (paper: 600 x 400); ``f = min(max/long, min/short)``.
         interpolation: resize interpolation of training images (paper: ``"nearest"``).
         flip: horizontal flip probability (paper: 0.5).
         val_view: what the model sees at evaluation: ``"image"`` (the files as stored: LIS RAW_Dark PNGs,
@@ -112,8 +121,6 @@ class DataConfig:
 
     train: DatasetConfig = field(default_factory=DatasetConfig)
     val: DatasetConfig | None = None
-    max_size: int = 600
-    min_size: int = 400
     interpolation: str = "nearest"
     flip: float = 0.5
     val_view: str = "image"
@@ -122,11 +129,6 @@ class DataConfig:
         self.train.validate("data.train")
         if self.val is not None:
             self.val.validate("data.val")
-        if not 1 <= self.min_size <= self.max_size:
-            raise ConfigError(
-                f"data.min_size/max_size: need 1 <= min_size <= max_size "
-                f"(got {self.min_size}, {self.max_size})"
-            )
         if self.interpolation not in ("nearest", "bilinear", "bicubic", "area"):
             raise ConfigError(
                 f"data.interpolation: must be nearest|bilinear|bicubic|area (got {self.interpolation!r})"
@@ -308,21 +310,16 @@ class ExperimentConfig:
     def from_dict(cls, d: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
         """Build and validate from a nested dict; errors name ``source`` (a file or ``--set`` item)."""
         from darkseg.models import ModelConfig
-        from darkseg.synth import SynthConfig
 
         if not isinstance(d, dict):
             raise ConfigError(f"{source}: the top level must be a mapping, got {type(d).__name__}")
         d = copy.deepcopy(d)
         _check_keys(cls, d, "", source)
         model = _build_section(ModelConfig, d.pop("model", None) or {}, "model", source)
-        synth_d = d.pop("synth", None)
-        synth = None
-        if synth_d is not None:
-            if not isinstance(synth_d, dict):
-                raise ConfigError(f"{source}: synth: must be a mapping or null, got {synth_d!r}")
-            _check_synth_values(synth_d, source)
-            synth = _build_section(SynthConfig, synth_d, "synth", source)
-        data = _build(DataConfig, d.pop("data", None) or {}, "data", source)
+        synth = _synth_section(d.pop("synth", None), source)
+        data = _build(
+            DataConfig, _drop_resize_copies(d.pop("data", None) or {}, model, source), "data", source
+        )
         train = _build(TrainConfig, d.pop("train", None) or {}, "train", source)
         top = {k: _coerce(v, _hints(cls)[k], k, source) for k, v in d.items()}
         cfg = cls(model=model, synth=synth, data=data, train=train, **top)
@@ -347,6 +344,35 @@ def _build_section(cls: type, d: Any, where: str, source: str):
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {where}: {exc}") from exc
+
+
+def _drop_resize_copies(data: Any, model: Any, source: str) -> Any:
+    """``data.min_size`` / ``data.max_size`` of older configs: the model's box is the one resize setting,
+    so an equal value is dropped and a different one refused naming both keys."""
+    if not isinstance(data, dict):
+        return data  # _build reports it
+    data = dict(data)
+    for key in ("min_size", "max_size"):
+        if key in data:
+            value = data.pop(key)
+            if value != getattr(model, key):
+                raise ConfigError(
+                    f"{source}: data.{key} ({value!r}) differs from model.{key} ({getattr(model, key)!r}); "
+                    f"the model's box is the one resize setting: set model.{key} and drop data.{key}"
+                )
+    return data
+
+
+def _synth_section(synth_d: Any, source: str):
+    """The ``synth`` section as a ``SynthConfig`` (checked: keys, types, camera, ratio range), or None."""
+    from darkseg.synth import SynthConfig
+
+    if synth_d is None:
+        return None
+    if not isinstance(synth_d, dict):
+        raise ConfigError(f"{source}: synth: must be a mapping or null, got {synth_d!r}")
+    _check_synth_values(synth_d, source)
+    return _build_section(SynthConfig, synth_d, "synth", source)
 
 
 def _check_synth_values(d: dict[str, Any], source: str) -> None:
@@ -574,15 +600,47 @@ def apply_overrides(d: dict[str, Any], overrides: list[str] | None) -> dict[str,
     return d
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a YAML config (file path or packaged name), apply overrides, validate.
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` deep-merged onto ``base``: mappings merge key by key (a mapping holding ``_delete_: true``
+    replaces the base's instead), anything else (lists, scalars, null) replaces."""
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and v.get("_delete_") is True:
+            out[k] = {kk: vv for kk, vv in v.items() if kk != "_delete_"}
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
 
-    Raises:
-        FileNotFoundError: no such file / packaged config.
-        ConfigError: malformed YAML, a repeated key (file, key and line named), unknown key, bad type
-            or value, unknown camera, empty or reversed ``synth.ratio_range`` (message names key and file).
+
+def _base_path(value: Any, p: Path) -> Path:
+    """Where ``_base_: value`` of file ``p`` points: a file relative to ``p``'s folder (``.yaml`` may be
+    left out), else a packaged config name."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{p}: _base_: expected a config name or a relative path, got {value!r}")
+    for candidate in (p.parent / value, p.parent / f"{value}.yaml"):
+        if candidate.is_file():
+            return candidate
+    name = value[:-5] if value.endswith(".yaml") else value
+    if name in packaged_configs():
+        return Path(str(resources.files("darkseg") / "configs" / f"{name}.yaml"))
+    raise ConfigError(
+        f"{p}: _base_: no config {value!r} next to the file nor packaged ({', '.join(packaged_configs())})"
+    )
+
+
+def read_config_dict(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The plain dict of a YAML config file (path or packaged name) with its ``_base_`` chain resolved.
+
+    ``_base_: NAME`` (a packaged config, or a path relative to the file) makes the file state only what
+    differs: its mappings are deep-merged onto the base's (:func:`_merge`), lists and scalars replace.
+    A cycle is refused naming the files in order.
     """
-    p = _resolve_path(path)
+    p = _resolve_path(path) if not _chain else Path(path)
+    if p.resolve() in _chain:
+        names = " -> ".join(str(f) for f in (*_chain, p.resolve()))
+        raise ConfigError(f"{p}: _base_ cycle: {names}")
     try:
         raw = _load_yaml(p.read_text(encoding="utf-8"), str(p))
     except yaml.YAMLError as exc:
@@ -591,10 +649,49 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: the top level must be a mapping, got {type(raw).__name__}")
+    if "_base_" not in raw:
+        return raw
+    base = read_config_dict(_base_path(raw.pop("_base_"), p), (*_chain, p.resolve()))
+    return _merge(base, raw)
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML config (file path or packaged name), apply overrides, validate.
+
+    Raises:
+        FileNotFoundError: no such file / packaged config.
+        ConfigError: malformed YAML, a repeated key (file, key and line named), a missing or cyclic
+            ``_base_``, unknown key, bad type or value, unknown camera, empty or reversed
+            ``synth.ratio_range``, ``data.min_size``/``max_size`` unequal to the model's (message names
+            key and file).
+    """
+    p = _resolve_path(path)
+    raw = read_config_dict(p)
     if overrides:
         merged = apply_overrides(raw, overrides)
         return ExperimentConfig.from_dict(merged, source=f"{p} with --set {' '.join(overrides)}")
     return ExperimentConfig.from_dict(raw, source=str(p))
+
+
+def load_synth_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None):
+    """The ``synth`` section of a config (``darkseg synth --config/--set``): a ``SynthConfig`` or None.
+
+    Only that section of the file (path or packaged name, ``_base_`` resolved) is read and checked, so a
+    file holding just ``synth:`` works; without ``path`` the defaults are the start. ``overrides`` are
+    ``synth.KEY=VALUE`` items as for :func:`load_config`; other keys are refused.
+    """
+    for item in overrides or []:
+        if item.split("=", 1)[0].strip().split(".")[0] != "synth":
+            raise ConfigError(f"--set {item!r}: darkseg synth reads only the synth section (synth.KEY=VALUE)")
+    if path is None:
+        d, source = {"synth": {}}, "<defaults>"
+    else:
+        raw = read_config_dict(path)
+        d, source = {"synth": raw.get("synth")}, str(_resolve_path(path))
+    if overrides:
+        d = apply_overrides(d, overrides)
+        source = f"{source} with --set {' '.join(overrides)}"
+    return _synth_section(d["synth"], source)
 
 
 def config_to_yaml(cfg: ExperimentConfig) -> str:

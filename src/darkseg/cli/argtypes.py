@@ -1,4 +1,5 @@
-"""``argparse`` types that check the range of numeric flags, so a bad value is refused before any work.
+"""``argparse`` helpers of the commands: types that check the range of numeric flags, so a bad value is
+refused before any work, and the ``--set KEY=VALUE`` option of the config-reading commands.
 
 A value out of range gives argparse's one-line ``darkseg <command>: error: argument --flag: ...`` and
 exit status 2.
@@ -9,7 +10,14 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["positive_int", "non_negative_int", "probability", "open_probability", "positive_float"]
+__all__ = [
+    "positive_int",
+    "non_negative_int",
+    "probability",
+    "open_probability",
+    "positive_float",
+    "add_set_option",
+]
 
 
 def _number(text: str, kind: type) -> float | int:
@@ -62,3 +70,15 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
+
+
+def add_set_option(parser: argparse.ArgumentParser, example: str, dest: str = "set") -> None:
+    """``--set KEY=VALUE`` (repeatable): config overrides, parsed by ``darkseg.config.apply_overrides``."""
+    parser.add_argument(
+        "--set",
+        dest=dest,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config entry, e.g. --set {example} (repeatable)",
+    )

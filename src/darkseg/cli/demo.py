@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from darkseg.cli.argtypes import positive_int
+from darkseg.cli.argtypes import add_set_option, positive_int
 
 HELP = "the main job on embedded procedural data: synth, train, evaluate, report"
 
@@ -29,14 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--train-images", type=positive_int, default=None, help="training scenes (default 400)"
     )
     parser.add_argument("--test-images", type=positive_int, default=None, help="test scenes (default 60)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override, e.g. --set train.max_iters=100 (repeatable)",
-    )
+    add_set_option(parser, "train.max_iters=100", dest="overrides")
     parser.add_argument("--no-progress", action="store_true", help="no stage headers or progress bars")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from darkseg.cli.argtypes import non_negative_int, positive_int
+from darkseg.cli.argtypes import add_set_option, non_negative_int, positive_int
 
 HELP = "COCO bbox/segm AP of a results file or of a checkpoint"
 
@@ -29,13 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", help="experiment YAML (path or packaged name): its data.val dataset is evaluated"
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config entry, e.g. --set data.val.image_dir=/data/LIS/RAW_Dark (repeatable)",
-    )
+    add_set_option(parser, "data.val.image_dir=/data/LIS/RAW_Dark")
     parser.add_argument(
         "--dataset-type",
         choices=("coco", "lis"),

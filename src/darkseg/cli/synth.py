@@ -1,12 +1,19 @@
-"""``darkseg synth``: low-light RAW versions of a COCO image folder (see ``darkseg.synth.offline``)."""
+"""``darkseg synth``: low-light RAW versions of a COCO image folder (see ``darkseg.synth.offline``).
+
+The synthesis settings are the ``synth`` section of ``--config FILE`` (a YAML file or packaged config
+name, e.g. ``syncoco2lis_awd_scb_dsl``) with ``--set synth.KEY=VALUE`` overrides, as ``darkseg train``
+reads them; without ``--config`` the ``SynthConfig`` defaults. Flags given explicitly (``--camera``,
+``--ratio``, ...) override both.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
-from darkseg.cli.argtypes import positive_float, positive_int
+from darkseg.cli.argtypes import add_set_option, positive_float, positive_int
 
 HELP = "turn sRGB images + COCO annotations into synthetic low-light RAW"
 
@@ -21,13 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", required=True, type=Path, help="output folder (rerun with the same one to resume)"
     )
-    parser.add_argument("--camera", default="CanonEOS5D4", help="camera profile name or JSON path")
-    parser.add_argument("--noise-model", default="PGRU", choices=sorted(NAMED_MODELS))
+    parser.add_argument(
+        "--config", help="experiment YAML file or packaged config name whose synth section is used"
+    )
+    add_set_option(parser, "synth.render_gamma=true (only synth.* keys)")
+    parser.add_argument("--camera", help="camera profile name or JSON path (default CanonEOS5D4)")
+    parser.add_argument("--noise-model", choices=sorted(NAMED_MODELS), help="default PGRU")
     parser.add_argument(
         "--ratio",
         nargs=2,
         type=positive_float,
-        default=(10.0, 100.0),
         metavar=("LO", "HI"),
         help="exposure ratio range, sampled uniformly per image (default 10 100)",
     )
@@ -43,47 +53,70 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output",
         choices=("rgb", "binned", "packed"),
-        default="rgb",
         help="rgb: demosaiced 3-channel full resolution; binned: 3-channel full resolution rendered like "
         "the real LIS RAW PNGs (2x2 binning + bilinear upsampling); packed: 4-channel R,G1,B,G2 half "
         "resolution (the annotation file is rescaled to it)",
     )
-    parser.add_argument("--ccm", choices=("calibrated", "random"), default="calibrated")
+    parser.add_argument("--ccm", choices=("calibrated", "random"), help="default calibrated")
     parser.add_argument(
         "--no-8bit",
         dest="quantize_8bit",
-        action="store_false",
+        action="store_const",
+        const=False,
         help="keep full precision instead of LIS's 8-bit rounding",
     )
-    parser.add_argument("--per-pixel-quantisation", action="store_true", help="U noise per pixel (spec 13.4)")
-    parser.add_argument("--legacy-swap-rb", action="store_true", help="B,G,R output like the original code")
+    parser.add_argument(
+        "--per-pixel-quantisation", action="store_const", const=True, help="U noise per pixel (decision D4)"
+    )
+    parser.add_argument(
+        "--legacy-swap-rb", action="store_const", const=True, help="B,G,R output like the original code"
+    )
     parser.add_argument(
         "--save-clean", action="store_true", help="also write the clean rendering to OUT/clean"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+#: flag (argparse dest) -> SynthConfig field, for the flags that override the config
+FLAG_FIELDS = {
+    "camera": "camera",
+    "noise_model": "noise_model",
+    "ratio": "ratio_range",
+    "output": "output",
+    "quantize_8bit": "quantize_8bit",
+    "legacy_swap_rb": "legacy_swap_rb",
+    "per_pixel_quantisation": "per_pixel_quantisation",
+    "ccm": "ccm",
+}
+
+
+def synth_config(args: argparse.Namespace):
+    """The ``SynthConfig`` of the job: ``--config``'s synth section (or the defaults) with ``--set``
+    applied, then the flags given explicitly. Raises ``ConfigError`` (a ``ValueError``)."""
+    from darkseg.config import ConfigError, load_synth_config
+
+    cfg = load_synth_config(args.config, args.set)
+    if cfg is None:
+        raise ConfigError(f"{args.config}: synth is null: there are no synthesis settings to use")
+    given = {
+        field: getattr(args, dest) for dest, field in FLAG_FIELDS.items() if getattr(args, dest) is not None
+    }
+    if "ratio_range" in given:
+        given["ratio_range"] = tuple(given["ratio_range"])
+    return dataclasses.replace(cfg, **given)
+
+
 def run(args: argparse.Namespace) -> int:
     from darkseg.synth.offline import SynthJob, run_synth_folder
-    from darkseg.synth.pipeline import SynthConfig
 
-    if args.ratio[0] > args.ratio[1]:
+    if args.ratio is not None and args.ratio[0] > args.ratio[1]:
         print(
             f"darkseg synth: error: --ratio LO HI needs LO <= HI, got {args.ratio[0]:g} {args.ratio[1]:g}",
             file=sys.stderr,
         )
         return 2
     try:
-        cfg = SynthConfig(
-            camera=args.camera,
-            noise_model=args.noise_model,
-            ratio_range=tuple(args.ratio),
-            output=args.output,
-            quantize_8bit=args.quantize_8bit,
-            legacy_swap_rb=args.legacy_swap_rb,
-            per_pixel_quantisation=args.per_pixel_quantisation,
-            ccm=args.ccm,
-        )
+        cfg = synth_config(args)
         job = SynthJob(
             images=args.images,
             annotations=args.annotations,

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from darkseg.cli.argtypes import add_set_option
+
 HELP = "train a detector from a config file"
 
 
@@ -27,13 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="OUT holds a previous run: remove its checkpoints, logs and results and start afresh",
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config entry, e.g. --set train.lr=0.02 (repeatable)",
-    )
+    add_set_option(parser, "train.lr=0.02")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides train.device")
     parser.add_argument("--no-progress", action="store_true", help="print log lines instead of a bar")
     parser.add_argument("--list", action="store_true", help="list the packaged configs and exit")

@@ -24,7 +24,6 @@ from typing import Any
 import torch
 
 __all__ = [
-    "TrainState",
     "save_training_checkpoint",
     "load_training_checkpoint",
     "rng_states",
@@ -33,10 +32,6 @@ __all__ = [
 ]
 
 LAST = "last.pth"
-
-
-class TrainState(dict):
-    """The training-state dict stored with the model (see module docstring)."""
 
 
 def rng_states() -> dict[str, Any]:

@@ -31,10 +31,8 @@ __all__ = [
     "is_distributed",
     "get_rank",
     "get_world_size",
-    "is_main_process",
     "barrier",
     "reduce_loss_dict",
-    "broadcast_object",
     "ShardedBatchSampler",
     "mix_seed",
 ]
@@ -107,23 +105,10 @@ def get_world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
-def is_main_process() -> bool:
-    return get_rank() == 0
-
-
 def barrier() -> None:
     """Synchronise all processes (no-op in a single process)."""
     if is_distributed():
         dist.barrier()
-
-
-def broadcast_object(obj, src: int = 0):
-    """Send a picklable object from ``src`` to every process; returns it everywhere."""
-    if not is_distributed():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
 
 
 def reduce_loss_dict(losses: Mapping[str, torch.Tensor]) -> dict[str, float]:

@@ -162,7 +162,7 @@ def build_train_dataset(cfg: ExperimentConfig, synth_in_workers: bool):
     from darkseg.data.transforms import Compose, LowLightViews, RandomHorizontalFlip, ResizeKeepRatio
 
     d = cfg.data
-    ts: list = [ResizeKeepRatio(d.max_size, d.min_size, d.interpolation)]
+    ts: list = [ResizeKeepRatio(cfg.model.max_size, cfg.model.min_size, d.interpolation)]  # the model's box
     if d.flip > 0:
         ts.append(RandomHorizontalFlip(d.flip))
     if cfg.synth is not None and synth_in_workers:

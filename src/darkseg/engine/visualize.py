@@ -41,7 +41,7 @@ def brighten(
     Returns:
         ``uint8 (H, W, 3)`` sRGB.
     """
-    from darkseg.raw.render import auto_exposure_gain, srgb_decode, srgb_encode, to_uint8
+    from darkseg.raw.preview import auto_exposure_gain, srgb_decode, srgb_encode, to_uint8
 
     x = np.asarray(image)
     if x.ndim == 2:

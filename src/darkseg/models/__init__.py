@@ -13,7 +13,6 @@ from .checkpoint import (
     CheckpointError,
     UnsafeCheckpointError,
     check_finite_weights,
-    count_parameters,
     load_model,
     read_checkpoint,
     safe_torch_load,
@@ -56,7 +55,6 @@ __all__ = [
     "UnsafeCheckpointError",
     "safe_torch_load",
     "CheckpointError",
-    "count_parameters",
     "load_torchvision_state_dict",
     "LoadReport",
 ]

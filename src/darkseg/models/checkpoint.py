@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from darkseg.errors import DarkSegError
 
@@ -174,8 +173,3 @@ def load_model(
     model.to(map_location if not isinstance(map_location, dict) else "cpu")
     model.eval()
     return model, ckpt
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (optionally only trainable ones)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

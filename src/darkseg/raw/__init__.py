@@ -5,11 +5,12 @@ Public API::
     from darkseg.raw import (read_camera_raw, RawFrame, RawFormatError, frame_to_input, render,
                              is_camera_raw_path, CAMERA_RAW_EXTENSIONS)
 
-Bayer helpers live in :mod:`darkseg.raw.bayer`.
+Bayer helpers live in :mod:`darkseg.raw.bayer`; ``render`` (the preview ISP) in :mod:`darkseg.raw.preview`.
 """
 
 from __future__ import annotations
 
+from .preview import auto_exposure_gain, render, srgb_decode, srgb_encode
 from .reader import (
     CAMERA_RAW_EXTENSIONS,
     RawFormatError,
@@ -19,7 +20,6 @@ from .reader import (
     is_camera_raw_path,
     read_camera_raw,
 )
-from .render import auto_exposure_gain, render, srgb_decode, srgb_encode
 
 __all__ = [
     "CAMERA_RAW_EXTENSIONS",

@@ -22,7 +22,6 @@ import torch.nn.functional as F
 
 __all__ = [
     "PATTERNS",
-    "PACKED_ORDER",
     "pattern_offsets",
     "pack_bayer",
     "unpack_bayer",
@@ -34,9 +33,6 @@ __all__ = [
 ]
 
 Array = np.ndarray | torch.Tensor
-
-#: channel order of packed RAW
-PACKED_ORDER = ("R", "G1", "B", "G2")
 
 #: pattern -> (row, col) offsets inside the 2x2 tile of R, G1, B, G2 (the packed order)
 PATTERNS: dict[str, tuple[tuple[int, int], ...]] = {
@@ -149,9 +145,10 @@ def demosaic_bilinear(mosaic: Array, pattern: str = "RGGB") -> Array:
 
     Each colour plane keeps its measured samples; missing ones are the mean of the 2 or 4 nearest
     samples of that colour (the classic bilinear kernels). Borders use reflect-101 padding, which
-    keeps the CFA phase, so border pixels are interpolated the same way as interior ones. In the
-    interior the result equals OpenCV's ``cv2.COLOR_Bayer*2RGB`` bilinear demosaic up to OpenCV's
-    8-bit rounding (and, for OpenCV, its naming/BGR conventions; see ``docs/synthesis.md``).
+    keeps the CFA phase, so border pixels are interpolated the same way as interior ones. Inside the
+    1-pixel border the result rounded half up equals OpenCV's ``cv2.COLOR_Bayer*2RGB`` demosaic of an
+    8-bit mosaic (code ``BG`` for RGGB); OpenCV's border copies the adjacent row / column instead
+    (docs/synthesis.md, "Demosaic"; tested).
 
     NumPy ``(H, W)`` -> ``(H, W, 3)`` float32; torch ``(..., 1, H, W)`` -> ``(..., 3, H, W)`` (input dtype).
     H, W >= 2; odd sizes are allowed.

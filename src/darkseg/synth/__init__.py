@@ -4,7 +4,9 @@ Public API::
 
     from darkseg.synth import SynthConfig, LowLightSynthesizer, load_camera, available_cameras
 
-See ``docs/synthesis.md`` for the maths, the channel-order decisions and the camera profiles.
+``darkseg.synth.render`` is the rendering module (its function is ``darkseg.synth.render.render``; the
+package does not re-export it, so the name means the module). See ``docs/synthesis.md`` for the maths,
+the channel-order decisions and the camera profiles.
 """
 
 from darkseg.synth.noise import (
@@ -20,7 +22,7 @@ from darkseg.synth.noise import (
     tukey_lambda_variance,
 )
 from darkseg.synth.pipeline import LowLightSynthesizer, SynthConfig, SynthParams
-from darkseg.synth.render import RenderOptions, render
+from darkseg.synth.render import RenderOptions
 from darkseg.synth.unprocess import UnprocessParams, process_linear, unprocess
 
 __all__ = [
@@ -38,7 +40,6 @@ __all__ = [
     "tukey_lambda_ppf",
     "tukey_lambda_variance",
     "RenderOptions",
-    "render",
     "UnprocessParams",
     "unprocess",
     "process_linear",

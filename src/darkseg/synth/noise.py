@@ -1,4 +1,4 @@
-"""Physics-based low-light noise model (ELD / LIS "PGRU", spec section 6.5) and camera profiles.
+"""Physics-based low-light noise model (ELD / LIS "PGRU"; docs/synthesis.md) and camera profiles.
 
 Signal path for a packed RAW ``y`` in ``[0, 1]`` (normalised by ``white - black``), per image::
 
@@ -255,7 +255,8 @@ class NoiseModel:
         components: letters from ``P p g G B R U`` (``""`` = identity up to float rounding).
         ratio_range: exposure-ratio range ``(lo, hi)``, ``1 <= lo <= hi``.
         profile: which fit of the camera (``"Profile-1"``; NikonD850 also has ``"Profile-2"``).
-        per_pixel_quantisation: ``U`` draws one offset per pixel instead of one per image (spec 13.4).
+        per_pixel_quantisation: ``U`` draws one offset per pixel instead of one per image
+            (docs/decisions.md D4).
     """
 
     components: str = ""

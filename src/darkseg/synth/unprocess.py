@@ -1,4 +1,4 @@
-"""sRGB -> linear camera RGB ("unprocessing", Brooks et al. 2019 as used by LIS, spec section 6.3-6.4).
+"""sRGB -> linear camera RGB ("unprocessing", Brooks et al. 2019 as used by LIS; docs/synthesis.md).
 
 Steps (per image): inverse smoothstep tone curve, inverse gamma 2.2, inverse colour correction
 (``x <- x @ rgb2cam.T``), inverse white balance / brightening with highlight protection, clip to
@@ -39,7 +39,7 @@ __all__ = [
     "process_linear",
 ]
 
-#: calibrated camera -> sRGB matrix of LIS (float32, rows sum to 1), spec section 6.4
+#: calibrated camera -> sRGB matrix of LIS (float32, rows sum to 1): LIS's Canon EOS 5D IV calibration
 CAM2RGB_LIS = np.array(
     [
         [2.04840695, -1.27161572, 0.22320878],
@@ -207,7 +207,7 @@ def sample_unprocess_params_torch(
 
 
 def unprocess(rgb, p: UnprocessParams):
-    """sRGB in ``[0, 1]`` -> linear camera RGB in ``[0, 1]`` (spec section 6.3 steps 5-9).
+    """sRGB in ``[0, 1]`` -> linear camera RGB in ``[0, 1]`` (docs/synthesis.md, step 2).
 
     NumPy ``(H, W, 3)`` with single-image params, or torch ``(B, 3, H, W)`` with batched params.
     Returns float32 of the same layout.

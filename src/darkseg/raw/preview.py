@@ -1,5 +1,8 @@
 """Preview ISP: show a human what the camera saw (not used by the network).
 
+The module is ``preview`` and its main function ``render`` (public as :func:`darkseg.raw.render`), so
+that the name ``darkseg.raw.render`` means one thing: the function.
+
 ``render(frame)``: exposure gain -> demosaic (bilinear at full resolution, or 2x2 binning at half
 resolution) -> camera white balance -> camera-to-sRGB colour matrix -> auto-exposure -> sRGB gamma ->
 ``uint8 (H, W, 3)`` RGB. The building blocks (:func:`srgb_encode`, :func:`srgb_decode`,
