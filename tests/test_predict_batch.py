@@ -147,3 +147,17 @@ def test_autocast_patch_is_reversible_and_dtype_checks():
         parse_dtype("int8")
     with pytest.raises(ValueError, match="CUDA"):
         Predictor(m, device="cpu", dtype="float16")
+
+
+def test_roi_pooling_scales_do_not_depend_on_the_first_image():
+    """torchvision's MultiScaleRoIAlign infers its scales from the first call and keeps them; a wide
+    first image used to set 1/2 instead of 1/4 for the finest level (see detector._fix_pooler_scales)."""
+    wide, normal = _images([(60, 200), (80, 110)], seed=5)
+    a, b = _tiny(), _tiny()
+    assert a.roi_heads.box_roi_pool.scales == [0.25, 0.125, 0.0625, 0.03125]
+    with torch.no_grad():
+        first = a([wide])[0]
+        b([normal])
+        later = b([wide])[0]
+    torch.testing.assert_close(first["scores"], later["scores"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(first["boxes"], later["boxes"], atol=1e-4, rtol=0)
