@@ -213,9 +213,9 @@ def test_cli_video_batches_and_coco_export(ckpt, tmp_path, capsys):
             np.testing.assert_array_equal(gt.annToMask(a).astype(bool), m)
 
 
-def test_killed_run_leaves_a_playable_video(ckpt, tmp_path):
-    """SIGKILL mid-video: the partial annotated AVI opens and its frames read back."""
-    n = 400
+def _run_and_signal(ckpt, tmp_path, sig: int, n: int = 400) -> tuple[int, Path]:
+    """Start ``darkseg predict`` on an ``n``-frame video in a subprocess, send ``sig`` once 20 frames are
+    done and the annotated video has reached the disk; returns (exit status, output folder)."""
     vid = _write_video(tmp_path / "long.avi", _frames(n, seed=1), fps=10.0)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
@@ -230,20 +230,41 @@ def test_killed_run_leaves_a_playable_video(ckpt, tmp_path):
             if done >= 20 and avi.exists() and avi.stat().st_size > 200_000:
                 break
             time.sleep(0.05)
-        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()!r}"
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(30) == -signal.SIGKILL
+        assert proc.poll() is None, f"the run ended before the signal: {proc.stderr.read()!r}"
+        proc.send_signal(sig)
+        rc = proc.wait(60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    frames, fps = _read_all(avi)
+    return rc, out
+
+
+def test_killed_run_leaves_a_playable_video(ckpt, tmp_path):
+    """SIGKILL mid-video: the partial annotated AVI opens and its frames read back."""
+    n = 400
+    rc, out = _run_and_signal(ckpt, tmp_path, signal.SIGKILL, n)
+    assert rc == -signal.SIGKILL
+    frames, fps = _read_all(out / "long_overlay.avi")
     assert not (out / "images.json").exists()  # the run did not finish ...
-    done = [json.loads(x) for x in jsonl.read_text().splitlines() if x.endswith("}")]
+    done = [json.loads(x) for x in (out / "long_frames.jsonl").read_text().splitlines() if x.endswith("}")]
     assert 20 <= len(done) < n  # ... but the per-frame results written so far are kept
     # and the video holds the frames done, less the few in the writer's buffer (measured: 47 of 48)
     assert len(done) - 10 <= len(frames) <= len(done) and fps == pytest.approx(10.0)
     assert all(f.shape == (72, 96, 3) for f in frames)
+
+
+def test_ctrl_c_finishes_the_files(ckpt, tmp_path):
+    """SIGINT (Ctrl-C) mid-video: video closed with every predicted frame, JSON files written."""
+    n = 400
+    rc, out = _run_and_signal(ckpt, tmp_path, signal.SIGINT, n)
+    assert rc == 1  # reported as a problem
+    info = json.loads((out / "images.json").read_text())
+    k = len(info["images"])
+    assert 20 <= k < n and info["videos"][0]["frames"] == k
+    assert "interrupted after" in info["errors"][-1]["error"]
+    frames, _ = _read_all(out / "long_overlay.avi")
+    assert k - 1 <= len(frames) <= k  # (Ctrl-C may land between a frame's results and its video frame)
 
 
 def test_video_sink_checks_frames(tmp_path):

@@ -204,8 +204,10 @@ def run(args: argparse.Namespace) -> int:
         throughput.append(f"images: {len(files)} in {dt:.2f} s, {len(files) / max(dt, 1e-9):.2f} images/s")
     for src in (s for s in sources if s.kind != "image"):
         rc = _run_video(args, predictor, src, out_dir, used, add_image, videos, errors, throughput)
-        if rc:
+        if rc == 2:
             return rc
+        if rc == 130:  # Ctrl-C: write what was done, skip the remaining inputs
+            break
     categories = [{"id": i + 1, "name": n} for i, n in enumerate(predictor.class_names)]
     atomic_write_json(out_dir / "results.json", results)
     atomic_write_json(
@@ -236,7 +238,8 @@ def run(args: argparse.Namespace) -> int:
 def _run_video(
     args, predictor, src, out_dir: Path, used: set[str], add_image, videos, errors, throughput
 ) -> int:
-    """Predict one video / webcam; appends to ``videos`` / ``errors``; returns 2 on a setup error."""
+    """Predict one video / webcam; appends to ``videos`` / ``errors``; returns 2 on a setup error, 130
+    when interrupted with Ctrl-C, else 0."""
     import json
 
     from tqdm.auto import tqdm
@@ -300,4 +303,4 @@ def _run_video(
         f"{src.name}: {report.frames} frame(s) in {report.seconds:.2f} s, "
         f"{report.frames_per_second:.2f} frames/s"
     )
-    return 0
+    return 130 if report.interrupted else 0

@@ -34,7 +34,8 @@ class VideoReport:
 
     ``frames``: frames predicted; ``problems``: skipped / failed frames and early ends (messages);
     ``seconds``: wall time of the loop (reading, model, drawing, writing); ``fps`` / ``size``: the source's
-    frame rate and ``(width, height)``; ``out``: the annotated video (``None`` when not written).
+    frame rate and ``(width, height)``; ``out``: the annotated video (``None`` when not written);
+    ``interrupted``: stopped by Ctrl-C (KeyboardInterrupt), the frames before are complete.
     """
 
     source: str
@@ -44,6 +45,7 @@ class VideoReport:
     fps: float = 0.0
     size: tuple[int, int] = (0, 0)
     out: Path | None = None
+    interrupted: bool = False
 
     @property
     def frames_per_second(self) -> float:
@@ -121,7 +123,8 @@ def predict_video(
         progress: tqdm bar (total = the header's frame count when known).
 
     A frame whose prediction fails is reported in ``problems`` and the annotated video gets the
-    brightened frame without instances, so the video keeps its timing.
+    brightened frame without instances, so the video keeps its timing. Ctrl-C stops the loop and returns
+    the report (``interrupted``); the frames of an unfinished batch are dropped.
     """
     from tqdm.auto import tqdm
 
@@ -174,6 +177,9 @@ def predict_video(
             if len(batch) >= batch_size:
                 flush(batch)
         flush(batch)
+    except KeyboardInterrupt:  # Ctrl-C ends a webcam run: keep what was done, let the caller finish up
+        report.interrupted = True
+        report.problems.append(f"{source.name}: interrupted after {report.frames} frame(s)")
     finally:
         bar.close()
         source.close()
