@@ -1,8 +1,8 @@
 """Predictions as one COCO *instances* file, for pre-labelling in annotation tools.
 
-The file has the layout of a COCO ground-truth file (``images``, ``categories``, ``annotations``), so
-tools that import COCO instances (CVAT, Label Studio, FiftyOne, pycocotools' ``COCO(file)``) load the
-predictions as editable annotations:
+The file has the layout of a COCO ground-truth file (``images``, ``categories``, ``annotations``), the
+format annotation tools import as existing annotations (pre-labels to correct); it is checked with
+pycocotools' ``COCO(file)`` / ``annToMask`` (the tools themselves are not run in the tests):
 
 * ``images``: ``id``, ``file_name``, ``width``, ``height`` (pixels of the image the model saw);
 * ``categories``: ``id`` = the model's class index 1..K, ``name``, ``supercategory`` ``""``;
