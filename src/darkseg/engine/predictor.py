@@ -454,9 +454,11 @@ class Predictor:
     ) -> list[tuple[Prediction, np.ndarray]]:
         """:meth:`predict_with_preview` for several inputs with batched model calls."""
         loaded = [x if isinstance(x, LoadedInput) else self.load(x, preview=preview) for x in inputs]
-        return self._predict_loaded(loaded)
+        return self.predict_loaded(loaded)
 
-    def _predict_loaded(self, loaded: Sequence[LoadedInput]) -> list[tuple[Prediction, np.ndarray]]:
+    def predict_loaded(self, loaded: Sequence[LoadedInput]) -> list[tuple[Prediction, np.ndarray]]:
+        """``(prediction, preview)`` of inputs already read (:meth:`load`, or frames made elsewhere), with
+        batched model calls (:meth:`predict_tensors`)."""
         outs = self.predict_tensors([inp.tensor for inp in loaded])
         res = []
         for inp, out in zip(loaded, outs):
@@ -539,7 +541,7 @@ class Predictor:
                     slots.append(_error(name, exc))
             loaded = [s for s in slots if isinstance(s, LoadedInput)]
             try:
-                done = iter(self._predict_loaded(loaded))
+                done = iter(self.predict_loaded(loaded))
             except Exception:  # noqa: BLE001 - retry alone so that only the failing input is reported
                 done = iter(self._predict_one_by_one(loaded))
             for s in slots:
@@ -560,7 +562,7 @@ class Predictor:
         out: list[Any] = []
         for inp in loaded:
             try:
-                out.append(self._predict_loaded([inp])[0])
+                out.append(self.predict_loaded([inp])[0])
             except Exception as exc:  # noqa: BLE001
                 out.append(_error(inp.source, exc))
         return out

@@ -145,7 +145,7 @@ def predict_video(
         if not batch:
             return
         try:
-            results: list = predictor._predict_loaded([b[2] for b in batch])
+            results: list = predictor.predict_loaded([b[2] for b in batch])
         except Exception:  # noqa: BLE001 - retry frame by frame so only the failing frame is lost
             results = predictor._predict_one_by_one([b[2] for b in batch])
         for (index, frame, inp), res in zip(batch, results):
