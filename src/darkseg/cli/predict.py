@@ -25,7 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
-HELP = "instance masks for sRGB, LIS RAW PNG and camera RAW files"
+HELP = "instance masks for images, camera RAW files, videos and webcams"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
