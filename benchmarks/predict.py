@@ -18,6 +18,10 @@ images/s is per core; wall-clock images/s is reported too.
 Accuracy of bfloat16 on this model: detections of the float32 and bfloat16 runs matched per image (same
 label, closest box within 8 px) over the ``--match-top`` highest-scoring float32 detections per image
 (random weights: scores are low and close together, so a score cut would select nothing).
+
+``--accuracy CKPT DIR``: only the bfloat16-vs-float32 comparison, for a trained checkpoint on the images of
+a folder: float32 detections scoring >= ``--score`` matched as above, plus bfloat16 detections scoring
+>= ``--score`` + 0.05 that have no float32 partner.
 """
 
 from __future__ import annotations
@@ -60,10 +64,12 @@ def _cpu_flags() -> str:
     return f"{name}; bf16-relevant flags: {', '.join(want) or 'none'}"
 
 
-def _match_stats(a, b, top: int) -> dict[str, float]:
-    """Worst box / score difference and mask IoU over the ``top`` best float32 detections."""
-    worst = {"n": 0, "unmatched": 0, "box": 0.0, "score": 0.0, "iou": 1.0}
-    for i in range(min(top, len(a))):
+def _match_stats(a, b, top: int | None = None, min_score: float | None = None) -> dict[str, float]:
+    """Worst box / score difference and mask IoU over the ``top`` best float32 detections (or those
+    scoring >= ``min_score``)."""
+    worst = {"n": 0, "unmatched": 0, "box": 0.0, "score": 0.0, "iou": 1.0, "ious": []}
+    idx = range(min(top, len(a))) if top is not None else np.flatnonzero(a.scores >= min_score)
+    for i in idx:
         cand = np.flatnonzero(b.labels == a.labels[i])
         if cand.size == 0:
             worst["unmatched"] += 1
@@ -79,7 +85,32 @@ def _match_stats(a, b, top: int) -> dict[str, float]:
         worst["box"] = max(worst["box"], d)
         worst["score"] = max(worst["score"], float(abs(a.scores[i] - b.scores[j])))
         worst["iou"] = min(worst["iou"], iou)
+        worst["ious"].append(iou)
     return worst
+
+
+def accuracy(ckpt: str, folder: str, score: float) -> None:
+    """bfloat16 vs float32 of a trained checkpoint on the images of ``folder``."""
+    from darkseg.engine.predictor import collect_inputs
+
+    files = collect_inputs([folder])
+    p32 = Predictor(ckpt, device="cpu", score_thr=0.0)
+    p16 = Predictor(ckpt, device="cpu", score_thr=0.0, dtype="bfloat16")
+    stats, extra, n32, n16 = [], 0, 0, 0
+    for f in files:
+        a, b = p32.predict(f), p16.predict(f)
+        n32 += int((a.scores >= score).sum())
+        n16 += int((b.scores >= score).sum())
+        stats.append(_match_stats(a, b, min_score=score))
+        extra += _match_stats(b, a, min_score=score + 0.05)["unmatched"]
+    ious = [v for s in stats for v in s["ious"]] or [float("nan")]
+    print(
+        f"{ckpt} on {len(files)} images of {folder}, score >= {score}: float32 {n32} / bfloat16 {n16} "
+        f"detections; {sum(s['n'] for s in stats)} matched, {sum(s['unmatched'] for s in stats)} float32 "
+        f"detections without a bfloat16 partner, {extra} bfloat16 detections >= {score + 0.05:.2f} without a "
+        f"float32 partner; max box difference {max(s['box'] for s in stats):.2f} px, max score difference "
+        f"{max(s['score'] for s in stats):.4f}, mask IoU min {min(ious):.3f} / mean {np.mean(ious):.4f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -90,9 +121,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timed rounds")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     ap.add_argument("--match-top", type=int, default=10)
+    ap.add_argument("--accuracy", nargs=2, metavar=("CKPT", "DIR"), help="only bf16 vs fp32 of a checkpoint")
+    ap.add_argument("--score", type=float, default=0.5, help="score cut for --accuracy")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
+    if args.accuracy:
+        accuracy(*args.accuracy, args.score)
+        return
     w, h = args.size
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.images} images {w}x{h}")
     print(f"CPU: {_cpu_flags()}\n")
