@@ -161,3 +161,25 @@ def test_roi_pooling_scales_do_not_depend_on_the_first_image():
         later = b([wide])[0]
     torch.testing.assert_close(first["scores"], later["scores"], atol=1e-6, rtol=0)
     torch.testing.assert_close(first["boxes"], later["boxes"], atol=1e-4, rtol=0)
+
+
+def test_cli_dtype_and_batch_size(tmp_path, capsys):
+    import json
+
+    from darkseg.cli import main
+    from darkseg.models import save_checkpoint
+
+    save_checkpoint(tmp_path / "m.pt", _tiny())
+    d = tmp_path / "in"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        write_image(d / f"{i}.png", (rng.random((90, 120, 3)) * 60).astype(np.uint8))
+    base = ["predict", "--checkpoint", str(tmp_path / "m.pt"), str(d), "--no-progress", "--no-overlay"]
+    assert main([*base, "--out", str(tmp_path / "bf16"), "--dtype", "bfloat16", "--batch-size", "2"]) == 0
+    info = json.loads((tmp_path / "bf16" / "images.json").read_text())
+    assert info["dtype"] == "bfloat16" and info["batch_size"] == 2 and len(info["images"]) == 3
+    assert "images/s" in capsys.readouterr().out
+    assert main([*base, "--out", str(tmp_path / "fp16"), "--dtype", "float16", "--device", "cpu"]) == 2
+    assert "float16 needs a CUDA device" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "b0"), "--batch-size", "0"]) == 2
