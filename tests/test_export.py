@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from darkseg.engine.export import compare_exported, export_model, run_exported
+from darkseg.engine.export import (
+    compare_exported,
+    detection_differences,
+    export_model,
+    prepare_for_export,
+    run_exported,
+)
 from darkseg.models import ModelConfig, build_model, save_checkpoint
 
 
@@ -62,6 +68,25 @@ def test_onnx_matches_pytorch(ckpt, tmp_path):
         diffs = compare_exported(model, out, "onnx", size=size)
         assert diffs["labels"] == 0.0, (size, diffs)
         assert diffs["boxes"] < 1e-3 and diffs["scores"] < 1e-4 and diffs["masks"] < 1e-4, (size, diffs)
+    # a rendered scene, run the way docs/prediction.md shows: onnxruntime's outputs equal PyTorch's and
+    # there is something to compare (the tiny model keeps every detection: box_score_thresh 0)
+    import numpy as np
+    import onnxruntime as ort
+
+    from darkseg.data.scenes import render_scene
+
+    img = render_scene(np.random.default_rng(0), (150, 100)).image  # (W, H) -> uint8 (100, 150, 3)
+    x = np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32) / 255.0
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    boxes, labels, scores, masks = sess.run(None, {"image": x})
+    with torch.no_grad():
+        ref = prepare_for_export(model)([torch.from_numpy(x)])[0]
+    got = {"boxes": boxes, "labels": labels, "scores": scores, "masks": masks}
+    got = {k: torch.from_numpy(v) for k, v in got.items()}
+    assert len(ref["scores"]) == len(scores) == 20 and masks.shape == (20, 1, 100, 150)
+    diffs = detection_differences(ref, got)
+    assert diffs["labels"] == 0.0 and diffs["boxes"] < 1e-3 and diffs["scores"] < 1e-4, diffs
+    assert diffs["masks"] < 1e-4, diffs
 
 
 def test_cli_export_and_errors(ckpt, tmp_path, capsys):

@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("darkseg.cli.synth", "turn sRGB images + COCO annotations into synthetic low-light RAW"),
     "train": ("darkseg.cli.train", "train a detector from a config file"),
     "evaluate": ("darkseg.cli.evaluate", "COCO bbox/segm AP of a results file or of a checkpoint"),
-    "predict": ("darkseg.cli.predict", "instance masks for sRGB, LIS RAW PNG and camera RAW files"),
+    "predict": ("darkseg.cli.predict", "instance masks for images, camera RAW files, videos and webcams"),
     "export": ("darkseg.cli.export", "export a fused model to TorchScript or ONNX"),
     "convert": ("darkseg.cli.convert", "convert an MMDetection 2.x (LIS) Mask R-CNN checkpoint to darkseg"),
     "calibrate": (

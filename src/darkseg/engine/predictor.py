@@ -330,6 +330,9 @@ class Predictor:
             :func:`load_input`).
         fuse: fold SCB re-parameterisation before inference (exact up to float rounding).
         linear_images: image files are linear RAW renderings (LIS RAW PNGs): brighten previews as linear.
+        dtype: ``"float32"``, ``"bfloat16"`` (CPU or CUDA) or ``"float16"`` (CUDA): autocast of the
+            backbone and heads (:mod:`darkseg.engine.precision`; box decoding, NMS and mask pasting stay
+            float32).
     """
 
     def __init__(
@@ -341,6 +344,7 @@ class Predictor:
         ratio: float | str = 1.0,
         fuse: bool = True,
         linear_images: bool = False,
+        dtype: str | torch.dtype = "float32",
     ) -> None:
         from darkseg.engine.evaluate import check_mask_threshold
         from darkseg.models import load_model
@@ -369,6 +373,12 @@ class Predictor:
             self.model.mask_threshold = self.mask_thr
         self.ratio: float | str = ratio
         self.linear_images = bool(linear_images)
+        from darkseg.engine.precision import check_dtype, enable_autocast, parse_dtype
+
+        self.dtype = parse_dtype(dtype)
+        check_dtype(self.dtype, self.device)
+        enable_autocast(self.model, self.device.type, self.dtype)
+        self._grid_cache: dict[tuple[int, int], tuple[int, int]] = {}
 
     def load(self, image_or_path: Any, preview: bool = True) -> LoadedInput:
         """Read an input the way :meth:`predict` does (tensor + preview)."""
@@ -379,6 +389,37 @@ class Predictor:
         """Raw torchvision output dict for one ``(C, H, W)`` tensor (no thresholding), on the CPU."""
         out = self.model([tensor.to(self.device)])[0]
         return {k: v.detach().cpu() for k, v in out.items()}
+
+    @torch.inference_mode()
+    def predict_tensors(self, tensors: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """Raw outputs for several ``(C, H, W)`` tensors, on the CPU, in input order (padding-aware).
+
+        Inputs are grouped by the padded grid the model's transform puts them on (resize, then pad to
+        ``size_divisible``) and each group is one model call, so no image gets more padding than it
+        would alone: results equal one-by-one calls up to float rounding. (Padding one image to a larger
+        batch grid changes its features near the bottom/right border: convolutions then see
+        the bias/normalisation response of padded pixels instead of zeros.)
+        """
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, t in enumerate(tensors):
+            groups.setdefault(self.batch_grid(int(t.shape[-2]), int(t.shape[-1])), []).append(i)
+        outs: list[dict[str, torch.Tensor] | None] = [None] * len(tensors)
+        for idx in groups.values():
+            res = self.model([tensors[i].to(self.device) for i in idx])
+            for i, r in zip(idx, res):
+                outs[i] = {k: v.detach().cpu() for k, v in r.items()}
+        return outs  # type: ignore[return-value]
+
+    def batch_grid(self, height: int, width: int) -> tuple[int, int]:
+        """``(H, W)`` of the padded tensor the model runs on for an ``height x width`` input."""
+        key = (height, width)
+        if key not in self._grid_cache:
+            tr = self.model.transform
+            with torch.inference_mode():
+                h, w = tr.resize(torch.zeros(1, height, width))[0].shape[-2:]
+            d = int(getattr(tr, "size_divisible", 1) or 1)
+            self._grid_cache[key] = (-(-int(h) // d) * d, -(-int(w) // d) * d)
+        return self._grid_cache[key]
 
     def _to_prediction(self, out: dict[str, torch.Tensor], size: tuple[int, int], source: str, kind: str):
         keep = out["scores"] >= self.score_thr
@@ -414,8 +455,36 @@ class Predictor:
         pred.ratio = float(inp.meta.get("ratio", 1.0))
         return pred, inp.preview
 
+    def predict_batch(self, inputs: Sequence[Any]) -> list[Prediction]:
+        """Instances of several inputs (paths, arrays, tensors), batched (see :meth:`predict_tensors`)."""
+        return [p for p, _ in self.predict_batch_with_preview(inputs, preview=False)]
+
+    def predict_batch_with_preview(
+        self, inputs: Sequence[Any], preview: bool = True
+    ) -> list[tuple[Prediction, np.ndarray]]:
+        """:meth:`predict_with_preview` for several inputs with batched model calls."""
+        loaded = [x if isinstance(x, LoadedInput) else self.load(x, preview=preview) for x in inputs]
+        return self.predict_loaded(loaded)
+
+    def predict_loaded(self, loaded: Sequence[LoadedInput]) -> list[tuple[Prediction, np.ndarray]]:
+        """``(prediction, preview)`` of inputs already read (:meth:`load`, or frames made elsewhere), with
+        batched model calls (:meth:`predict_tensors`)."""
+        outs = self.predict_tensors([inp.tensor for inp in loaded])
+        res = []
+        for inp, out in zip(loaded, outs):
+            size = (int(inp.tensor.shape[1]), int(inp.tensor.shape[2]))
+            pred = self._to_prediction(out, size, inp.source, inp.kind)
+            pred.ratio = float(inp.meta.get("ratio", 1.0))
+            res.append((pred, inp.preview))
+        return res
+
     def predict_many(
-        self, inputs: Sequence[Any], progress: bool = True, preview: bool = True, on_result=None
+        self,
+        inputs: Sequence[Any],
+        progress: bool = True,
+        preview: bool = True,
+        on_result=None,
+        batch_size: int = 1,
     ) -> list[PredictResult]:
         """Predict every input; a failing input records its error and the rest go on.
 
@@ -426,7 +495,13 @@ class Predictor:
             on_result: optional callback ``f(PredictResult)`` called after each input (e.g. to write files
                 as they come instead of keeping every preview in memory; the result's preview is then
                 dropped from the returned list).
+            batch_size: inputs per model call (:meth:`predict_tensors`; inputs that land on different
+                padded grids are separate calls). A batch whose model call fails is retried one by one.
         """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if batch_size > 1:
+            return self._predict_many_batched(inputs, progress, preview, on_result, batch_size)
         from tqdm.auto import tqdm
 
         paths: list[Any] = []
@@ -449,3 +524,75 @@ class Predictor:
                 res.preview = None
             results.append(res)
         return results
+
+    def _predict_many_batched(
+        self, inputs: Sequence[Any], progress: bool, preview: bool, on_result, batch_size: int
+    ) -> list[PredictResult]:
+        from tqdm.auto import tqdm
+
+        paths = _expand(inputs)
+        results: list[PredictResult] = []
+
+        def emit(res: PredictResult) -> None:
+            if on_result is not None:
+                on_result(res)
+                res.preview = None
+            results.append(res)
+
+        bar = tqdm(total=len(paths), desc="predict", unit="img", disable=not progress or len(paths) <= 1)
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            slots: list[PredictResult | LoadedInput] = []
+            for src in chunk:  # load errors are per input
+                name = _name(src)
+                try:
+                    slots.append(self.load(src, preview=preview))
+                except Exception as exc:  # noqa: BLE001 - one bad input must not stop the others
+                    slots.append(_error(name, exc))
+            loaded = [s for s in slots if isinstance(s, LoadedInput)]
+            try:
+                done = iter(self.predict_loaded(loaded))
+            except Exception:  # noqa: BLE001 - retry alone so that only the failing input is reported
+                done = iter(self._predict_one_by_one(loaded))
+            for s in slots:
+                if isinstance(s, PredictResult):
+                    emit(s)
+                    continue
+                item = next(done)
+                if isinstance(item, PredictResult):
+                    emit(item)
+                else:
+                    pred, pv = item
+                    emit(PredictResult(s.source, pred, pv if preview else None))
+            bar.update(len(chunk))
+        bar.close()
+        return results
+
+    def _predict_one_by_one(self, loaded: Sequence[LoadedInput]) -> list[Any]:
+        out: list[Any] = []
+        for inp in loaded:
+            try:
+                out.append(self.predict_loaded([inp])[0])
+            except Exception as exc:  # noqa: BLE001
+                out.append(_error(inp.source, exc))
+        return out
+
+
+def _name(src: Any) -> str:
+    return str(src) if isinstance(src, (str, os.PathLike)) else "<array>"
+
+
+def _error(name: str, exc: BaseException) -> PredictResult:
+    msg = str(exc) or type(exc).__name__
+    return PredictResult(name, error=msg if name in msg else f"{name}: {msg}")
+
+
+def _expand(inputs: Sequence[Any]) -> list[Any]:
+    """Paths expanded with :func:`collect_inputs` (folders), arrays kept."""
+    out: list[Any] = []
+    for x in inputs:
+        if isinstance(x, (str, os.PathLike)):
+            out.extend(collect_inputs([x]))
+        else:
+            out.append(x)
+    return out

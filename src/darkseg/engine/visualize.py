@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["brighten", "draw_instances", "color_for", "PALETTE"]
+__all__ = ["brighten", "preview_gain", "draw_instances", "color_for", "PALETTE"]
 
 #: distinct, saturated RGB colours (cycled per instance)
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -27,21 +27,10 @@ def color_for(index: int) -> tuple[int, int, int]:
     return PALETTE[int(index) % len(PALETTE)]
 
 
-def brighten(
-    image: np.ndarray, *, linear: bool = False, target: float = 0.18, max_gain: float = 64.0
-) -> np.ndarray:
-    """Auto-exposed preview of a (dark) image.
-
-    Args:
-        image: ``(H, W, 3)`` (or ``(H, W)``) RGB, ``uint8``, ``uint16`` or float in [0, 1].
-        linear: the values are linear light (e.g. LIS RAW PNGs, binned RAW); otherwise sRGB-encoded.
-        target: median luminance after the gain (linear; 0.18 = mid grey).
-        max_gain: upper bound of the gain (a bright image is never darkened: gain >= 1).
-
-    Returns:
-        ``uint8 (H, W, 3)`` sRGB.
-    """
-    from darkseg.raw.preview import auto_exposure_gain, srgb_decode, srgb_encode, to_uint8
+def _linear_rgb(image: np.ndarray, linear: bool) -> np.ndarray:
+    """``(H, W, 3)`` float32 linear-light RGB of an uint8 / uint16 / float image (sRGB-decoded unless
+    ``linear``)."""
+    from darkseg.raw.preview import srgb_decode
 
     x = np.asarray(image)
     if x.ndim == 2:
@@ -55,8 +44,45 @@ def brighten(
         x = x.astype(np.float32) / 65535.0
     else:
         x = np.clip(x.astype(np.float32), 0.0, 1.0)
-    lin = x if linear else srgb_decode(x)
-    gain = min(max(auto_exposure_gain(lin, target, max_gain=max_gain), 1.0), max_gain)
+    return x if linear else srgb_decode(x)
+
+
+def preview_gain(
+    image: np.ndarray, *, linear: bool = False, target: float = 0.18, max_gain: float = 64.0
+) -> float:
+    """The gain :func:`brighten` applies to ``image`` (linear light; in ``[1, max_gain]``)."""
+    from darkseg.raw.preview import auto_exposure_gain
+
+    lin = _linear_rgb(image, linear)
+    return float(min(max(auto_exposure_gain(lin, target, max_gain=max_gain), 1.0), max_gain))
+
+
+def brighten(
+    image: np.ndarray,
+    *,
+    linear: bool = False,
+    target: float = 0.18,
+    max_gain: float = 64.0,
+    gain: float | None = None,
+) -> np.ndarray:
+    """Auto-exposed preview of a (dark) image.
+
+    Args:
+        image: ``(H, W, 3)`` (or ``(H, W)``) RGB, ``uint8``, ``uint16`` or float in [0, 1].
+        linear: the values are linear light (e.g. LIS RAW PNGs, binned RAW); otherwise sRGB-encoded.
+        target: median luminance after the gain (linear; 0.18 = mid grey).
+        max_gain: upper bound of the gain (a bright image is never darkened: gain >= 1).
+        gain: use this linear-light gain instead of the automatic one (e.g. a gain smoothed over video
+            frames, see :func:`preview_gain`).
+
+    Returns:
+        ``uint8 (H, W, 3)`` sRGB.
+    """
+    from darkseg.raw.preview import auto_exposure_gain, srgb_encode, to_uint8
+
+    lin = _linear_rgb(image, linear)
+    if gain is None:
+        gain = min(max(auto_exposure_gain(lin, target, max_gain=max_gain), 1.0), max_gain)
     return to_uint8(srgb_encode(lin * np.float32(gain)))
 
 

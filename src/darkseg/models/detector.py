@@ -259,6 +259,31 @@ def build_backbone(cfg: ModelConfig) -> DarkBackbone:
     return DarkBackbone(body, cfg.fpn_channels)
 
 
+#: strides of the FPN levels "0".."3" (C2..C5 of ResNet and ConvNeXt trunks)
+FPN_STRIDES = (4, 8, 16, 32)
+
+
+def _fix_pooler_scales(pooler: nn.Module) -> None:
+    """Give a torchvision ``MultiScaleRoIAlign`` its feature scales (1/4 .. 1/32) and level mapper now.
+
+    Left unset, torchvision infers them on the first call, from the first batch's feature-map **height**
+    against the largest unpadded image height, rounded to a power of two, and keeps them for every later
+    call. A wide first image (60x200 resized to 38x128, padded to 64x128: level 0 is 16 rows for 38 image
+    rows) gives scale 1/2 instead of 1/4, and every later prediction pools RoIs from the wrong places.
+    """
+    from torchvision.ops.poolers import MultiScaleRoIAlign, initLevelMapper
+
+    if not isinstance(pooler, MultiScaleRoIAlign):
+        return
+    n = len(pooler.featmap_names)
+    scales = [1.0 / s for s in FPN_STRIDES[:n]]
+    pooler.scales = scales
+    lvl_min, lvl_max = 2, 2 + n - 1  # -log2(1/4), -log2 of the coarsest scale
+    pooler.map_levels = initLevelMapper(
+        lvl_min, lvl_max, canonical_scale=pooler.canonical_scale, canonical_level=pooler.canonical_level
+    )
+
+
 class DarkMaskRCNN(MaskRCNN):
     """torchvision ``MaskRCNN`` with our backbone, input checks, nearest resizing, DSL and SCB folding.
 
@@ -316,6 +341,9 @@ class DarkMaskRCNN(MaskRCNN):
                 self.rpn.proposal_matcher = MMDetMatcher(0.7, 0.3, 0.3)
                 self.roi_heads.proposal_matcher = MMDetMatcher(0.5, 0.5, 0.5)
                 self.rpn.mmdet_losses = self.roi_heads.mmdet_losses = True
+        else:
+            _fix_pooler_scales(self.roi_heads.box_roi_pool)
+            _fix_pooler_scales(self.roi_heads.mask_roi_pool)
         self.config = cfg
         self.fused = False
 

@@ -23,7 +23,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TRAINING_MEAN", "TRAINING_MEDIAN", "estimate_ratio", "parse_ratio", "resolve_ratio"]
+__all__ = [
+    "TRAINING_MEAN",
+    "TRAINING_MEDIAN",
+    "GainEMA",
+    "estimate_ratio",
+    "parse_ratio",
+    "resolve_ratio",
+]
 
 TRAINING_MEAN = 0.135
 TRAINING_MEDIAN = 0.10
@@ -84,3 +91,32 @@ def resolve_ratio(ratio: float | str, raw_linear, **kwargs) -> float:
             raise ValueError(f"ratio must be a number > 0 or 'auto', got {ratio!r}")
         return estimate_ratio(raw_linear, **kwargs)
     return float(ratio)
+
+
+class GainEMA:
+    """Exponential moving average of a positive gain over video frames, in the log domain.
+
+    ``update(g)`` returns ``exp(m)`` with ``m <- momentum * m + (1 - momentum) * log(g)`` (the first frame
+    sets ``m = log(g)``). Averaging logarithms treats a doubling and a halving alike, which is how a gain
+    looks on screen. ``momentum`` 0 = no smoothing; 0.9 = a time constant of about 10 frames (a step in
+    brightness is 65 % followed after 10 frames, 95 % after 28).
+    """
+
+    def __init__(self, momentum: float) -> None:
+        if not 0.0 <= float(momentum) < 1.0:
+            raise ValueError(f"EMA momentum must be in [0, 1), got {momentum}")
+        self.momentum = float(momentum)
+        self._log: float | None = None
+
+    def update(self, gain: float) -> float:
+        """Feed this frame's gain (> 0); returns the smoothed gain."""
+        if not (np.isfinite(gain) and gain > 0):
+            raise ValueError(f"gain must be finite and > 0, got {gain}")
+        lg = float(np.log(gain))
+        self._log = lg if self._log is None else self.momentum * self._log + (1 - self.momentum) * lg
+        return float(np.exp(self._log))
+
+    @property
+    def value(self) -> float | None:
+        """The current smoothed gain (``None`` before the first frame)."""
+        return None if self._log is None else float(np.exp(self._log))
