@@ -176,3 +176,31 @@ def test_unknown_class_name_rejected(tmp_path):
         match_categories(["tvmonitor"], cats)
     assert match_categories(["sofa"], [{"id": 9, "name": "couch"}]) == [9]
     assert match_categories(["gadget"], [{"id": 9, "name": "widget"}], aliases={"gadget": ["widget"]}) == [9]
+
+
+def test_intensity_ratio_gain_and_auto(tmp_path):
+    """``intensity_ratio``: a gain, or ``"auto"`` (per image, to the training inputs' mean)."""
+    from darkseg.config import ConfigError, DatasetConfig
+    from darkseg.data import build_dataset
+    from darkseg.utils.io import write_image
+
+    img = np.full((20, 30, 3), 10, np.uint8)  # mean 10/255
+    write_image(tmp_path / "a.png", img)
+    ann = {
+        "images": [{"id": 1, "file_name": "a.png", "width": 30, "height": 20}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 10, 8], "area": 80.0, "iscrowd": 0,
+             "segmentation": [[2, 2, 12, 2, 12, 10, 2, 10]]}
+        ],
+        "categories": [{"id": 1, "name": "thing"}],
+    }  # fmt: skip
+    (tmp_path / "a.json").write_text(json.dumps(ann))
+    plain = build_dataset("coco", tmp_path, tmp_path / "a.json")[0][0]
+    gained = build_dataset("coco", tmp_path, tmp_path / "a.json", intensity_ratio=4)[0][0]
+    auto = build_dataset("coco", tmp_path, tmp_path / "a.json", intensity_ratio="auto")[0][0]
+    torch.testing.assert_close(gained, plain * 4)
+    assert float(auto.mean()) == pytest.approx(0.135, rel=1e-5)
+    with pytest.raises(ValueError, match="auto"):
+        build_dataset("coco", tmp_path, tmp_path / "a.json", intensity_ratio="bright")
+    with pytest.raises(ConfigError, match="intensity_ratio"):
+        DatasetConfig(image_dir="x", ann_file="y", intensity_ratio=-1).validate("data.val")

@@ -74,6 +74,9 @@ class DatasetConfig:
         image_ext: replace every file suffix (e.g. ``".png"``), or null.
         recompute_area: replace ``area`` by the mask area.
         max_images: keep only the first N images (small/overfit runs), or null for all.
+        intensity_ratio: gain applied to every image before clipping to [0, 1], for dark linear RAW
+            images stored without brightening; ``"auto"`` = per image, the gain that brings its mean to
+            the training inputs' (``darkseg.raw.exposure.estimate_ratio``); 1 = as stored.
     """
 
     type: str = "coco"
@@ -84,6 +87,7 @@ class DatasetConfig:
     image_ext: str | None = None
     recompute_area: bool = False
     max_images: int | None = None
+    intensity_ratio: float | str = 1.0
 
     def validate(self, where: str) -> None:
         if self.type not in ("coco", "lis"):
@@ -100,6 +104,12 @@ class DatasetConfig:
             )
         if self.max_images is not None and self.max_images < 1:
             raise ConfigError(f"{where}.max_images: must be >= 1 or null (got {self.max_images})")
+        from darkseg.raw.exposure import parse_ratio
+
+        try:
+            self.intensity_ratio = parse_ratio(str(self.intensity_ratio))
+        except ValueError as exc:
+            raise ConfigError(f"{where}.intensity_ratio: {exc}") from None
 
 
 @dataclass

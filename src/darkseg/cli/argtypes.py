@@ -72,6 +72,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def ratio_or_auto(text: str) -> float | str:
+    """An exposure gain: a finite number > 0, or ``"auto"`` (see ``darkseg.raw.exposure``)."""
+    from darkseg.raw.exposure import parse_ratio
+
+    try:
+        return parse_ratio(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_set_option(parser: argparse.ArgumentParser, example: str, dest: str = "set") -> None:
     """``--set KEY=VALUE`` (repeatable): config overrides, parsed by ``darkseg.config.apply_overrides``."""
     parser.add_argument(

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from darkseg.cli.argtypes import add_set_option, non_negative_int, positive_int
+from darkseg.cli.argtypes import add_set_option, non_negative_int, positive_int, ratio_or_auto
 
 HELP = "COCO bbox/segm AP of a results file or of a checkpoint"
 
@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="lis: LIS class aliases and JPEGImages/ lookup (checkpoint mode)",
     )
     parser.add_argument("--image-ext", help="replace every file suffix, e.g. .png (LIS JPG json + RAW PNGs)")
+    parser.add_argument(
+        "--intensity-ratio",
+        type=ratio_or_auto,
+        default=1.0,
+        help="checkpoint mode: gain on every image before clipping (dark linear RAW), or 'auto' per image",
+    )
     parser.add_argument("--iou-type", choices=("bbox", "segm", "both"), default="both")
     parser.add_argument(
         "--recompute-area",
@@ -123,6 +129,7 @@ def _dataset_for_checkpoint(args: argparse.Namespace, class_names: list[str]):
         class_names=class_names,
         image_ext=args.image_ext,
         recompute_area=args.recompute_area,
+        intensity_ratio=args.intensity_ratio,
     )
 
 

@@ -28,7 +28,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from darkseg.cli.argtypes import open_probability, probability
+from darkseg.cli.argtypes import open_probability, probability, ratio_or_auto
 
 HELP = "instance masks for images, camera RAW files, videos and webcams"
 
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--ratio",
-        type=_ratio,
+        type=ratio_or_auto,
         default=1.0,
         help="exposure-ratio gain on the normalised input before clipping, or 'auto': per camera RAW / "
         "linear input, the gain that brings its mean to the training inputs' (chosen value in images.json)",
@@ -139,15 +139,6 @@ def _clear_out_dir(out_dir: Path, overwrite: bool) -> None:
             p.unlink(missing_ok=True)
     for p in remove_stale_temporaries(out_dir):
         print(f"darkseg predict: removed {p} (temporary file of an interrupted write)", file=sys.stderr)
-
-
-def _ratio(text: str) -> float | str:
-    from darkseg.raw.exposure import parse_ratio
-
-    try:
-        return parse_ratio(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _unique_name(stem: str, used: set[str]) -> str:

@@ -24,6 +24,7 @@ def build_dataset(
     recompute_area: bool = False,
     train: bool = False,
     transforms: Callable | None = None,
+    intensity_ratio: float | str = 1.0,
 ) -> CocoInstances:
     """A dataset of a type: ``"coco"`` = a plain :class:`CocoInstances`; ``"lis"`` = :func:`lis_dataset`
     (LIS aliases, ``JPEGImages/`` lookup, canonical class order unless ``class_names`` is given)."""
@@ -37,6 +38,7 @@ def build_dataset(
             transforms=transforms,
             recompute_area=recompute_area,
             image_ext=image_ext,
+            intensity_ratio=intensity_ratio,
         )
     if type == "lis":
         return lis_dataset(
@@ -48,6 +50,7 @@ def build_dataset(
             image_ext=image_ext,
             class_names=class_names,
             aliases=dict(aliases) if aliases else None,
+            intensity_ratio=intensity_ratio,
         )
     raise ValueError(f"dataset type must be one of {DATASET_TYPES}, got {type!r}")
 
@@ -73,4 +76,5 @@ def dataset_from_config(
         recompute_area=bool(getattr(cfg, "recompute_area", False)),
         train=train,
         transforms=transforms,
+        intensity_ratio=getattr(cfg, "intensity_ratio", 1.0),
     )

@@ -208,7 +208,11 @@ class CocoInstances(torch.utils.data.Dataset):
         transforms: Callable | None = None,
         recompute_area: bool = False,
         image_ext: str | None = None,
+        intensity_ratio: float | str = 1.0,
     ) -> None:
+        from darkseg.raw.exposure import parse_ratio
+
+        self.intensity_ratio: float | str = parse_ratio(str(intensity_ratio))
         if image_ext is not None and not _is_suffix(image_ext):
             raise ValueError(f"image_ext must be a file suffix such as '.png', got {image_ext!r}")
         self.image_dir = Path(image_dir)
@@ -355,7 +359,17 @@ class CocoInstances(torch.utils.data.Dataset):
             raise ImageReadError(f"{exc} (image id {image_id} of {self.ann_file})") from exc
         if (arr.shape[1], arr.shape[0]) != self._annotated_size(image_id):
             raise AnnotationError(self._size_mismatch(image_id, (arr.shape[1], arr.shape[0])))
-        return torch.from_numpy(arr).permute(2, 0, 1).contiguous().float().div_(255.0)
+        x = torch.from_numpy(arr).permute(2, 0, 1).contiguous().float().div_(255.0)
+        return self._amplify(x)
+
+    def _amplify(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply ``intensity_ratio`` (a gain, or ``"auto"``: per image, see
+        :func:`darkseg.raw.exposure.estimate_ratio`), then clip to [0, 1]. For dark linear RAW images
+        (e.g. LIS ``RAW_Dark`` PNGs) that were not brightened when they were written."""
+        from darkseg.raw.exposure import resolve_ratio
+
+        r = resolve_ratio(self.intensity_ratio, x)
+        return x if r == 1.0 else x.mul_(r).clamp_(0.0, 1.0)
 
     # ------------------------------------------------------------------ Dataset API
     def __len__(self) -> int:

@@ -112,6 +112,7 @@ def lis_dataset(
     image_ext: str | None = None,
     class_names: Sequence[str] | None = None,
     aliases: dict[str, Sequence[str]] | None = None,
+    intensity_ratio: float | str = 1.0,
 ) -> CocoInstances:
     """A LIS split as :class:`CocoInstances` with the canonical 8 classes (or ``class_names``, e.g. a
     model's COCO-named classes, matched through :data:`LIS_ALIASES`).
@@ -119,6 +120,7 @@ def lis_dataset(
     Either ``root`` (the standard layout) or explicit ``ann_file`` + ``image_dir``. When the files'
     ``file_name`` has no folder and ``<image_dir>/JPEGImages`` exists, that folder is used.
     ``image_ext`` (e.g. ``".png"``) replaces the file suffix, to use the JPG annotations with RAW PNGs.
+    ``intensity_ratio``: gain on every image (or ``"auto"``, per image), see :class:`CocoInstances`.
     """
     if ann_file is None:
         if root is None:
@@ -137,6 +139,7 @@ def lis_dataset(
         transforms=transforms,
         recompute_area=recompute_area,
         image_ext=image_ext,
+        intensity_ratio=intensity_ratio,
     )
     sub = Path(image_dir) / "JPEGImages"
     if sub.is_dir() and ds.ids:
