@@ -51,6 +51,7 @@ __all__ = [
     "sensor_fractions",
     "sensor_combine",
     "sensor_cells",
+    "lis_raw_path",
 ]
 
 #: the network-input renderings (see the module docstring)
@@ -130,6 +131,28 @@ def sensor_cells(linear):
         return x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
     x = np.asarray(linear, np.float32)[..., [0, 1, 2, 1]]
     return np.repeat(np.repeat(x, 2, axis=0), 2, axis=1)
+
+
+def lis_raw_path(packed: np.ndarray, out_size: tuple[int, int], quantize_8bit: bool = True) -> np.ndarray:
+    """Reference simulation of the real LIS RAW test path, from full-sensor planes to the network input.
+
+    ``packed`` ``(Hb, Wb, 4)`` (R, G1, B, G2) planes of the whole sensor in ``[0, 1]`` -> 2x2 binning
+    ``(R, (G1 + G2) / 2, B)`` -> OpenCV bilinear resize to ``2 x out_size`` (the 1200 x 800 PNG; LIS:
+    ``out_size`` 600 x 400) -> 8-bit rounding -> nearest 0.5x at test time (even rows and columns).
+    NumPy only (OpenCV); for tests and benchmarks of the ``"sensor"`` rendering.
+
+    Args:
+        packed: the sensor planes.
+        out_size: ``(W, H)`` of the network input.
+    """
+    import cv2
+
+    w, h = int(out_size[0]), int(out_size[1])
+    binned = bin2x2(np.asarray(packed, np.float32)).astype(np.float32)
+    png = cv2.resize(binned * 255.0, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
+    if quantize_8bit:
+        png = np.clip(np.rint(png), 0, 255)
+    return np.ascontiguousarray(png[0::2, 0::2] / 255.0, dtype=np.float32)
 
 
 def render(packed, opts: RenderOptions, params: UnprocessParams | None = None):
