@@ -395,7 +395,7 @@ def ft_parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pretrain-batch", type=int, default=2, help="per process (torchrun: x processes)")
     p.add_argument("--pretrain-lr", type=float, default=0.02)
     p.add_argument("--pretrain-evals", type=int, default=7, help="clean-val evaluations during stage 1")
-    p.add_argument("--iters", type=int, default=90, help="stage-2 iterations per run")
+    p.add_argument("--iters", type=int, default=110, help="stage-2 iterations per run")
     p.add_argument("--batch", type=int, default=2, help="stage-2 batch")
     p.add_argument("--lr", type=float, default=0.01, help="stage-2 base lr (paper: 0.01)")
     p.add_argument("--train-camera", default="CanonEOS5D4")
