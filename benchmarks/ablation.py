@@ -334,6 +334,8 @@ FT_VARIANTS: dict[str, tuple[str, list[str], bool]] = {
 }
 #: the reference of the paired differences
 FT_REF = "plain"
+#: the docs subsection whose body ``--write-docs`` replaces
+FT_DOCS_HEADER = "### Pretrain → fine-tune: results"
 #: classes of the fine-tune preset's scenes (the six default ones + four: two of them differ from
 #: ``box`` / ``disc`` only by a fine texture)
 FT_CLASSES = (
@@ -421,6 +423,10 @@ def ft_parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--test-ann", default=None)
     p.add_argument("--epochs", type=int, default=12, help="paper scale: stage-2 epochs")
     args = p.parse_args(argv)
+    if args.scale == "paper" and "none" in args.variants:
+        # the COCO model predicts 80 classes, the fine-tuned ones the config's: not one evaluation
+        print("--scale paper: variant 'none' (the COCO model itself) is not evaluated; skipped")
+        args.variants = [v for v in args.variants if v != "none"]
     if args.scale == "paper":
         missing = [
             k
@@ -864,7 +870,7 @@ def ft_main(argv=None) -> int:
     text = ft_report(args, csv_path)
     print("\n" + text)
     if args.write_docs:
-        write_docs(args.docs, text, header="### Pretrain → fine-tune")
+        write_docs(args.docs, text, header=FT_DOCS_HEADER)
         print(f"wrote the tables into {args.docs}")
     return 0
 

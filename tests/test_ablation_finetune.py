@@ -68,7 +68,7 @@ def test_finetune_preset_tiny(ablation, tmp_path):
     assert cfg.train.lr_mult == {"awd": 2.0, "scb": 2.0} and cfg.model.frozen_bn
     assert cfg.synth.camera == "CanonEOS5D4" and cfg.synth.output == "rgb"
     text = docs.read_text()
-    assert "### Pretrain → fine-tune" in text and "Paired difference to (2)" in text
+    assert ablation.FT_DOCS_HEADER in text and "Paired difference to (2)" in text
     assert text.rstrip().endswith("kept")
     # resumable: a second call finds every run in the CSV and trains nothing
     mtime = csv_path.stat().st_mtime_ns
