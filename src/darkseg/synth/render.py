@@ -7,10 +7,11 @@ optional ISP steps (white balance, brightening, CCM, gamma, tone curve; all off 
 whose output is ``uint8`` again). Channels are **R, G, B**; ``legacy_swap_rb`` returns B, G, R like
 the original code's synthetic images (spec 6.7).
 
-``"binned"`` output: the real LIS RAW PNGs' rendering steps applied to the training image: 2x2 binning ``[R, (G1 + G2) / 2, B]`` at half resolution, bilinear 2x
-upsampling back to the full size (:func:`darkseg.raw.bayer.upsample2x_bilinear`), optional ISP steps,
-optional 8-bit rounding (LIS rounds after the resize). Same shape and channels as ``"rgb"``; it matches
-the test images' colour rendering (binning, no demosaic), not their noise (see below).
+``"binned"`` output: the real LIS RAW PNGs' rendering steps applied to the training image: 2x2
+binning ``[R, (G1 + G2) / 2, B]`` at half resolution, bilinear 2x upsampling back to the full size
+(:func:`darkseg.raw.bayer.upsample2x_bilinear`), optional ISP steps, optional 8-bit rounding (LIS
+rounds after the resize). Same shape and channels as ``"rgb"``; it matches the test images' colour
+rendering (binning, no demosaic), not their noise (see below).
 
 ``"binned"`` reproduces the *rendering* of the LIS PNGs but not their *noise statistics*: LIS binned
 the planes of the full sensor (about 3372 x 2251 binned pixels), resized them to 1200 x 800 (bilinear)
