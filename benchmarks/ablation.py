@@ -818,24 +818,45 @@ def ft_verdicts(agg: dict, r1: str, r2: str) -> list[str]:
     return out
 
 
-def ft_stage1_text(args) -> str:
+def ft_stage1_record(args, csv_path: Path) -> dict | None:
+    """Stage 1's clean-val AP curve, kept next to the results CSV (``<csv stem>_stage1.json``, committed)
+    so that the report can be regenerated without the run folder."""
     import json as _json
 
+    from darkseg.utils.io import atomic_write_json
+
+    rec_path = csv_path.with_name(csv_path.stem + "_stage1.json")
     s = args.out / "stage1" / "summary.json"
-    if args.scale == "paper" or not s.is_file():
+    if args.scale == "cpu" and s.is_file() and (args.out / "stage1" / "final.pth").is_file():
+        summ = _json.loads(s.read_text())
+        hist = {int(k): v for k, v in summ.get("eval_history", {}).items()}
+        if summ.get("eval"):
+            hist[summ["iterations"]] = summ["eval"]
+        rec = {
+            "iterations": summ["iterations"],
+            "world_size": summ.get("world_size", 1),
+            "batch_per_process": args.pretrain_batch,
+            "seconds": summ["seconds"],
+            "loss_first": summ["loss_first"],
+            "loss_last": summ["loss_last"],
+            "sha256": _sha256(args.out / "stage1" / "final.pth"),
+            "clean_val": {
+                str(k): {iou: round(100 * v[iou]["AP"], 2) for iou in ("segm", "bbox")}
+                for k, v in sorted(hist.items())
+            },
+        }
+        atomic_write_json(rec_path, rec, indent=2)
+    return _json.loads(rec_path.read_text()) if rec_path.is_file() else None
+
+
+def ft_stage1_text(rec: dict | None) -> str:
+    if rec is None:
         return ""
-    summ = _json.loads(s.read_text())
-    hist = {int(k): v for k, v in summ.get("eval_history", {}).items()}
-    if summ.get("eval"):
-        hist[summ["iterations"]] = summ["eval"]
-    curve = ", ".join(
-        f"{k}: {100 * v['segm']['AP']:.1f}/{100 * v['bbox']['AP']:.1f}" for k, v in sorted(hist.items())
-    )
+    curve = ", ".join(f"{k}: {v['segm']:.1f}/{v['bbox']:.1f}" for k, v in rec["clean_val"].items())
     return (
-        f"Stage 1 (plain ResNet-18 Mask R-CNN on clean sRGB scenes, {summ['iterations']} iterations x "
-        f"batch {args.pretrain_batch} x {summ.get('world_size', 1)} process(es), "
-        f"{summ['seconds'] / 60:.0f} min): clean-val segm/box AP by "
-        f"iteration: {curve}."
+        f"Stage 1 (plain ResNet-18 Mask R-CNN on clean sRGB scenes, {rec['iterations']} iterations x "
+        f"batch {rec['batch_per_process']} x {rec['world_size']} process(es), {rec['seconds'] / 60:.0f} "
+        f"min, checkpoint {rec['sha256']}): clean-val segm/box AP by iteration: {curve}."
     )
 
 
@@ -887,7 +908,15 @@ def ft_report(args, csv_path: Path) -> str:
         f"Results file: `benchmarks/results/{csv_path.name}` ({len(runs)} finished runs, "
         f"{cpu_h:.1f} process-hours of stage-2 training + evaluation)."
     )
-    parts = [scale, "", ft_stage1_text(args), "", ft_tables(agg, r1, r2), "", *ft_verdicts(agg, r1, r2)]
+    parts = [
+        scale,
+        "",
+        ft_stage1_text(ft_stage1_record(args, csv_path)),
+        "",
+        ft_tables(agg, r1, r2),
+        "",
+        *ft_verdicts(agg, r1, r2),
+    ]
     return "\n".join(p for p in parts if p is not None)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 
 import pytest
@@ -67,6 +68,8 @@ def test_finetune_preset_tiny(ablation, tmp_path):
     assert cfg.model.awd and cfg.model.scb and cfg.train.dsl and not cfg.model.scb_zero_init
     assert cfg.train.lr_mult == {"awd": 2.0, "scb": 2.0} and cfg.model.frozen_bn
     assert cfg.synth.camera == "CanonEOS5D4" and cfg.synth.output == "rgb"
+    rec = json.loads((tmp_path / "results_stage1.json").read_text())
+    assert rec["iterations"] == 2 and set(rec["clean_val"]) == {"1", "2"}
     text = docs.read_text()
     assert ablation.FT_DOCS_HEADER in text and "Paired difference to (2)" in text
     assert text.rstrip().endswith("kept")
