@@ -412,6 +412,12 @@ def ft_parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--write-docs", action="store_true")
     p.add_argument("--docs", type=Path, default=REPO / "docs" / "benchmarks.md")
     p.add_argument(
+        "--tag",
+        default="",
+        help="names a further study on the same stage-1 model (e.g. longer stage 2): its own CSV and docs "
+        "subsection",
+    )
+    p.add_argument(
         "--set", dest="extra", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for both stages"
     )
     # paper scale (GPU)
@@ -439,7 +445,7 @@ def ft_parse_args(argv=None) -> argparse.Namespace:
 
 
 def ft_study_name(args: argparse.Namespace) -> str:
-    return f"finetune_{args.scale}"
+    return f"finetune_{args.scale}" + (f"_{args.tag}" if args.tag else "")
 
 
 def ft_scene_cfg(args):
@@ -891,7 +897,7 @@ def ft_main(argv=None) -> int:
     text = ft_report(args, csv_path)
     print("\n" + text)
     if args.write_docs:
-        write_docs(args.docs, text, header=FT_DOCS_HEADER)
+        write_docs(args.docs, text, header=FT_DOCS_HEADER + (f" ({args.tag})" if args.tag else ""))
         print(f"wrote the tables into {args.docs}")
     return 0
 
