@@ -369,6 +369,7 @@ CSV_FIELDS = (
     "total_seconds",
     "stage1_sha256",
     "finished",
+    "status",
 )
 
 
@@ -606,6 +607,10 @@ def ft_stage2_config(args: argparse.Namespace, paths: dict[str, Path], variant: 
     return load_config(base, common + sched + extra + list(args.extra))
 
 
+def _ap100(v: float) -> float:
+    return v if math.isnan(v) else round(100 * max(v, 0.0), 2)
+
+
 def _metrics_rows(study, variant, seed, metrics, extra) -> list[dict]:
     rows = []
     for test, per in metrics.items():
@@ -618,9 +623,7 @@ def _metrics_rows(study, variant, seed, metrics, extra) -> list[dict]:
                     "seed": seed,
                     "test": test,
                     "iou": iou,
-                    "AP": round(100 * max(m["AP"], 0.0), 2),
-                    "AP50": round(100 * max(m["AP50"], 0.0), 2),
-                    "AP75": round(100 * max(m["AP75"], 0.0), 2),
+                    **{k: _ap100(m[k]) for k in ("AP", "AP50", "AP75")},
                     **extra,
                 }
             )
@@ -637,8 +640,9 @@ def read_csv(path: Path) -> list[dict]:
     for r in rows:
         r["seed"] = int(r["seed"])
         for k in ("AP", "AP50", "AP75", "train_seconds", "total_seconds"):
-            r[k] = float(r[k])
+            r[k] = float(r[k]) if r[k] not in ("", None) else float("nan")
         r["iterations"] = int(r["iterations"])
+        r["status"] = r.get("status") or "ok"
     return rows
 
 
@@ -688,11 +692,32 @@ def ft_run_one(args, paths, variant: str, seed: int, init: Path, csv_path: Path)
     if done:
         return done
     t0 = time.perf_counter()
-    run_dir = args.out / variant / f"seed{seed}"
+    run_dir = args.out / (f"{args.tag}_{variant}" if args.tag else variant) / f"seed{seed}"
     trains = FT_VARIANTS[variant][2]
     if trains:
+        from darkseg.engine.train import TrainingError
+
         cfg = ft_stage2_config(args, paths, variant, seed, init)
-        summary = train(cfg, run_dir, resume=False, progress=False)
+        try:
+            summary = train(cfg, run_dir, resume=False, progress=False)
+        except TrainingError as exc:
+            if "non-finite loss" not in str(exc):
+                raise
+            # a diverged run is a result too: kept in the CSV without AP, reported as diverged
+            print(f"{variant} seed {seed}: diverged ({str(exc)[:120]})", flush=True)
+            nan = {"AP": float("nan"), "AP50": float("nan"), "AP75": float("nan")}
+            metrics = {t: {"segm": nan, "bbox": nan} for t in ("dark", "dark_harsh", "clean")}
+            extra = {
+                "iterations": int(str(exc).split("iteration ")[1].split(":")[0]),
+                "train_seconds": round(time.perf_counter() - t0, 1),
+                "total_seconds": round(time.perf_counter() - t0, 1),
+                "stage1_sha256": _sha256(init),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "status": "diverged",
+            }
+            rows = _metrics_rows(study, variant, seed, metrics, extra)
+            append_csv(csv_path, rows)
+            return rows
         model_path, iters, secs = Path(summary["final_model"]), summary["iterations"], summary["seconds"]
         class_names = list(cfg.model.class_names)
     else:
@@ -710,6 +735,7 @@ def ft_run_one(args, paths, variant: str, seed: int, init: Path, csv_path: Path)
         "total_seconds": round(time.perf_counter() - t0, 1),
         "stage1_sha256": _sha256(init),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "status": "ok",
     }
     rows = _metrics_rows(study, variant, seed, metrics, extra)
     append_csv(csv_path, rows)
@@ -744,8 +770,10 @@ def ft_aggregate(rows: list[dict], study: str) -> dict:
         if not rs:
             continue
         row: dict = {"label": FT_VARIANTS[v][0], "seeds": sorted({r["seed"] for r in rs})}
-        row["train_seconds"] = _mean_std([r["train_seconds"] for r in rs])[0]
-        row["iterations"] = max(r["iterations"] for r in rs)
+        row["diverged"] = sorted({r["seed"] for r in rs if r["status"] == "diverged"})
+        rs = [r for r in rs if r["status"] != "diverged"]
+        row["train_seconds"] = _mean_std([r["train_seconds"] for r in rs])[0] if rs else float("nan")
+        row["iterations"] = max((r["iterations"] for r in rs), default=0)
         for test, iou in FT_COLUMNS:
             row[(test, iou)] = {r["seed"]: r["AP"] for r in rs if r["test"] == test and r["iou"] == iou}
         out[v] = row
@@ -776,8 +804,9 @@ def ft_tables(agg: dict, r1: str, r2: str) -> str:
     lines = [head, "|" + "---|" * (len(FT_COLUMNS) + 4)]
     for row in agg.values():
         cells = [_cell(row[c]) for c in FT_COLUMNS]
+        div = f" (diverged: seed {', '.join(map(str, row['diverged']))})" if row["diverged"] else ""
         lines.append(
-            f"| {row['label']} | {len(row['seeds'])} | "
+            f"| {row['label']}{div} | {len(row['seeds']) - len(row['diverged'])} | "
             + " | ".join(cells)
             + f" | {row['iterations']} | {row['train_seconds']:.0f} |"
         )
