@@ -840,6 +840,10 @@ def ft_verdicts(agg: dict, r1: str, r2: str) -> list[str]:
     for v, row in agg.items():
         if v == FT_REF:
             continue
+        if row["diverged"] and len(row["diverged"]) == len(row["seeds"]):
+            out.append(f"* {row['label']}: diverged (non-finite loss) at every seed; no AP.")
+            continue
+        sign = -1.0 if v == "none" else 1.0  # (1) is read as "what fine-tuning (2) adds to it"
         parts = []
         for test in ("dark", "dark_harsh", "clean"):
             d = paired_diff(row[(test, "segm")], ref[(test, "segm")])
@@ -847,9 +851,13 @@ def ft_verdicts(agg: dict, r1: str, r2: str) -> list[str]:
                 parts.append(f"{names[test]}: fewer than 2 paired seeds")
                 continue
             m, half, _, _ = d
+            m *= sign
             word = "helps" if m - half > 0 else "hurts" if m + half < 0 else "within noise"
-            parts.append(f"{names[test]} {m:+.1f} ({word})")
-        out.append(f"* {row['label']} vs (2), segm AP: " + "; ".join(parts) + ".")
+            parts.append(f"{names[test]} {m:+.1f} ± {half:.1f} ({word})")
+        what = (
+            "(2) vs (1), i.e. fine-tuning on synthetic low-light" if v == "none" else f"{row['label']} vs (2)"
+        )
+        out.append(f"* {what}, segm AP (95 % interval half-width): " + "; ".join(parts) + ".")
     return out
 
 
