@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -290,32 +291,684 @@ def verdicts(agg: dict[str, dict]) -> list[str]:
     return out
 
 
-def write_docs(path: Path, text: str) -> None:
-    """Replace the body of the ``### The paper's ablation`` subsection of ``path`` (or, without one, of
-    the ``## Ablation`` section), up to the next header; the demo subsection is kept."""
+def write_docs(path: Path, text: str, header: str = "### The paper's ablation") -> None:
+    """Replace the body of the subsection starting with ``header`` in ``path``, up to the next ``##``
+    or ``###`` header. Without such a subsection it is added at the end of the ``## Ablation`` section
+    (created at the end of the file when missing)."""
     from darkseg.utils.io import atomic_open
 
     doc = path.read_text(encoding="utf-8")
     lines = doc.splitlines(keepends=True)
-    sub = next((i for i, line in enumerate(lines) if line.startswith("### The paper's ablation")), None)
-    start = (
-        sub
-        if sub is not None
-        else next((i for i, line in enumerate(lines) if line.startswith("## Ablation")), None)
-    )
+    start = next((i for i, line in enumerate(lines) if line.startswith(header)), None)
     if start is None:
-        lines += ["\n", "## Ablation (`benchmarks/ablation.py`)\n"]
-        start = len(lines) - 1
-    stops = ("## ", "### ") if sub is not None else ("## ",)
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(stops)), len(lines))
+        sec = next((i for i, line in enumerate(lines) if line.startswith("## Ablation")), None)
+        if sec is None:
+            lines += ["\n", "## Ablation (`benchmarks/ablation.py`)\n"]
+            sec = len(lines) - 1
+        end = next((i for i in range(sec + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        lines[end:end] = ["\n", header.rstrip("\n") + "\n", "\n"]
+        start = end + 1
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(("## ", "### "))), len(lines))
     new = lines[: start + 1] + ["\n", text.rstrip() + "\n", "\n"] + lines[end:]
     with atomic_open(path, "w") as fh:
         fh.write("".join(new).rstrip() + "\n")
 
 
+# ====================================================================== pretrain -> fine-tune preset
+#: Fine-tune variants: row label, config overrides (applied to the stage-2 config), whether it trains.
+FT_VARIANTS: dict[str, tuple[str, list[str], bool]] = {
+    "none": ("(1) none: the clean pretrained model, no fine-tuning", [], False),
+    "plain": (
+        "(2) plain, fine-tuned on synthetic low-light",
+        ["train.dsl=false", "model.awd=false", "model.scb=false"],
+        True,
+    ),
+    "awd": ("(3) + AWD", ["train.dsl=false", "model.awd=true", "model.scb=false"], True),
+    "scb": ("(4) + SCB", ["train.dsl=false", "model.awd=false", "model.scb=true"], True),
+    "dsl": ("(5) + DSL", ["train.dsl=true", "model.awd=false", "model.scb=false"], True),
+    "full": ("(6) AWD + SCB + DSL", ["train.dsl=true", "model.awd=true", "model.scb=true"], True),
+    "sensor": (
+        "(7) plain, fine-tuned on the `sensor` rendering",
+        ["train.dsl=false", "model.awd=false", "model.scb=false", "synth.output=sensor"],
+        True,
+    ),
+}
+#: the reference of the paired differences
+FT_REF = "plain"
+#: the docs subsection whose body ``--write-docs`` replaces
+FT_DOCS_HEADER = "### Pretrain → fine-tune: results"
+#: classes of the fine-tune preset's scenes (the six default ones + four: two of them differ from
+#: ``box`` / ``disc`` only by a fine texture)
+FT_CLASSES = (
+    "disc", "box", "triangle", "ring", "star", "cross", "tile", "coin", "hexagon", "moon",
+)  # fmt: skip
+#: the columns of the results table: (test set, IoU type)
+FT_COLUMNS = (
+    ("dark", "segm"),
+    ("dark", "bbox"),
+    ("dark_harsh", "segm"),
+    ("dark_harsh", "bbox"),
+    ("clean", "segm"),
+    ("clean", "bbox"),
+)
+FT_TEST_NAMES = {
+    "dark": "dark (ratio {r1})",
+    "dark_harsh": "harsh dark (ratio {r2})",
+    "clean": "clean",
+}
+CSV_FIELDS = (
+    "study",
+    "variant",
+    "seed",
+    "test",
+    "iou",
+    "AP",
+    "AP50",
+    "AP75",
+    "iterations",
+    "train_seconds",
+    "total_seconds",
+    "stage1_sha256",
+    "finished",
+    "status",
+)
+
+
+def ft_parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Pretrain -> fine-tune ablation (the paper's protocol at small scale); see the module "
+        "docstring and docs/benchmarks.md"
+    )
+    p.add_argument("--preset", choices=("finetune",), required=True)
+    p.add_argument("--scale", choices=("cpu", "paper"), default="cpu")
+    p.add_argument("--out", type=Path, default=Path("runs/ablation_finetune"))
+    p.add_argument(
+        "--stage",
+        choices=("all", "data", "pretrain", "finetune", "report"),
+        default="all",
+        help="data: scenes + test renderings only (run it once before a torchrun stage-1 launch)",
+    )
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--variants", nargs="+", default=list(FT_VARIANTS), choices=list(FT_VARIANTS))
+    p.add_argument("--size", type=int, nargs=2, default=(256, 192), metavar=("W", "H"))
+    p.add_argument("--train-images", type=int, default=600)
+    p.add_argument("--val-images", type=int, default=40, help="clean val scenes (stage-1 AP curve)")
+    p.add_argument("--test-images", type=int, default=50)
+    p.add_argument("--clutter", type=int, default=12, help="unannotated strokes/specks per scene")
+    p.add_argument("--pretrain-iters", type=int, default=1000)
+    p.add_argument("--pretrain-batch", type=int, default=2, help="per process (torchrun: x processes)")
+    p.add_argument("--pretrain-lr", type=float, default=0.02)
+    p.add_argument("--pretrain-evals", type=int, default=7, help="clean-val evaluations during stage 1")
+    p.add_argument("--iters", type=int, default=110, help="stage-2 iterations per run")
+    p.add_argument("--batch", type=int, default=2, help="stage-2 batch")
+    p.add_argument("--lr", type=float, default=0.01, help="stage-2 base lr (paper: 0.01)")
+    p.add_argument("--train-camera", default="CanonEOS5D4")
+    p.add_argument("--test-camera", default="SonyA7S2", help="camera profile of the dark test sets")
+    p.add_argument("--ratio", type=float, nargs=2, default=(10.0, 100.0), help="training ratio range")
+    p.add_argument("--harsh-ratio", type=float, nargs=2, default=(100.0, 300.0))
+    p.add_argument("--test-output", default="sensor", help="synth.output of the dark test sets")
+    p.add_argument("--data-seed", type=int, default=2000)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--results", type=Path, default=None, help="CSV (default benchmarks/results/<study>.csv)")
+    p.add_argument("--write-docs", action="store_true")
+    p.add_argument("--docs", type=Path, default=REPO / "docs" / "benchmarks.md")
+    p.add_argument(
+        "--tag",
+        default="",
+        help="names a further study on the same stage-1 model (e.g. longer stage 2): its own CSV and docs "
+        "subsection",
+    )
+    p.add_argument(
+        "--set", dest="extra", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for both stages"
+    )
+    # paper scale (GPU)
+    p.add_argument("--config", default=None, help="stage-2 base config (paper: syncoco2lis_awd_scb_dsl)")
+    p.add_argument("--pretrained", default=None, help="paper scale: the COCO Mask R-CNN checkpoint (stage 1)")
+    p.add_argument("--train-dir", default=None, help="paper scale: COCO-format training images")
+    p.add_argument("--train-ann", default=None, help="paper scale: their annotation file")
+    p.add_argument("--test-dir", default=None, help="paper scale: COCO-format test scenes (sRGB)")
+    p.add_argument("--test-ann", default=None)
+    p.add_argument("--epochs", type=int, default=12, help="paper scale: stage-2 epochs")
+    args = p.parse_args(argv)
+    if args.scale == "paper" and "none" in args.variants:
+        # the COCO model predicts 80 classes, the fine-tuned ones the config's: not one evaluation
+        print("--scale paper: variant 'none' (the COCO model itself) is not evaluated; skipped")
+        args.variants = [v for v in args.variants if v != "none"]
+    if args.scale == "paper":
+        missing = [
+            k
+            for k in ("pretrained", "train_dir", "train_ann", "test_dir", "test_ann")
+            if not getattr(args, k)
+        ]
+        if missing:
+            p.error("--scale paper needs " + ", ".join("--" + m.replace("_", "-") for m in missing))
+    return args
+
+
+def ft_study_name(args: argparse.Namespace) -> str:
+    return f"finetune_{args.scale}" + (f"_{args.tag}" if args.tag else "")
+
+
+def ft_scene_cfg(args):
+    from darkseg.data.scenes import SceneConfig
+
+    return SceneConfig(min_objects=4, max_objects=9, clutter=args.clutter)
+
+
+def ft_make_data(args: argparse.Namespace) -> dict[str, Path]:
+    """Scenes (train / val / test) and the test renderings; everything is reused when already there."""
+    from darkseg.data.scenes import generate_scenes
+    from darkseg.engine.demo import write_low_light_set
+    from darkseg.synth import SynthConfig
+
+    data = args.out / "data"
+    paths: dict[str, Path] = {}
+    if args.scale == "paper":
+        paths["train_images"], paths["train_ann"] = Path(args.train_dir), Path(args.train_ann)
+        paths["test_images"], paths["test_ann"] = Path(args.test_dir), Path(args.test_ann)
+    else:
+        size, classes, scfg = tuple(args.size), FT_CLASSES, ft_scene_cfg(args)
+
+        def scenes(name: str, n: int, seed: int) -> tuple[Path, Path]:
+            d = data / name
+            if (d / "annotations.json").is_file():
+                return d / "images", d / "annotations.json"
+            return generate_scenes(d, n, size, seed, classes, cfg=scfg, progress=False)
+
+        paths["train_images"], paths["train_ann"] = scenes("train", args.train_images, args.data_seed)
+        paths["val_images"], paths["val_ann"] = scenes("val", args.val_images, args.data_seed + 3)
+        paths["test_images"], paths["test_ann"] = scenes("test", args.test_images, args.data_seed + 1)
+    base = {"camera": args.test_camera, "output": args.test_output}
+    for key, ratio, seed in (("dark", args.ratio, 2), ("dark_harsh", args.harsh_ratio, 4)):
+        cfg = SynthConfig(**{**base, "ratio_range": tuple(ratio)})
+        clean = data / "clean" if key == "dark" else None
+        if not (data / key / "annotations.json").is_file():
+            write_low_light_set(
+                paths["test_images"],
+                paths["test_ann"],
+                data / key,
+                cfg,
+                args.data_seed + seed,
+                clean_out_dir=clean,
+                progress=False,
+            )
+        paths[key] = data / key / "images"
+    paths["clean"] = data / "clean" / "images"
+    paths["ann_png"] = data / "dark" / "annotations.json"
+    return paths
+
+
+def _size_overrides(args) -> list[str]:
+    if args.scale == "paper":
+        return []
+    w, h = args.size
+    return [f"model.min_size={h}", f"model.max_size={w}", f"data.min_size={h}", f"data.max_size={w}"]
+
+
+def _classes_override() -> str:
+    return "model.class_names=[" + ", ".join(FT_CLASSES) + "]"
+
+
+def ft_pretrain(args: argparse.Namespace, paths: dict[str, Path]) -> Path:
+    """Stage 1: a plain Mask R-CNN on the clean sRGB scenes (CPU scale); the paper scale uses the given
+    COCO checkpoint. Resumable (``last.pth`` every 50 iterations)."""
+    from darkseg.config import load_config
+    from darkseg.engine.train import train
+
+    if args.scale == "paper":
+        return Path(args.pretrained)
+    run_dir = args.out / "stage1"
+    final = run_dir / "final.pth"
+    if (run_dir / "summary.json").is_file() and final.is_file():
+        return final
+    it = args.pretrain_iters
+    overrides = [
+        f"data.train.image_dir={paths['train_images']}",
+        f"data.train.ann_file={paths['train_ann']}",
+        f"data.val.image_dir={paths['val_images']}",
+        f"data.val.ann_file={paths['val_ann']}",
+        _classes_override(),
+        *_size_overrides(args),
+        "synth=null",
+        "train.dsl=false",
+        "model.awd=false",
+        "model.scb=false",
+        f"train.max_iters={it}",
+        f"train.batch_size={args.pretrain_batch}",
+        f"train.lr={args.pretrain_lr}",
+        f"train.warmup_iters={max(1, it // 20)}",
+        f"train.lr_steps=[{int(it * 0.75)}, {int(it * 0.92)}]",
+        "train.checkpoint_every=50",
+        f"train.eval_every={max(1, it // args.pretrain_evals)}",
+        "train.eval_at_end=true",
+        f"train.log_every={max(1, it // 20)}",
+        "train.seed=0",
+        f"train.device={args.device}",
+        *args.extra,
+    ]
+    cfg = load_config("demo", overrides)
+    resume = (run_dir / "last.pth").is_file()
+    train(cfg, run_dir, resume=resume, progress=False)
+    return final
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def ft_stage2_config(args: argparse.Namespace, paths: dict[str, Path], variant: str, seed: int, init: Path):
+    """Stage-2 config of one run: from the stage-1 checkpoint, paper initialisation of the new modules
+    (PyTorch defaults, ``scb_zero_init: false``), frozen BN and stem + stage 1 (mmdet ``norm_eval``,
+    ``frozen_stages: 1``), lr x2 for AWD/SCB."""
+    from darkseg.config import load_config
+
+    _, extra, _ = FT_VARIANTS[variant]
+    common = [
+        f"data.train.image_dir={paths['train_images']}",
+        f"data.train.ann_file={paths['train_ann']}",
+        "data.val=null",
+        f"train.init_from={init}",
+        "model.scb_zero_init=false",
+        "model.frozen_bn=true",
+        "model.frozen_stages=1",
+        "train.lr_mult={awd: 2.0, scb: 2.0}",
+        f"synth.camera={args.train_camera}",
+        f"synth.ratio_range=[{args.ratio[0]}, {args.ratio[1]}]",
+        "train.eval_at_end=false",
+        f"train.seed={seed}",
+        f"train.device={args.device}",
+    ]
+    if args.scale == "paper":
+        base = args.config or "syncoco2lis_awd_scb_dsl"
+        sched = [f"train.epochs={args.epochs}"]
+    else:
+        base = args.config or "demo"
+        it = args.iters
+        sched = [
+            _classes_override(),
+            *_size_overrides(args),
+            "train.epochs=null",
+            f"train.max_iters={it}",
+            f"train.batch_size={args.batch}",
+            f"train.lr={args.lr}",
+            f"train.warmup_iters={max(1, it // 10)}",
+            f"train.lr_steps=[{int(it * 0.75)}, {int(it * 0.92)}]",
+            "train.lr_step_unit=iter",
+            "train.grad_clip=null",
+            "train.checkpoint_every=0",
+            f"train.log_every={max(1, it // 5)}",
+        ]
+    return load_config(base, common + sched + extra + list(args.extra))
+
+
+def _ap100(v: float) -> float:
+    return v if math.isnan(v) else round(100 * max(v, 0.0), 2)
+
+
+def _metrics_rows(study, variant, seed, metrics, extra) -> list[dict]:
+    rows = []
+    for test, per in metrics.items():
+        for iou in ("segm", "bbox"):
+            m = per[iou]
+            rows.append(
+                {
+                    "study": study,
+                    "variant": variant,
+                    "seed": seed,
+                    "test": test,
+                    "iou": iou,
+                    **{k: _ap100(m[k]) for k in ("AP", "AP50", "AP75")},
+                    **extra,
+                }
+            )
+    return rows
+
+
+def read_csv(path: Path) -> list[dict]:
+    import csv
+
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        r["seed"] = int(r["seed"])
+        for k in ("AP", "AP50", "AP75", "train_seconds", "total_seconds"):
+            r[k] = float(r[k]) if r[k] not in ("", None) else float("nan")
+        r["iterations"] = int(r["iterations"])
+        r["status"] = r.get("status") or "ok"
+    return rows
+
+
+def append_csv(path: Path, rows: list[dict]) -> None:
+    """Add rows (one run's) to the results CSV; rewritten atomically, sorted, header first."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:  # two processes may finish runs at once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _append_csv_locked(path, rows)
+
+
+def _append_csv_locked(path: Path, rows: list[dict]) -> None:
+    import csv
+    import io
+
+    from darkseg.utils.io import atomic_write_bytes
+
+    old = read_csv(path)
+    keys = {(r["study"], r["variant"], r["seed"], r["test"], r["iou"]) for r in rows}
+    allrows = [
+        r for r in old if (r["study"], r["variant"], r["seed"], r["test"], r["iou"]) not in keys
+    ] + rows
+    order = {v: i for i, v in enumerate(FT_VARIANTS)}
+    allrows.sort(key=lambda r: (r["study"], r["seed"], order.get(r["variant"], 99), r["test"], r["iou"]))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for r in allrows:
+        w.writerow({k: r[k] for k in CSV_FIELDS})
+    atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+
+
+def ft_run_one(args, paths, variant: str, seed: int, init: Path, csv_path: Path) -> list[dict]:
+    """Fine-tune one variant with one seed (or, for ``none``, take the stage-1 model) and evaluate it
+    on the dark, harsh-dark and clean test sets; the rows go to the results CSV."""
+    from darkseg.data.build import build_dataset
+    from darkseg.engine.evaluate import evaluate_model
+    from darkseg.engine.train import train
+    from darkseg.models import load_model
+
+    study = ft_study_name(args)
+    done = [
+        r for r in read_csv(csv_path) if r["study"] == study and r["variant"] == variant and r["seed"] == seed
+    ]
+    if done:
+        return done
+    t0 = time.perf_counter()
+    run_dir = args.out / (f"{args.tag}_{variant}" if args.tag else variant) / f"seed{seed}"
+    trains = FT_VARIANTS[variant][2]
+    if trains:
+        from darkseg.engine.train import TrainingError
+
+        cfg = ft_stage2_config(args, paths, variant, seed, init)
+        try:
+            summary = train(cfg, run_dir, resume=False, progress=False)
+        except TrainingError as exc:
+            if "non-finite loss" not in str(exc):
+                raise
+            # a diverged run is a result too: kept in the CSV without AP, reported as diverged
+            print(f"{variant} seed {seed}: diverged ({str(exc)[:120]})", flush=True)
+            nan = {"AP": float("nan"), "AP50": float("nan"), "AP75": float("nan")}
+            metrics = {t: {"segm": nan, "bbox": nan} for t in ("dark", "dark_harsh", "clean")}
+            extra = {
+                "iterations": int(str(exc).split("iteration ")[1].split(":")[0]),
+                "train_seconds": round(time.perf_counter() - t0, 1),
+                "total_seconds": round(time.perf_counter() - t0, 1),
+                "stage1_sha256": _sha256(init),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "status": "diverged",
+            }
+            rows = _metrics_rows(study, variant, seed, metrics, extra)
+            append_csv(csv_path, rows)
+            return rows
+        model_path, iters, secs = Path(summary["final_model"]), summary["iterations"], summary["seconds"]
+        class_names = list(cfg.model.class_names)
+    else:
+        model_path, iters, secs = init, 0, 0.0
+        class_names = list(FT_CLASSES) if args.scale == "cpu" else None
+    model, mcfg = load_model(model_path, map_location=args.device)
+    class_names = class_names or list(mcfg["model_config"]["class_names"])
+    metrics = {}
+    for test in ("dark", "dark_harsh", "clean"):
+        ds = build_dataset("coco", paths[test], paths["ann_png"], class_names=class_names)
+        metrics[test] = evaluate_model(model, ds, device=args.device, progress=False)["metrics"]
+    extra = {
+        "iterations": iters,
+        "train_seconds": round(secs, 1),
+        "total_seconds": round(time.perf_counter() - t0, 1),
+        "stage1_sha256": _sha256(init),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "status": "ok",
+    }
+    rows = _metrics_rows(study, variant, seed, metrics, extra)
+    append_csv(csv_path, rows)
+    return rows
+
+
+# ------------------------------------------------------------------------------ paired statistics
+def t_quantile(df: int, q: float = 0.975) -> float:
+    """Student-t quantile (scipy)."""
+    from scipy.stats import t
+
+    return float(t.ppf(q, df))
+
+
+def paired_diff(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, float, int] | None:
+    """Mean paired difference a - b over the common seeds, its 95 % t-interval half-width and the
+    std of the differences; ``None`` with fewer than 2 common seeds."""
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    d = [a[s] - b[s] for s in seeds]
+    m, sd = _mean_std(d)
+    half = t_quantile(len(d) - 1) * sd / math.sqrt(len(d))
+    return m, half, sd, len(d)
+
+
+def ft_aggregate(rows: list[dict], study: str) -> dict:
+    """{variant: {"label", "seeds", (test, iou): {seed: AP}}}"""
+    out: dict[str, dict] = {}
+    for v in FT_VARIANTS:
+        rs = [r for r in rows if r["study"] == study and r["variant"] == v]
+        if not rs:
+            continue
+        row: dict = {"label": FT_VARIANTS[v][0], "seeds": sorted({r["seed"] for r in rs})}
+        row["diverged"] = sorted({r["seed"] for r in rs if r["status"] == "diverged"})
+        rs = [r for r in rs if r["status"] != "diverged"]
+        row["train_seconds"] = _mean_std([r["train_seconds"] for r in rs])[0] if rs else float("nan")
+        row["iterations"] = max((r["iterations"] for r in rs), default=0)
+        for test, iou in FT_COLUMNS:
+            row[(test, iou)] = {r["seed"]: r["AP"] for r in rs if r["test"] == test and r["iou"] == iou}
+        out[v] = row
+    return out
+
+
+def _cell(vals: dict[int, float]) -> str:
+    if not vals:
+        return "-"
+    m, s = _mean_std(list(vals.values()))
+    return f"{m:.1f} ± {s:.1f}"
+
+
+def _dcell(d) -> str:
+    if d is None:
+        return "-"
+    m, half, _, _ = d
+    return f"{m:+.1f} [{m - half:+.1f}, {m + half:+.1f}]"
+
+
+def ft_tables(agg: dict, r1: str, r2: str) -> str:
+    names = {t: FT_TEST_NAMES[t].format(r1=r1, r2=r2) for t in FT_TEST_NAMES}
+    head = (
+        "| variant | seeds | "
+        + " | ".join(f"{names[t]} {iou}" for t, iou in FT_COLUMNS)
+        + " | iters | train s |"
+    )
+    lines = [head, "|" + "---|" * (len(FT_COLUMNS) + 4)]
+    for row in agg.values():
+        cells = [_cell(row[c]) for c in FT_COLUMNS]
+        div = f" (diverged: seed {', '.join(map(str, row['diverged']))})" if row["diverged"] else ""
+        lines.append(
+            f"| {row['label']}{div} | {len(row['seeds']) - len(row['diverged'])} | "
+            + " | ".join(cells)
+            + f" | {row['iterations']} | {row['train_seconds']:.0f} |"
+        )
+    out = ["AP x100, mean ± std over seeds:", "", *lines, ""]
+    ref = agg.get(FT_REF)
+    if ref is None:
+        return "\n".join(out + ["(2) was not run: no paired differences."])
+    out += [
+        "Paired difference to (2) (same seed = same data order and synthetic noise stream), mean and "
+        "95 % t-interval over seeds:",
+        "",
+        "| variant | " + " | ".join(f"{names[t]} {iou}" for t, iou in FT_COLUMNS) + " |",
+        "|" + "---|" * (len(FT_COLUMNS) + 1),
+    ]
+    for v, row in agg.items():
+        if v == FT_REF:
+            continue
+        cells = [_dcell(paired_diff(row[c], ref[c])) for c in FT_COLUMNS]
+        out.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def ft_verdicts(agg: dict, r1: str, r2: str) -> list[str]:
+    """Plain statements from the paired 95 % intervals (segm AP): helps / hurts when the interval
+    excludes 0, otherwise within noise."""
+    ref = agg.get(FT_REF)
+    if ref is None:
+        return []
+    names = {t: FT_TEST_NAMES[t].format(r1=r1, r2=r2) for t in FT_TEST_NAMES}
+    out = []
+    for v, row in agg.items():
+        if v == FT_REF:
+            continue
+        if row["diverged"] and len(row["diverged"]) == len(row["seeds"]):
+            out.append(f"* {row['label']}: diverged (non-finite loss) at every seed; no AP.")
+            continue
+        sign = -1.0 if v == "none" else 1.0  # (1) is read as "what fine-tuning (2) adds to it"
+        parts = []
+        for test in ("dark", "dark_harsh", "clean"):
+            d = paired_diff(row[(test, "segm")], ref[(test, "segm")])
+            if d is None:
+                parts.append(f"{names[test]}: fewer than 2 paired seeds")
+                continue
+            m, half, _, _ = d
+            m *= sign
+            word = "helps" if m - half > 0 else "hurts" if m + half < 0 else "within noise"
+            parts.append(f"{names[test]} {m:+.1f} ± {half:.1f} ({word})")
+        what = (
+            "(2) vs (1), i.e. fine-tuning on synthetic low-light" if v == "none" else f"{row['label']} vs (2)"
+        )
+        out.append(f"* {what}, segm AP (95 % interval half-width): " + "; ".join(parts) + ".")
+    return out
+
+
+def ft_stage1_record(args, csv_path: Path) -> dict | None:
+    """Stage 1's clean-val AP curve, kept next to the results CSV (``<csv stem>_stage1.json``, committed)
+    so that the report can be regenerated without the run folder."""
+    import json as _json
+
+    from darkseg.utils.io import atomic_write_json
+
+    rec_path = csv_path.with_name(csv_path.stem + "_stage1.json")
+    s = args.out / "stage1" / "summary.json"
+    if args.scale == "cpu" and s.is_file() and (args.out / "stage1" / "final.pth").is_file():
+        summ = _json.loads(s.read_text())
+        hist = {int(k): v for k, v in summ.get("eval_history", {}).items()}
+        if summ.get("eval"):
+            hist[summ["iterations"]] = summ["eval"]
+        rec = {
+            "iterations": summ["iterations"],
+            "world_size": summ.get("world_size", 1),
+            "batch_per_process": args.pretrain_batch,
+            "seconds": summ["seconds"],
+            "loss_first": summ["loss_first"],
+            "loss_last": summ["loss_last"],
+            "sha256": _sha256(args.out / "stage1" / "final.pth"),
+            "clean_val": {
+                str(k): {iou: round(100 * v[iou]["AP"], 2) for iou in ("segm", "bbox")}
+                for k, v in sorted(hist.items())
+            },
+        }
+        atomic_write_json(rec_path, rec, indent=2)
+    return _json.loads(rec_path.read_text()) if rec_path.is_file() else None
+
+
+def ft_stage1_text(rec: dict | None) -> str:
+    if rec is None:
+        return ""
+    curve = ", ".join(f"{k}: {v['segm']:.1f}/{v['bbox']:.1f}" for k, v in rec["clean_val"].items())
+    return (
+        f"Stage 1 (plain ResNet-18 Mask R-CNN on clean sRGB scenes, {rec['iterations']} iterations x "
+        f"batch {rec['batch_per_process']} x {rec['world_size']} process(es), {rec['seconds'] / 60:.0f} "
+        f"min, checkpoint {rec['sha256']}): clean-val segm/box AP by iteration: {curve}."
+    )
+
+
+def ft_main(argv=None) -> int:
+    args = ft_parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    study = ft_study_name(args)
+    csv_path = args.results or REPO / "benchmarks" / "results" / f"ablation_{study}.csv"
+    if args.stage == "data":
+        ft_make_data(args)
+        return 0
+    if args.stage != "report":
+        paths = ft_make_data(args)
+        init = ft_pretrain(args, paths)
+        if int(os.environ.get("RANK", "0")) != 0:  # torchrun stage 1: rank 0 reports
+            return 0
+        print(f"stage 1: {init}", flush=True)
+        if args.stage in ("all", "finetune"):
+            runs = [(v, s) for s in args.seeds for v in args.variants]
+            for k, (variant, seed) in enumerate(runs, 1):
+                t = time.perf_counter()
+                rows = ft_run_one(args, paths, variant, seed, init, csv_path)
+                ap = {(r["test"], r["iou"]): r["AP"] for r in rows}
+                print(
+                    f"[{k}/{len(runs)}] {variant:7s} seed {seed}: segm AP dark {ap[('dark', 'segm')]:.1f} "
+                    f"harsh {ap[('dark_harsh', 'segm')]:.1f} clean {ap[('clean', 'segm')]:.1f} "
+                    f"({time.perf_counter() - t:.0f} s)",
+                    flush=True,
+                )
+    text = ft_report(args, csv_path)
+    print("\n" + text)
+    if args.write_docs:
+        write_docs(args.docs, text, header=FT_DOCS_HEADER + (f" ({args.tag})" if args.tag else ""))
+        print(f"wrote the tables into {args.docs}")
+    return 0
+
+
+def ft_report(args, csv_path: Path) -> str:
+    study = ft_study_name(args)
+    rows = read_csv(csv_path)
+    agg = ft_aggregate(rows, study)
+    r1 = f"{args.ratio[0]:g}-{args.ratio[1]:g}"
+    r2 = f"{args.harsh_ratio[0]:g}-{args.harsh_ratio[1]:g}"
+    runs = [r for r in rows if r["study"] == study and r["test"] == "dark" and r["iou"] == "segm"]
+    cpu_h = sum(r["total_seconds"] for r in runs) / 3600
+    scale = (
+        f"Results file: `benchmarks/results/{csv_path.name}` ({len(runs)} finished runs, "
+        f"{cpu_h:.1f} process-hours of stage-2 training + evaluation)."
+    )
+    parts = [
+        scale,
+        "",
+        ft_stage1_text(ft_stage1_record(args, csv_path)),
+        "",
+        ft_tables(agg, r1, r2),
+        "",
+        *ft_verdicts(agg, r1, r2),
+    ]
+    return "\n".join(p for p in parts if p is not None)
+
+
 def main(argv=None) -> int:
     from darkseg.config import load_config
 
+    if "--preset" in (sys.argv[1:] if argv is None else argv):
+        return ft_main(argv)
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -57,8 +57,8 @@ def test_ring_hole_is_not_part_of_the_mask():
     assert not m[32, 32] and m[32, 32 + 15]
     for name in SCENE_CLASSES:
         assert shape_mask(name, (64, 64), 32, 32, 16, 0.3).sum() > 100
-    with pytest.raises(ValueError, match="hexagon"):
-        shape_mask("hexagon", (64, 64), 32, 32, 16, 0.0)
+    with pytest.raises(ValueError, match="blob"):
+        shape_mask("blob", (64, 64), 32, 32, 16, 0.0)
 
 
 def test_occlusion_drops_hidden_objects_and_keeps_visible_parts():
@@ -114,3 +114,30 @@ def test_bad_arguments_are_named(tmp_path):
         generate_scenes(tmp_path, 0, progress=False)
     with pytest.raises(ValueError, match="16x16"):
         render_scene(np.random.default_rng(0), (8, 8))
+
+
+def test_extra_classes_and_clutter_keep_masks_exact(tmp_path):
+    from darkseg.data.scenes import ALL_SCENE_CLASSES, EXTRA_SCENE_CLASSES
+
+    assert set(EXTRA_SCENE_CLASSES) <= set(ALL_SCENE_CLASSES)
+    cfg = SceneConfig(min_objects=6, max_objects=9, clutter=10)
+    seen = set()
+    for i in range(6):
+        scene = render_scene(np.random.default_rng([5, i]), (128, 96), ALL_SCENE_CLASSES, cfg)
+        for k, inst in enumerate(scene.instances, 1):
+            assert np.array_equal(inst.mask, scene.instance_map == k)
+            seen.add(inst.category)
+    assert seen & set(EXTRA_SCENE_CLASSES)
+    _, ann = generate_scenes(tmp_path, 2, (96, 64), 1, ("tile", "coin", "disc"), cfg=cfg, progress=False)
+    cats = {c["name"] for c in json.loads(ann.read_text())["categories"]}
+    assert cats == {"tile", "coin", "disc"}
+    with pytest.raises(ValueError, match="distinct names"):
+        generate_scenes(tmp_path / "x", 1, (96, 64), 1, ("blob",), progress=False)
+
+
+def test_clutter_zero_draws_nothing_extra():
+    a = render_scene(np.random.default_rng(3), (96, 64))
+    b = render_scene(np.random.default_rng(3), (96, 64), cfg=SceneConfig(clutter=0))
+    c = render_scene(np.random.default_rng(3), (96, 64), cfg=SceneConfig(clutter=5))
+    assert np.array_equal(a.image, b.image)
+    assert not np.array_equal(a.image, c.image)

@@ -52,10 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--output",
-        choices=("rgb", "binned", "packed"),
-        help="rgb: demosaiced 3-channel full resolution; binned: 3-channel full resolution rendered like "
-        "the real LIS RAW PNGs (2x2 binning + bilinear upsampling); packed: 4-channel R,G1,B,G2 half "
-        "resolution (the annotation file is rescaled to it)",
+        choices=("rgb", "binned", "packed", "sensor"),
+        help="rgb: demosaiced 3-channel full resolution; binned: 3-channel full resolution, 2x2 binning + "
+        "bilinear 2x upsampling of the image's own planes (neighbouring pixels' noise correlated); "
+        "sensor: 3-channel full resolution with the noise statistics of the real LIS RAW test images "
+        "(binned full sensor, resized); packed: 4-channel R,G1,B,G2 half resolution (the annotation "
+        "file is rescaled to it)",
     )
     parser.add_argument("--ccm", choices=("calibrated", "random"), help="default calibrated")
     parser.add_argument(

@@ -29,6 +29,8 @@ from darkseg.utils.io import atomic_write_json, write_image
 
 __all__ = [
     "SCENE_CLASSES",
+    "EXTRA_SCENE_CLASSES",
+    "ALL_SCENE_CLASSES",
     "SceneConfig",
     "SceneInstance",
     "Scene",
@@ -40,6 +42,16 @@ __all__ = [
 
 #: Object classes, in category-id order (category id = index + 1).
 SCENE_CLASSES: tuple[str, ...] = ("disc", "box", "triangle", "ring", "star", "cross")
+
+#: Further classes, drawn only when asked for by name (the default set stays ``SCENE_CLASSES``, so
+#: existing datasets are unchanged). ``tile`` has the shape of ``box`` and ``coin`` the shape of
+#: ``disc``: they differ from them only by a fine texture (period 2-3 px), so telling them apart needs
+#: high-frequency features, the ones low-light noise destroys. ``hexagon`` (fine hatching) and
+#: ``moon`` (a crescent, smooth) add shapes.
+EXTRA_SCENE_CLASSES: tuple[str, ...] = ("tile", "coin", "hexagon", "moon")
+
+#: Every class :func:`render_scene` can draw.
+ALL_SCENE_CLASSES: tuple[str, ...] = SCENE_CLASSES + EXTRA_SCENE_CLASSES
 
 
 @dataclass
@@ -56,6 +68,8 @@ class SceneConfig:
         vignette: darken the image corners (applied to the whole picture, masks unaffected).
         max_overlap: reject a placement when more than this fraction of the new object's own area
             would be covered by / cover objects already placed (keeps most objects recognisable).
+        clutter: number of unannotated thin strokes and specks painted into the background (0 = none,
+            and no random numbers are drawn for it, so scenes without clutter are unchanged).
     """
 
     min_objects: int = 3
@@ -66,6 +80,7 @@ class SceneConfig:
     shadows: bool = True
     vignette: bool = True
     max_overlap: float = 0.6
+    clutter: int = 0
 
 
 @dataclass
@@ -120,20 +135,27 @@ def shape_mask(
     """
     w, h = size
     canvas = np.zeros((h, w), np.uint8)
-    if category == "disc":
+    if category in ("disc", "coin"):
         axes = (max(1, int(round(r))), max(1, int(round(r * aspect))))
         cv2.ellipse(canvas, (int(round(cx)), int(round(cy))), axes, math.degrees(theta), 0, 360, 1, -1)
     elif category == "ring":
         cv2.circle(canvas, (int(round(cx)), int(round(cy))), max(2, int(round(r))), 1, -1)
         cv2.circle(canvas, (int(round(cx)), int(round(cy))), max(1, int(round(r * 0.5))), 0, -1)
+    elif category == "moon":
+        cv2.circle(canvas, (int(round(cx)), int(round(cy))), max(2, int(round(r))), 1, -1)
+        ox, oy = cx + 0.55 * r * math.cos(theta), cy + 0.55 * r * math.sin(theta)
+        cv2.circle(canvas, (int(round(ox)), int(round(oy))), max(1, int(round(r * 0.8))), 0, -1)
     else:
-        if category == "box":
+        if category in ("box", "tile"):
             a = math.atan(aspect)
             angles = np.array([a, math.pi - a, math.pi + a, -a]) + theta
             radii = np.full(4, r)
         elif category == "triangle":
             angles = theta + np.arange(3) * 2 * math.pi / 3
             radii = np.full(3, r * 1.1)
+        elif category == "hexagon":
+            angles = theta + np.arange(6) * math.pi / 3
+            radii = np.full(6, r)
         elif category == "star":
             angles = theta + np.arange(10) * math.pi / 5
             radii = np.where(np.arange(10) % 2 == 0, r * 1.1, r * 0.45)
@@ -144,7 +166,7 @@ def shape_mask(
             angles = np.arctan2(ys, xs) + theta
             radii = np.hypot(xs, ys)
         else:
-            raise ValueError(f"unknown scene class {category!r}; known: {', '.join(SCENE_CLASSES)}")
+            raise ValueError(f"unknown scene class {category!r}; known: {', '.join(ALL_SCENE_CLASSES)}")
         cv2.fillPoly(canvas, [_polygon(cx, cy, radii, angles)], 1, lineType=cv2.LINE_8, shift=4)
     return canvas.astype(bool)
 
@@ -255,7 +277,31 @@ def _texture(category: str, rng: np.random.Generator, u: np.ndarray, v: np.ndarr
         return (np.hypot(fu, fv) < 0.28).astype(np.float32)
     if category == "cross":  # smooth two-tone gradient
         return np.clip(0.5 + u / (2 * max(r, 1.0)), 0, 1)
+    if category == "tile":  # fine checkerboard (the box shape with a high-frequency texture)
+        period = rng.uniform(2.0, 3.0)
+        return ((np.floor(u / period) + np.floor(v / period)) % 2).astype(np.float32)
+    if category == "coin":  # fine concentric grooves on the disc shape
+        return 0.5 + 0.5 * np.cos(2 * math.pi * np.hypot(u, v) / rng.uniform(2.0, 3.0))
+    if category == "hexagon":  # fine diagonal hatching
+        return (np.floor((u + v) / rng.uniform(2.0, 3.0)) % 2).astype(np.float32)
+    if category == "moon":  # smooth radial falloff
+        return np.clip(1.0 - np.hypot(u, v) / max(r, 1.0), 0, 1)
     raise ValueError(f"unknown scene class {category!r}")
+
+
+def _paint_clutter(img: np.ndarray, rng: np.random.Generator, count: int) -> None:
+    """Paint ``count`` thin strokes and small specks into the background (in place; not annotated)."""
+    h, w = img.shape[:2]
+    for _ in range(count):
+        colour = tuple(float(c) for c in _random_colour(rng, (0.0, 0.8), (0.1, 0.9)))
+        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+        if rng.random() < 0.6:  # a stroke
+            length = rng.uniform(0.03, 0.15) * max(w, h)
+            ang = rng.uniform(0, 2 * math.pi)
+            x1, y1 = int(round(x0 + length * math.cos(ang))), int(round(y0 + length * math.sin(ang)))
+            cv2.line(img, (x0, y0), (x1, y1), colour, int(rng.integers(1, 3)), lineType=cv2.LINE_8)
+        else:  # a speck
+            cv2.circle(img, (x0, y0), int(rng.integers(1, 3)), colour, -1, lineType=cv2.LINE_8)
 
 
 def _paint_object(
@@ -317,7 +363,7 @@ def _place(
         cx = rng.uniform(0.05 * w, 0.95 * w)
         cy = rng.uniform(0.05 * h, 0.95 * h)
         theta = rng.uniform(0, 2 * math.pi)
-        aspect = rng.uniform(0.55, 1.0) if category in ("disc", "box") else 1.0
+        aspect = rng.uniform(0.55, 1.0) if category in ("disc", "box", "coin", "tile") else 1.0
         fp = shape_mask(category, (w, h), cx, cy, r, theta, aspect)
         area = int(fp.sum())
         if area < cfg.min_visible_area:
@@ -341,7 +387,7 @@ def render_scene(
     Args:
         rng: the only source of randomness.
         size: ``(W, H)`` in pixels (any size ≥ 16×16).
-        classes: class names to draw from (a subset of ``SCENE_CLASSES``).
+        classes: class names to draw from (a subset of ``ALL_SCENE_CLASSES``).
         cfg: appearance settings; defaults to ``SceneConfig()``.
 
     Returns:
@@ -352,6 +398,8 @@ def render_scene(
     if w < 16 or h < 16:
         raise ValueError(f"scene size must be at least 16x16 pixels, got {w}x{h}")
     bg = _background(rng, h, w)
+    if cfg.clutter > 0:
+        _paint_clutter(bg, rng, cfg.clutter)
     n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     objs: list[tuple[str, np.ndarray, tuple[float, ...]]] = []
     for _ in range(n):
@@ -423,8 +471,8 @@ def generate_scenes(
         num_images: how many images (≥ 1).
         size: ``(W, H)`` of every image in pixels.
         seed: image ``i`` is rendered from ``numpy.random.default_rng([seed, i])``.
-        classes: class names (subset of ``SCENE_CLASSES``, in the order that sets category ids);
-            ``None`` = all.
+        classes: class names (subset of ``ALL_SCENE_CLASSES``, in the order that sets category ids);
+            ``None`` = ``SCENE_CLASSES``.
         image_format: ``"png"`` (lossless) or ``"jpg"`` (quality 95).
         cfg: scene appearance; ``SceneConfig()`` by default.
         progress: show a tqdm bar.
@@ -438,9 +486,9 @@ def generate_scenes(
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}")
     classes = tuple(classes) if classes is not None else SCENE_CLASSES
-    unknown = [c for c in classes if c not in SCENE_CLASSES]
+    unknown = [c for c in classes if c not in ALL_SCENE_CLASSES]
     if unknown or not classes or len(set(classes)) != len(classes):
-        raise ValueError(f"classes must be distinct names from {SCENE_CLASSES}, got {classes}")
+        raise ValueError(f"classes must be distinct names from {ALL_SCENE_CLASSES}, got {classes}")
     fmt = image_format.lower().lstrip(".")
     if fmt not in ("png", "jpg", "jpeg"):
         raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")

@@ -139,7 +139,7 @@ def write_low_light_set(
     ``LowLightSynthesizer(synth_cfg).numpy``; the noisy rendering goes to ``out_dir/images`` and,
     when ``clean_out_dir`` is given, the noise-free rendering of the same unprocessing to
     ``clean_out_dir/images``. Annotations are copied (``file_name`` suffix set to ``.png``).
-    ``synth_cfg.output`` must be ``"rgb"`` or ``"binned"`` (3-channel renderings); with
+    ``synth_cfg.output`` must be ``"rgb"``, ``"binned"`` or ``"sensor"`` (3-channel renderings); with
     ``quantize_8bit`` the PNGs hold the renderings exactly.
 
     Returns:

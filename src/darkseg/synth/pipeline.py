@@ -16,11 +16,12 @@ import torch.nn.functional as F
 
 from darkseg.raw.bayer import pattern_offsets
 from darkseg.synth.noise import NAMED_MODELS, NoiseModel, NoiseParams, build_noise_model
-from darkseg.synth.render import OUTPUTS, RenderOptions, render
+from darkseg.synth.render import OUTPUTS, RenderOptions, render, sensor_cells
 from darkseg.synth.unprocess import (
     UnprocessParams,
     sample_unprocess_params_numpy,
     sample_unprocess_params_torch,
+    unprocess,
     unprocess_packed,
 )
 
@@ -37,7 +38,12 @@ class SynthConfig:
         ratio_range: exposure ratio range; sampled uniformly per image (LIS: 10-100).
         output: ``"rgb"`` 3 channels, demosaiced, full resolution (spec 6.6); ``"binned"`` 3 channels,
             full resolution, rendered like the real LIS RAW PNGs (2x2 binning + bilinear 2x upsampling,
-            spec 7.2 / 13.8); or ``"packed"`` 4 channels (R, G1, B, G2) at half resolution (H, W even).
+            spec 7.2 / 13.8) but with neighbouring pixels' noise correlated; ``"sensor"`` 3 channels, full
+            resolution, with the noise statistics of the real LIS RAW test images (per-pixel variance,
+            no correlation between neighbours: each pixel is a bilinear mix of 2x2 binned cells of a
+            sensor with twice the resolution, like the 0.5x-resized binned full-sensor PNGs; 16 noise
+            samples per pixel, so 16x the noise work of ``"rgb"``); or ``"packed"`` 4 channels
+            (R, G1, B, G2) at half resolution (H, W even).
         quantize_8bit: round the mosaic and the rendering to 8 bits like LIS (spec 13.3).
         legacy_swap_rb: return B, G, R like the original synthetic images (spec 13.1); 3-channel only.
         per_pixel_quantisation: ``U`` noise per pixel instead of one scalar per image (spec 13.4).
@@ -77,7 +83,9 @@ class SynthConfig:
         if self.ccm not in ("calibrated", "random"):
             raise ValueError(f"ccm must be 'calibrated' or 'random', got {self.ccm!r}")
         if self.legacy_swap_rb and self.output == "packed":
-            raise ValueError("legacy_swap_rb applies to the 3-channel outputs ('rgb', 'binned') only")
+            raise ValueError(
+                "legacy_swap_rb applies to the 3-channel outputs ('rgb', 'binned', 'sensor') only"
+            )
         if self.cfa_pattern is not None:
             pattern_offsets(self.cfa_pattern)
 
@@ -153,7 +161,7 @@ class LowLightSynthesizer:
         """One image: ``(H, W, 3)`` RGB float in ``[0, 1]`` (uint8 also accepted) -> ``(clean, noisy)``.
 
         Outputs float32 in ``[0, 1]``: ``(H, W, 3)`` for ``"rgb"`` (odd sizes are edge-padded to even
-        internally and cropped back; also ``"binned"``), ``(H/2, W/2, 4)`` for ``"packed"``.
+        internally and cropped back; also ``"binned"``, ``"sensor"``), ``(H/2, W/2, 4)`` for ``"packed"``.
         """
         x = np.asarray(srgb)
         if x.ndim != 3 or x.shape[2] != 3:
@@ -164,7 +172,10 @@ class LowLightSynthesizer:
         if h % 2 or w % 2:
             x = np.pad(x, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         p = params if params is not None else self.sample_numpy(rng)
-        clean = unprocess_packed(x, p.unprocess, self.pattern)
+        if self.cfg.output == "sensor":
+            clean = sensor_cells(unprocess(x, p.unprocess))
+        else:
+            clean = unprocess_packed(x, p.unprocess, self.pattern)
         noisy = self.noise.apply_numpy(clean, p.noise, rng)
         out_c = render(clean, self.render_options, p.unprocess)
         out_n = render(noisy, self.render_options, p.unprocess)
@@ -219,7 +230,7 @@ class LowLightSynthesizer:
 
         Returns:
             ``(clean, noisy)`` float32 in ``[0, 1]`` with the input's batch-ness: ``(B, 3, H, W)`` for
-            ``"rgb"``/``"binned"``, ``(B, 4, H/2, W/2)`` for ``"packed"``.
+            ``"rgb"``/``"binned"``/``"sensor"``, ``(B, 4, H/2, W/2)`` for ``"packed"``.
         """
         if not isinstance(srgb, torch.Tensor):
             raise TypeError(
@@ -265,7 +276,10 @@ class LowLightSynthesizer:
     def _run_torch(
         self, x: torch.Tensor, p: SynthParams, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        clean = unprocess_packed(x, p.unprocess, self.pattern)
+        if self.cfg.output == "sensor":
+            clean = sensor_cells(unprocess(x, p.unprocess))
+        else:
+            clean = unprocess_packed(x, p.unprocess, self.pattern)
         noisy = self.noise.apply_torch(clean, p.noise, generator)
         # render clean and noisy in one batched call
         u = p.unprocess

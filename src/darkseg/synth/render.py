@@ -7,11 +7,28 @@ optional ISP steps (white balance, brightening, CCM, gamma, tone curve; all off 
 whose output is ``uint8`` again). Channels are **R, G, B**; ``legacy_swap_rb`` returns B, G, R like
 the original code's synthetic images (spec 6.7).
 
-``"binned"`` output: how the real LIS RAW PNGs were made (spec 7.2, the fix of section 13.8): 2x2
+``"binned"`` output: the real LIS RAW PNGs' rendering steps applied to the training image: 2x2
 binning ``[R, (G1 + G2) / 2, B]`` at half resolution, bilinear 2x upsampling back to the full size
-(:func:`darkseg.raw.bayer.upsample2x_bilinear`), optional ISP steps, optional 8-bit rounding (LIS rounds
-after the resize). Same shape and channels as ``"rgb"``; training on it matches the real test images'
-rendering instead of OpenCV's demosaic.
+(:func:`darkseg.raw.bayer.upsample2x_bilinear`), optional ISP steps, optional 8-bit rounding (LIS
+rounds after the resize). Same shape and channels as ``"rgb"``; it matches the test images' colour
+rendering (binning, no demosaic), not their noise (see below).
+
+``"binned"`` reproduces the *rendering* of the LIS PNGs but not their *noise statistics*: LIS binned
+the planes of the full sensor (about 3372 x 2251 binned pixels), resized them to 1200 x 800 (bilinear)
+and the test pipeline halves that (nearest) to 600 x 400, so one network-input pixel is a bilinear mix
+of 2 x 2 binned pixels taken about 5.6 binned pixels apart from its neighbours' - neighbouring input
+pixels have independent noise. ``"binned"`` up-samples the planes of the training image itself, so
+neighbouring pixels share their sources (lag-1 noise correlation about 0.75) and the variance is lower.
+
+``"sensor"`` output: the LIS test path simulated per network-input pixel. Input: the packed planes of a
+sensor at twice the output resolution, ``(2h, 2w, 4)``; output pixel ``(i, j)`` owns the 2 x 2 binned
+cells ``(2i + a, 2j + b)`` and is their bilinear mix with the weights the real path gives that pixel
+(:func:`sensor_fractions`: the fractional source position of 1200 x 800 PNG pixel ``(2i, 2j)`` in the
+binned planes, scale :data:`LIS_SENSOR_SCALE`), then the optional ISP steps and 8-bit rounding (LIS
+rounds after the resize). The pipeline fills the cells of each output pixel with that pixel's clean
+linear camera RGB (the scene is smooth at sensor scale: the sensor has ~5.6x the output's resolution)
+and adds noise to every cell independently, so the noise per input pixel has the real path's variance
+and no correlation between neighbours; the clean rendering equals the linear camera RGB.
 
 ``"packed"`` output: the 4 planes (R, G1, B, G2) at half resolution, optionally 8-bit quantised.
 """
@@ -26,10 +43,23 @@ import torch
 from darkseg.raw.bayer import bin2x2, demosaic_packed, upsample2x_bilinear
 from darkseg.synth.unprocess import UnprocessParams, process_linear
 
-__all__ = ["OUTPUTS", "RenderOptions", "render"]
+__all__ = [
+    "OUTPUTS",
+    "LIS_SENSOR_SCALE",
+    "RenderOptions",
+    "render",
+    "sensor_fractions",
+    "sensor_combine",
+    "sensor_cells",
+    "lis_raw_path",
+]
 
 #: the network-input renderings (see the module docstring)
-OUTPUTS = ("rgb", "binned", "packed")
+OUTPUTS = ("rgb", "binned", "packed", "sensor")
+
+#: LIS RAW path: binned pixels per pixel of the 1200 x 800 PNG, ``(x, y)``: the Canon EOS 5D IV's
+#: packed planes (3372 x 2251) resized to 1200 x 800.
+LIS_SENSOR_SCALE: tuple[float, float] = (3372 / 1200, 2251 / 800)
 
 
 @dataclass(frozen=True)
@@ -60,17 +90,83 @@ def _q8(x):
     return y
 
 
+def sensor_fractions(n: int, scale: float) -> np.ndarray:
+    """``(n,)`` float32 weights ``f``: output pixel ``j`` = ``(1 - f[j]) * cell[2j] + f[j] * cell[2j + 1]``.
+
+    Output pixel ``j`` is pixel ``2j`` of the resized PNG (0.5x nearest at test time), whose bilinear
+    source position in the binned planes is ``(2j + 0.5) * scale - 0.5`` (OpenCV ``INTER_LINEAR``:
+    half-pixel centres, two taps); ``f`` is its fractional part.
+    """
+    x = (2.0 * np.arange(n, dtype=np.float64) + 0.5) * float(scale) - 0.5
+    return (x - np.floor(x)).astype(np.float32)
+
+
+def sensor_combine(binned, scale: tuple[float, float] = LIS_SENSOR_SCALE):
+    """Bilinear mix of each output pixel's 2 x 2 binned cells (see :func:`sensor_fractions`).
+
+    NumPy ``(2h, 2w, C)`` -> ``(h, w, C)``; torch ``(..., C, 2h, 2w)`` -> ``(..., C, h, w)``.
+    """
+    if isinstance(binned, torch.Tensor):
+        h2, w2 = binned.shape[-2:]
+        fy = torch.from_numpy(sensor_fractions(h2 // 2, scale[1])).to(binned).view(-1, 1)
+        fx = torch.from_numpy(sensor_fractions(w2 // 2, scale[0])).to(binned)
+        rows = binned[..., 0::2, :] * (1 - fy) + binned[..., 1::2, :] * fy
+        return rows[..., 0::2] * (1 - fx) + rows[..., 1::2] * fx
+    b = np.asarray(binned, np.float32)
+    h2, w2 = b.shape[:2]
+    fy = sensor_fractions(h2 // 2, scale[1])[:, None, None]
+    fx = sensor_fractions(w2 // 2, scale[0])[None, :, None]
+    rows = b[0::2] * (1 - fy) + b[1::2] * fy
+    return rows[:, 0::2] * (1 - fx) + rows[:, 1::2] * fx
+
+
+def sensor_cells(linear):
+    """Linear camera RGB -> the ``"sensor"`` rendering's input: packed (R, G1, B, G2) planes at twice the
+    resolution, every output pixel's 2 x 2 cells filled with its own ``(R, G, B, G)``.
+
+    NumPy ``(h, w, 3)`` -> ``(2h, 2w, 4)``; torch ``(B, 3, h, w)`` -> ``(B, 4, 2h, 2w)``.
+    """
+    if isinstance(linear, torch.Tensor):
+        x = linear[:, [0, 1, 2, 1]]
+        return x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+    x = np.asarray(linear, np.float32)[..., [0, 1, 2, 1]]
+    return np.repeat(np.repeat(x, 2, axis=0), 2, axis=1)
+
+
+def lis_raw_path(packed: np.ndarray, out_size: tuple[int, int], quantize_8bit: bool = True) -> np.ndarray:
+    """Reference simulation of the real LIS RAW test path, from full-sensor planes to the network input.
+
+    ``packed`` ``(Hb, Wb, 4)`` (R, G1, B, G2) planes of the whole sensor in ``[0, 1]`` -> 2x2 binning
+    ``(R, (G1 + G2) / 2, B)`` -> OpenCV bilinear resize to ``2 x out_size`` (the 1200 x 800 PNG; LIS:
+    ``out_size`` 600 x 400) -> 8-bit rounding -> nearest 0.5x at test time (even rows and columns).
+    NumPy only (OpenCV); for tests and benchmarks of the ``"sensor"`` rendering.
+
+    Args:
+        packed: the sensor planes.
+        out_size: ``(W, H)`` of the network input.
+    """
+    import cv2
+
+    w, h = int(out_size[0]), int(out_size[1])
+    binned = bin2x2(np.asarray(packed, np.float32)).astype(np.float32)
+    png = cv2.resize(binned * 255.0, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
+    if quantize_8bit:
+        png = np.clip(np.rint(png), 0, 255)
+    return np.ascontiguousarray(png[0::2, 0::2] / 255.0, dtype=np.float32)
+
+
 def render(packed, opts: RenderOptions, params: UnprocessParams | None = None):
     """Render packed RAW.
 
     Args:
-        packed: NumPy ``(h, w, 4)`` or torch ``(B, 4, h, w)``, values in ``[0, 1]``.
+        packed: NumPy ``(h, w, 4)`` or torch ``(B, 4, h, w)``, values in ``[0, 1]`` (for ``"sensor"``:
+            the cells at twice the output resolution, :func:`sensor_cells`).
         opts: :class:`RenderOptions`.
         params: the images' unprocessing metadata; needed only for ISP steps.
 
     Returns:
-        ``"rgb"``/``"binned"``: NumPy ``(2h, 2w, 3)`` / torch ``(B, 3, 2h, 2w)``; ``"packed"``: the input
-        layout.
+        ``"rgb"``/``"binned"``: NumPy ``(2h, 2w, 3)`` / torch ``(B, 3, 2h, 2w)``; ``"sensor"``: NumPy
+        ``(h/2, w/2, 3)`` / torch ``(B, 3, h/2, w/2)``; ``"packed"``: the input layout.
         float32 in ``[0, 1]``.
     """
     if opts.output == "packed":
@@ -78,6 +174,9 @@ def render(packed, opts: RenderOptions, params: UnprocessParams | None = None):
     if opts.output == "binned":
         torch_in = isinstance(packed, torch.Tensor)
         rgb = upsample2x_bilinear(bin2x2(packed if torch_in else np.asarray(packed, np.float32)))
+    elif opts.output == "sensor":
+        torch_in = isinstance(packed, torch.Tensor)
+        rgb = sensor_combine(bin2x2(packed if torch_in else np.asarray(packed, np.float32)))
     elif opts.output == "rgb":
         if opts.quantize_8bit:  # rounding the packed planes = rounding the mosaic
             packed = _q8(packed)
