@@ -36,17 +36,17 @@ class SynthConfig:
         camera: shipped profile name (``darkseg.synth.available_cameras()``) or a profile JSON path.
         noise_model: ``"PGRU"`` (LIS), ``"PG"`` (Poisson + Gaussian read) or ``"none"``.
         ratio_range: exposure ratio range; sampled uniformly per image (LIS: 10-100).
-        output: ``"rgb"`` 3 channels, demosaiced, full resolution (spec 6.6); ``"binned"`` 3 channels,
-            full resolution, rendered like the real LIS RAW PNGs (2x2 binning + bilinear 2x upsampling,
-            spec 7.2 / 13.8) but with neighbouring pixels' noise correlated; ``"sensor"`` 3 channels, full
-            resolution, with the noise statistics of the real LIS RAW test images (per-pixel variance,
-            no correlation between neighbours: each pixel is a bilinear mix of 2x2 binned cells of a
-            sensor with twice the resolution, like the 0.5x-resized binned full-sensor PNGs; 16 noise
-            samples per pixel, so 16x the noise work of ``"rgb"``); or ``"packed"`` 4 channels
-            (R, G1, B, G2) at half resolution (H, W even).
-        quantize_8bit: round the mosaic and the rendering to 8 bits like LIS (spec 13.3).
-        legacy_swap_rb: return B, G, R like the original synthetic images (spec 13.1); 3-channel only.
-        per_pixel_quantisation: ``U`` noise per pixel instead of one scalar per image (spec 13.4).
+        output: ``"rgb"`` 3 channels, demosaiced, full resolution (as the paper trains);
+            ``"binned"`` 3 channels, full resolution, rendered like the real LIS RAW PNGs (2x2 binning +
+            bilinear 2x upsampling, docs/decisions.md D8) but with neighbouring pixels' noise
+            correlated; ``"sensor"`` 3 channels, full resolution, with the noise statistics of the real
+            LIS RAW test images (per-pixel variance, no correlation between neighbours: each pixel is a
+            bilinear mix of 2x2 binned cells of a sensor with twice the resolution, like the
+            0.5x-resized binned full-sensor PNGs; 16 noise samples per pixel, so 16x the noise work of
+            ``"rgb"``); or ``"packed"`` 4 channels (R, G1, B, G2) at half resolution (H, W even).
+        quantize_8bit: round the mosaic and the rendering to 8 bits like LIS (decisions D3).
+        legacy_swap_rb: return B, G, R like the original synthetic images (decisions D1); 3-channel only.
+        per_pixel_quantisation: ``U`` noise per pixel instead of one scalar per image (decisions D4).
         ccm: ``"calibrated"`` (LIS cam2rgb) or ``"random"`` (Brooks et al. random CCM per image).
         cfa_pattern: CFA of the synthetic sensor; ``None`` = the camera profile's.
         profile: which noise fit of the camera.

@@ -1,11 +1,11 @@
-"""Packed RAW -> network input (spec section 6.6, with the channel-order fix of section 13.1).
+"""Packed RAW -> network input (channel order fixed to R, G, B: docs/decisions.md D1).
 
 ``"rgb"`` output: unpack to the flat mosaic of the CFA ``pattern``, optionally quantise to 8 bits
 (``round(255 x) / 255``, as LIS), bilinear demosaic (:func:`darkseg.raw.bayer.demosaic_bilinear`),
 optional ISP steps (white balance, brightening, CCM, gamma, tone curve; all off by default = the LIS
 "dim linear camera RGB"), optional final 8-bit rounding (LIS demosaics a ``uint8`` mosaic with OpenCV,
 whose output is ``uint8`` again). Channels are **R, G, B**; ``legacy_swap_rb`` returns B, G, R like
-the original code's synthetic images (spec 6.7).
+the original code's synthetic images.
 
 ``"binned"`` output: the real LIS RAW PNGs' rendering steps applied to the training image: 2x2
 binning ``[R, (G1 + G2) / 2, B]`` at half resolution, bilinear 2x upsampling back to the full size
