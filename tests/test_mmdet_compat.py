@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from conftest import shared_subdir
-from darkseg.models import build_model
+from darkseg.models import ModelConfig, build_model, load_model
 from darkseg.models.convert import (
     ConversionError,
     convert_mmdet_checkpoint,
@@ -258,7 +258,7 @@ def test_dsl_term_and_gradients():
 def _darkseg_name(mm_key: str) -> str:
     from darkseg.models.convert import _map_key
 
-    return _map_key(mm_key, build_model.__globals__["ModelConfig"](awd=True, scb=True))
+    return _map_key(mm_key, ModelConfig(awd=True, scb=True))
 
 
 def _write_mmdet_checkpoint(path, name, img_scale=(224, 160)) -> dict:
@@ -530,7 +530,7 @@ def test_init_from_converted_coco_style_checkpoint(tmp_path):
     lines = []
     _init_weights(model, str(tmp_path / "plain.pth"), lines.append)
     after = model.state_dict()
-    plain, _ = load_model_sd(tmp_path / "plain.pth")
+    plain = load_model(tmp_path / "plain.pth")[0].state_dict()
     for k, v in after.items():
         same_shape = k in plain and plain[k].shape == v.shape
         if same_shape:
@@ -538,10 +538,3 @@ def test_init_from_converted_coco_style_checkpoint(tmp_path):
         else:  # AWD / SCB modules and the 3-class heads keep their initialisation
             assert torch.equal(v, before[k]), k
     assert any("awd" in k for k in after) and "tensors loaded" in lines[0]
-
-
-def load_model_sd(path):
-    from darkseg.models import load_model
-
-    model, ckpt = load_model(path)
-    return model.state_dict(), ckpt

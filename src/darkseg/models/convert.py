@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,6 @@ def read_mmdet_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tens
     from .checkpoint import safe_torch_load
 
     path = Path(path)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with torch.serialization.safe_globals(_numpy_safe_globals()):
@@ -265,8 +264,9 @@ def infer_model_config(
 
     Architecture comes from ``sd`` alone; class names, test resize/normalisation and test thresholds
     from ``meta`` (``CLASSES``, ``config`` text) where present; ``class_names`` / ``img_scale``
-    (``(long, short)``) override. Without ``meta``: caffe-style BGR input with MMDetection's caffe mean
-    for caffe/AWD ResNets... see docs/checkpoints.md for the defaults.
+    (``(long, short)``) override. Without ``meta``: a ResNet with AWD gets caffe-style BGR input with
+    MMDetection's caffe mean, any other ResNet and ConvNeXt ImageNet RGB normalisation, and the resize
+    box 1333 x 800 bilinear (MMDetection's defaults; docs/checkpoints.md).
     """
     meta = meta or {}
     if any(k.startswith("backbone.downsample_layers.") for k in sd):
