@@ -202,5 +202,5 @@ def test_intensity_ratio_gain_and_auto(tmp_path):
     assert float(auto.mean()) == pytest.approx(0.135, rel=1e-5)
     with pytest.raises(ValueError, match="auto"):
         build_dataset("coco", tmp_path, tmp_path / "a.json", intensity_ratio="bright")
-    with pytest.raises(ConfigError, match="intensity_ratio"):
-        DatasetConfig(image_dir="x", ann_file="y", intensity_ratio=-1).validate("data.val")
+    with pytest.raises(ConfigError, match="DatasetConfig: intensity_ratio: ratio must be a number > 0"):
+        DatasetConfig(image_dir="x", ann_file="y", intensity_ratio=-1)

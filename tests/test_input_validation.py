@@ -427,7 +427,7 @@ def test_a_string_for_class_names_is_refused_by_the_python_api(tmp_path):
     """The API twin of ``--set model.class_names=person``: a string is not iterated into letters."""
     from darkseg.models import ModelConfig, ModelConfigError
 
-    message = r"model\.class_names: expected a list of names, got the string 'person'"
+    message = r"ModelConfig: class_names: expected a list of names, got the string 'person'"
     for build in (lambda: ModelConfig(class_names="person"), lambda: ModelConfig.tiny("person")):
         with pytest.raises(ModelConfigError, match=message):
             build()

@@ -106,5 +106,5 @@ def test_sensor_output_numpy_and_torch_paths():
 
 def test_sensor_config_value():
     assert SynthConfig(output="sensor").output == "sensor"
-    with pytest.raises(ValueError, match="output must be one of"):
+    with pytest.raises(ValueError, match="output: must be one of"):
         SynthConfig(output="sensors")

@@ -26,10 +26,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -37,7 +34,9 @@ from typing import Any
 
 import yaml
 
-from darkseg.errors import DarkSegError
+from darkseg.data.config import DataConfig, DatasetConfig
+from darkseg.errors import ConfigError
+from darkseg.utils.typed_config import Settings, check_keys, load_dataclass, load_value
 
 __all__ = [
     "ConfigError",
@@ -54,104 +53,9 @@ __all__ = [
 ]
 
 
-class ConfigError(DarkSegError, ValueError):
-    """A configuration entry is unknown or invalid; the message names the key and its source."""
-
-
-# ---------------------------------------------------------------------------------------------- data
-@dataclass
-class DatasetConfig:
-    """One dataset (COCO instance JSON + image folder).
-
-    Attributes:
-        type: ``"coco"`` (any COCO instance JSON) or ``"lis"`` (LIS layout quirks: ``JPEGImages/``
-            sub-folder, canonical 8 classes).
-        image_dir: folder the ``file_name`` entries are relative to.
-        ann_file: COCO instance JSON.
-        class_names: classes to keep, in label order; ``null`` = the model's ``class_names``
-            (matched by name with aliases, so LIS names work on COCO files).
-        aliases: extra name aliases ``{name: [other names]}``.
-        image_ext: replace every file suffix (e.g. ``".png"``), or null.
-        recompute_area: replace ``area`` by the mask area.
-        max_images: keep only the first N images (small/overfit runs), or null for all.
-        intensity_ratio: gain applied to every image before clipping to [0, 1], for dark linear RAW
-            images stored without brightening; ``"auto"`` = per image, the gain that brings its mean to
-            the training inputs' (``darkseg.raw.exposure.estimate_ratio``); 1 = as stored.
-    """
-
-    type: str = "coco"
-    image_dir: str = ""
-    ann_file: str = ""
-    class_names: list[str] | None = None
-    aliases: dict[str, list[str]] = field(default_factory=dict)
-    image_ext: str | None = None
-    recompute_area: bool = False
-    max_images: int | None = None
-    intensity_ratio: float | str = 1.0
-
-    def validate(self, where: str) -> None:
-        if self.type not in ("coco", "lis"):
-            raise ConfigError(f"{where}.type: must be 'coco' or 'lis' (got {self.type!r})")
-        if not self.image_dir:
-            raise ConfigError(f"{where}.image_dir: required")
-        if not self.ann_file:
-            raise ConfigError(f"{where}.ann_file: required")
-        if self.image_ext is not None and not (
-            len(self.image_ext) > 1 and self.image_ext.startswith(".") and "/" not in self.image_ext
-        ):
-            raise ConfigError(
-                f"{where}.image_ext: a file suffix such as '.png', or null (got {self.image_ext!r})"
-            )
-        if self.max_images is not None and self.max_images < 1:
-            raise ConfigError(f"{where}.max_images: must be >= 1 or null (got {self.max_images})")
-        from darkseg.raw.exposure import parse_ratio
-
-        try:
-            self.intensity_ratio = parse_ratio(str(self.intensity_ratio))
-        except ValueError as exc:
-            raise ConfigError(f"{where}.intensity_ratio: {exc}") from None
-
-
-@dataclass
-class DataConfig:
-    """Datasets and the geometric transforms of training.
-
-    The resize box is not here: training images are resized into the model's box
-    (``model.min_size`` / ``model.max_size``, paper 400 / 600), the one resize setting.
-
-    Attributes:
-        train: training dataset.
-        val: evaluation dataset (null = no evaluation).
-        interpolation: resize interpolation of training images (paper: ``"nearest"``).
-        flip: horizontal flip probability (paper: 0.5).
-        val_view: what the model sees at evaluation: ``"image"`` (the files as stored: LIS RAW_Dark PNGs,
-            sRGB photos) or ``"noisy"`` / ``"clean"`` (synthetic renderings of the val images with the
-            ``synth`` settings, seeded per image id).
-    """
-
-    train: DatasetConfig = field(default_factory=DatasetConfig)
-    val: DatasetConfig | None = None
-    interpolation: str = "nearest"
-    flip: float = 0.5
-    val_view: str = "image"
-
-    def validate(self) -> None:
-        self.train.validate("data.train")
-        if self.val is not None:
-            self.val.validate("data.val")
-        if self.interpolation not in ("nearest", "bilinear", "bicubic", "area"):
-            raise ConfigError(
-                f"data.interpolation: must be nearest|bilinear|bicubic|area (got {self.interpolation!r})"
-            )
-        if not 0.0 <= self.flip <= 1.0:
-            raise ConfigError(f"data.flip: probability in [0, 1] (got {self.flip})")
-        if self.val_view not in ("image", "noisy", "clean"):
-            raise ConfigError(f"data.val_view: must be image|noisy|clean (got {self.val_view!r})")
-
-
 # --------------------------------------------------------------------------------------------- train
 @dataclass
-class TrainConfig:
+class TrainConfig(Settings):
     """Optimisation, schedule and run-time settings (paper values in brackets).
 
     Length: exactly one of ``max_iters`` / ``epochs`` [12 epochs].
@@ -206,95 +110,97 @@ class TrainConfig:
     eval_at_end: bool = True
 
     def validate(self) -> None:
-        def bad(name: str, msg: str) -> None:
-            raise ConfigError(f"train.{name}: {msg} (got {getattr(self, name)!r})")
-
         if (self.max_iters is None) == (self.epochs is None):
             raise ConfigError(
-                f"train.max_iters / train.epochs: give exactly one (got max_iters="
-                f"{self.max_iters}, epochs={self.epochs})"
+                f"give exactly one of max_iters / epochs (got max_iters={self.max_iters}, "
+                f"epochs={self.epochs})"
             )
         if self.max_iters is not None and self.max_iters < 1:
-            bad("max_iters", "must be >= 1")
+            raise self.invalid("max_iters", "must be >= 1")
         if self.epochs is not None and self.epochs < 1:
-            bad("epochs", "must be >= 1")
+            raise self.invalid("epochs", "must be >= 1")
         if self.batch_size < 1:
-            bad("batch_size", "must be >= 1")
+            raise self.invalid("batch_size", "must be >= 1")
         if not self.lr > 0:
-            bad("lr", "must be > 0")
+            raise self.invalid("lr", "must be > 0")
         if not 0 <= self.momentum < 1:
-            bad("momentum", "must be in [0, 1)")
+            raise self.invalid("momentum", "must be in [0, 1)")
         if self.weight_decay < 0:
-            bad("weight_decay", "must be >= 0")
+            raise self.invalid("weight_decay", "must be >= 0")
         if any(not float(v) > 0 for v in self.lr_mult.values()):
-            bad("lr_mult", "multipliers must be > 0")
+            raise self.invalid("lr_mult", "multipliers must be > 0")
         if self.warmup_iters < 0:
-            bad("warmup_iters", "must be >= 0")
+            raise self.invalid("warmup_iters", "must be >= 0")
         if not 0 < self.warmup_ratio <= 1:
-            bad("warmup_ratio", "must be in (0, 1]")
+            raise self.invalid("warmup_ratio", "must be in (0, 1]")
         if self.lr_step_unit not in ("epoch", "iter"):
-            bad("lr_step_unit", "must be 'epoch' or 'iter'")
+            raise self.invalid("lr_step_unit", "must be 'epoch' or 'iter'")
         if list(self.lr_steps) != sorted(self.lr_steps) or any(s < 0 for s in self.lr_steps):
-            bad("lr_steps", "must be non-negative and increasing")
+            raise self.invalid("lr_steps", "must be non-negative and increasing")
         if not 0 < self.gamma <= 1:
-            bad("gamma", "must be in (0, 1]")
+            raise self.invalid("gamma", "must be in (0, 1]")
         if self.grad_clip is not None and not self.grad_clip > 0:
-            bad("grad_clip", "must be > 0 or null")
+            raise self.invalid("grad_clip", "must be > 0 or null")
         if self.amp not in ("auto", True, False):
-            bad("amp", "must be auto, true or false")
+            raise self.invalid("amp", "must be auto, true or false")
         if self.train_view not in ("noisy", "clean"):
-            bad("train_view", "must be 'noisy' or 'clean'")
+            raise self.invalid("train_view", "must be 'noisy' or 'clean'")
         if self.synth_device not in ("workers", "device"):
-            bad("synth_device", "must be 'workers' (DataLoader workers) or 'device' (batched on the GPU)")
+            raise self.invalid(
+                "synth_device", "must be 'workers' (DataLoader workers) or 'device' (batched on the GPU)"
+            )
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            bad("device", "must be auto, cpu, cuda or cuda:N")
+            raise self.invalid("device", "must be auto, cpu, cuda or cuda:N")
         if self.num_workers < 0:
-            bad("num_workers", "must be >= 0")
+            raise self.invalid("num_workers", "must be >= 0")
         if self.max_unreadable_images < 0:
-            bad("max_unreadable_images", "must be >= 0 (0 = stop at the first unreadable image)")
+            raise self.invalid(
+                "max_unreadable_images", "must be >= 0 (0 = stop at the first unreadable image)"
+            )
         for name in ("checkpoint_every", "checkpoint_every_epochs", "log_every", "eval_every"):
             if getattr(self, name) < 0:
-                bad(name, "must be >= 0 (0 = off)")
+                raise self.invalid(name, "must be >= 0 (0 = off)")
         if self.log_every < 1:
-            bad("log_every", "must be >= 1")
+            raise self.invalid("log_every", "must be >= 1")
 
 
 # ---------------------------------------------------------------------------------------- experiment
-@dataclass
-class ExperimentConfig:
+@dataclass(kw_only=True)
+class ExperimentConfig(Settings):
     """The whole experiment; see the module docstring. ``model`` is a ``darkseg.models.ModelConfig``,
-    ``synth`` a ``darkseg.synth.SynthConfig`` or None."""
+    ``synth`` a ``darkseg.synth.SynthConfig`` or None. Each section checked its own values when it was
+    built; :meth:`validate` checks what spans sections."""
 
     name: str = "experiment"
-    model: Any = None
+    model: Any
     synth: Any = None
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     output_dir: str | None = None
 
     def validate(self) -> None:
-        self.data.validate()
-        self.train.validate()
         if self.train.dsl and self.synth is None:
             raise ConfigError(
-                "train.dsl: DSL needs clean/noisy pairs; add a synth section or set train.dsl=false"
+                "DSL needs clean/noisy pairs; add a synth section or set train.dsl=false", "train.dsl"
             )
         in_ch = getattr(self.model, "in_channels", 3)
         if self.synth is not None:
             want = 4 if self.synth.output == "packed" else 3
             if in_ch != want:
                 raise ConfigError(
-                    f"model.in_channels: synth.output={self.synth.output!r} gives "
-                    f"{want}-channel images but the model expects {in_ch}"
+                    f"synth.output={self.synth.output!r} gives {want}-channel images but the model expects "
+                    f"{in_ch}",
+                    "model.in_channels",
                 )
         elif in_ch != 3:
-            raise ConfigError("model.in_channels: without synthesis the inputs are 3-channel sRGB images")
+            raise ConfigError("without synthesis the inputs are 3-channel sRGB images", "model.in_channels")
         if self.data.val is not None and self.data.val_view != "image" and self.synth is None:
-            raise ConfigError(f"data.val_view: {self.data.val_view!r} needs a synth section")
+            raise ConfigError(f"{self.data.val_view!r} needs a synth section", "data.val_view")
         if self.data.val is not None and self.data.val_view == "image" and in_ch == 4:
             raise ConfigError(
-                "data.val_view: a packed-RAW (4-channel) model cannot be evaluated on stored "
-                "3-channel images; use noisy or clean"
+                "a packed-RAW (4-channel) model cannot be evaluated on stored 3-channel images; use noisy "
+                "or clean",
+                "data.val_view",
             )
         for where, ds in (("data.train", self.data.train), ("data.val", self.data.val)):
             if (
@@ -303,8 +209,8 @@ class ExperimentConfig:
                 and len(ds.class_names) != len(self.model.class_names)
             ):
                 raise ConfigError(
-                    f"{where}.class_names: {len(ds.class_names)} names but the model has "
-                    f"{len(self.model.class_names)} classes"
+                    f"{len(ds.class_names)} names but the model has {len(self.model.class_names)} classes",
+                    f"{where}.class_names",
                 )
 
     def to_dict(self) -> dict[str, Any]:
@@ -317,206 +223,46 @@ class ExperimentConfig:
         return _plain(d)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
-        """Build and validate from a nested dict; errors name ``source`` (a file or ``--set`` item)."""
+    def from_dict(cls, d: Any, source: str = "<dict>", where: str = "") -> ExperimentConfig:
+        """Build and check from a nested dict (:func:`~darkseg.utils.typed_config.load_dataclass`);
+        errors name ``source`` (a file or ``--set`` item) and the key. A missing or null ``model`` /
+        ``train`` section means the defaults."""
         from darkseg.models import ModelConfig
 
         if not isinstance(d, dict):
-            raise ConfigError(f"{source}: the top level must be a mapping, got {type(d).__name__}")
+            raise ConfigError(f"the top level must be a mapping, got {type(d).__name__}", source=source)
+        check_keys(cls, d, where, source)
         d = copy.deepcopy(d)
-        _check_keys(cls, d, "", source)
-        model = _build_section(ModelConfig, d.pop("model", None) or {}, "model", source)
-        synth = _synth_section(d.pop("synth", None), source)
-        data = _build(
-            DataConfig, _drop_resize_copies(d.pop("data", None) or {}, model, source), "data", source
-        )
-        train = _build(TrainConfig, d.pop("train", None) or {}, "train", source)
-        top = {k: _coerce(v, _hints(cls)[k], k, source) for k, v in d.items()}
-        cfg = cls(model=model, synth=synth, data=data, train=train, **top)
-        try:
-            cfg.validate()
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from exc
-        return cfg
-
-
-# ------------------------------------------------------------------------------ dict -> dataclass
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _build_section(cls: type, d: Any, where: str, source: str):
-    """A ``model`` / ``synth`` dataclass from its YAML mapping: keys and types checked like the other
-    sections (:func:`_build`), then the class's own validation; its errors name ``where`` and ``source``."""
-    try:
-        return _build(cls, d, where, source)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: {where}: {exc}") from exc
+        d["model"] = model = load_dataclass(ModelConfig, d.get("model") or {}, "model", source)
+        d["synth"] = _synth_section(d.get("synth"), source)
+        d["data"] = _drop_resize_copies(d.get("data") or {}, model, source)
+        d["train"] = d.get("train") or {}
+        return load_dataclass(cls, d, where, source)
 
 
 def _drop_resize_copies(data: Any, model: Any, source: str) -> Any:
     """``data.min_size`` / ``data.max_size`` of older configs: the model's box is the one resize setting,
     so an equal value is dropped and a different one refused naming both keys."""
     if not isinstance(data, dict):
-        return data  # _build reports it
+        return data  # load_dataclass reports it
     data = dict(data)
     for key in ("min_size", "max_size"):
         if key in data:
             value = data.pop(key)
             if value != getattr(model, key):
                 raise ConfigError(
-                    f"{source}: data.{key} ({value!r}) differs from model.{key} ({getattr(model, key)!r}); "
-                    f"the model's box is the one resize setting: set model.{key} and drop data.{key}"
+                    f"data.{key} ({value!r}) differs from model.{key} ({getattr(model, key)!r}); the model's "
+                    f"box is the one resize setting: set model.{key} and drop data.{key}",
+                    source=source,
                 )
     return data
 
 
 def _synth_section(synth_d: Any, source: str):
-    """The ``synth`` section as a ``SynthConfig`` (checked: keys, types, camera, ratio range), or None."""
+    """The ``synth`` section as a checked ``SynthConfig``, or None for ``synth: null``."""
     from darkseg.synth import SynthConfig
 
-    if synth_d is None:
-        return None
-    if not isinstance(synth_d, dict):
-        raise ConfigError(f"{source}: synth: must be a mapping or null, got {synth_d!r}")
-    _check_synth_values(synth_d, source)
-    return _build_section(SynthConfig, synth_d, "synth", source)
-
-
-def _check_synth_values(d: dict[str, Any], source: str) -> None:
-    """Catch at load what synthesis would refuse only when training starts: the camera profile
-    (``synth.camera``, a shipped name or a profile JSON) and the exposure-ratio range."""
-    from darkseg.synth import load_camera
-
-    if "ratio_range" in d:
-        lo_hi = _coerce(d["ratio_range"], tuple[float, float], "synth.ratio_range", source)
-        if not 0 < lo_hi[0] <= lo_hi[1]:
-            raise ConfigError(
-                f"{source}: synth.ratio_range: need [lo, hi] with 0 < lo <= hi, got {d['ratio_range']!r}"
-            )
-    if "camera" in d:
-        camera = _coerce(d["camera"], str, "synth.camera", source)
-        try:
-            load_camera(camera)
-        except (FileNotFoundError, ValueError) as exc:
-            raise ConfigError(f"{source}: synth.camera: {exc}") from exc
-
-
-def _check_keys(cls: type, d: dict[str, Any], where: str, source: str) -> None:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        prefix = f"{where}." if where else ""
-        names = ", ".join(f"'{prefix}{k}'" for k in unknown)
-        raise ConfigError(
-            f"{source}: unknown key {names}; known keys{' of ' + where if where else ''}: {sorted(known)}"
-        )
-
-
-def _build(cls: type, d: Any, where: str, source: str):
-    if not isinstance(d, dict):
-        raise ConfigError(f"{source}: {where}: must be a mapping, got {d!r}")
-    _check_keys(cls, d, where, source)
-    hints = _hints(cls)
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}", source) for k, v in d.items()}
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
-    """Check/convert a YAML value against a type hint (dataclasses, Optional, list, dict, scalars)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, where, source)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(
-            errors[0] if len(errors) == 1 else f"{source}: {where}: {value!r} is not a valid {_tname(tp)}"
-        )
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, where, source)
-    if tp is Any:
-        return value
-    if origin in (list, tuple):
-        return _coerce_sequence(value, tp, where, source)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {where}: expected a mapping, got {value!r}")
-        _, a = typing.get_args(tp) or (Any, Any)
-        return {str(k): _coerce(v, a, f"{where}.{k}", source) for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{source}: {where}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{source}: {where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        number = _as_float(value)
-        if number is None:
-            raise ConfigError(f"{source}: {where}: expected a number, got {value!r}")
-        if not math.isfinite(number):
-            raise ConfigError(f"{source}: {where}: expected a finite number, got {value!r}")
-        return number
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{source}: {where}: expected a string, got {value!r}")
-        return value
-    return value
-
-
-def _as_float(value: Any) -> float | None:
-    """``value`` as a float, or None; YAML 1.1 reads ``1e-4`` (no dot) as a string, so numeric strings
-    are accepted."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _coerce_sequence(value: Any, tp: Any, where: str, source: str) -> list | tuple:
-    """A YAML list checked against ``list[X]``, ``tuple[X, ...]`` or ``tuple[X, Y]``.
-
-    A single value where a list is expected is refused, not wrapped: ``class_names: person`` (or
-    ``--set model.class_names=person``) would otherwise become the six classes p, e, r, s, o, n.
-    """
-    if isinstance(value, str):
-        raise ConfigError(
-            f"{source}: {where}: expected a list, got the string {value!r}; write [{value}] for a "
-            "one-element list"
-        )
-    if not isinstance(value, (list, tuple)):
-        raise ConfigError(f"{source}: {where}: expected a list, got {value!r}")
-    args = typing.get_args(tp) or (Any,)
-    if typing.get_origin(tp) is list:
-        return [_coerce(v, args[0], f"{where}[{i}]", source) for i, v in enumerate(value)]
-    if len(args) == 2 and args[1] is Ellipsis:
-        return tuple(_coerce(v, args[0], f"{where}[{i}]", source) for i, v in enumerate(value))
-    if len(value) != len(args):
-        raise ConfigError(f"{source}: {where}: expected a list of {len(args)} values, got {value!r}")
-    return tuple(_coerce(v, a, f"{where}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
-
-
-def _tname(tp: Any) -> str:
-    return str(tp).replace("typing.", "")
+    return load_value(synth_d, SynthConfig | None, "synth", source)
 
 
 def _plain(obj: Any) -> Any:

@@ -8,7 +8,7 @@ all of them in one place and print their one-line message instead of a traceback
 
 from __future__ import annotations
 
-__all__ = ["DarkSegError", "DeviceError", "RunFolderError"]
+__all__ = ["DarkSegError", "ConfigError", "DeviceError", "RunFolderError"]
 
 
 class DarkSegError(Exception):
@@ -21,3 +21,21 @@ class DeviceError(DarkSegError, RuntimeError):
 
 class RunFolderError(DarkSegError, ValueError):
     """An output folder already holds a run that the job would mix with or overwrite."""
+
+
+class ConfigError(DarkSegError, ValueError):
+    """A setting is unknown or invalid: the one error type of every settings dataclass and of the loader
+    (:mod:`darkseg.utils.typed_config`).
+
+    The message is ``SOURCE: KEY: PROBLEM`` (empty parts left out). ``source`` is where the values came
+    from: a YAML file, a ``--set`` item, or the dataclass they were given to in code; ``key`` the
+    setting's dotted path (``data.train.image_dir``), relative to the dataclass that raised the error
+    until the loader puts the section path in front; ``problem`` what is wrong.
+    """
+
+    def __init__(self, problem: str, key: str = "", source: str = "") -> None:
+        super().__init__(": ".join(part for part in (source, key, problem) if part))
+        self.problem, self.key, self.source = problem, key, source
+
+    def __reduce__(self):  # keep the parts through pickling (DataLoader workers)
+        return type(self), (self.problem, self.key, self.source)

@@ -1,4 +1,10 @@
-"""Model configuration dataclasses (YAML-friendly: plain types, ``from_dict`` / ``to_dict``)."""
+"""Model configuration dataclasses (YAML-friendly: plain types, ``from_dict`` / ``to_dict``).
+
+Like every settings dataclass (:class:`darkseg.utils.typed_config.Settings`) they check their own values
+when constructed and raise :class:`darkseg.errors.ConfigError` naming the key; ``from_dict`` is the one
+settings loader (:func:`darkseg.utils.typed_config.load_dataclass`). ``ModelConfigError`` is another
+name of ``ConfigError``, kept for older imports.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from darkseg.errors import DarkSegError
+from darkseg.errors import ConfigError
+from darkseg.utils.typed_config import Settings, load_value
 
 __all__ = ["ModelConfig", "DSLConfig", "ModelConfigError", "NORMALIZATION_PRESETS"]
 
 
-class ModelConfigError(DarkSegError, ValueError):
-    """A model configuration value is invalid; the message names the field."""
+ModelConfigError = ConfigError  # the one settings error; the old name keeps older imports working
 
 
 # Per-channel (mean, std) for inputs in [0, 1], RGB order. "caffe" is the detectron2/mmdet caffe
@@ -25,7 +31,7 @@ NORMALIZATION_PRESETS: dict[str, tuple[list[float], list[float]]] = {
 
 
 @dataclass
-class DSLConfig:
+class DSLConfig(Settings):
     """Disturbance suppression loss settings (docs/models.md, "DSL").
 
     ``weight`` per level, element-wise squared error clamped at ``clamp``, summed over ``levels``
@@ -40,31 +46,28 @@ class DSLConfig:
 
     def __post_init__(self) -> None:
         self.levels = tuple(int(v) for v in self.levels)
+        super().__post_init__()
+
+    def validate(self) -> None:
         if self.weight < 0:
-            raise ModelConfigError(f"dsl.weight must be >= 0, got {self.weight}")
+            raise self.invalid("weight", "must be >= 0")
         if not self.clamp > 0:
-            raise ModelConfigError(f"dsl.clamp must be > 0, got {self.clamp}")
+            raise self.invalid("clamp", "must be > 0")
         if (
             not self.levels
             or any(v < 0 or v > 3 for v in self.levels)
             or len(set(self.levels)) != len(self.levels)
         ):
-            raise ModelConfigError(f"dsl.levels must be distinct indices in 0..3, got {self.levels}")
+            raise self.invalid("levels", "must be distinct indices in 0..3")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["levels"] = list(self.levels)
         return d
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> DSLConfig:
-        d = dict(d or {})
-        _check_keys(cls, d, "dsl")
-        return cls(**d)
-
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Settings):
     """Everything needed to rebuild a :class:`~darkseg.models.detector.DarkMaskRCNN`.
 
     Backbone: ``depth`` 18/34/50/101, ``style`` "pytorch" (stride on the 3x3 conv) or "caffe" (stride on
@@ -148,96 +151,102 @@ class ModelConfig:
     mmdet_training: bool = True
 
     def __post_init__(self) -> None:
+        """Values given in code: ``dsl`` as a dict, sequences as lists; then :meth:`validate`."""
         if isinstance(self.dsl, dict):
-            self.dsl = DSLConfig.from_dict(self.dsl)
-        if isinstance(self.class_names, str):  # list("person") would be six one-letter classes
-            raise ModelConfigError(
-                f"model.class_names: expected a list of names, got the string {self.class_names!r}; "
-                f"write [{self.class_names!r}]"
-            )
-        self.class_names = [str(c) for c in self.class_names]
+            self.dsl = load_value(self.dsl, DSLConfig, "dsl", type(self).__name__)
+        if not isinstance(self.class_names, str):  # refused by validate: list("person") = six classes
+            self.class_names = [str(c) for c in self.class_names]
         if self.scb_stages is not None:
             self.scb_stages = [int(s) for s in self.scb_stages]
         for name in ("stage_blocks", "stage_channels"):
             if getattr(self, name) is not None:
                 setattr(self, name, [int(v) for v in getattr(self, name)])
-        self.validate()
+        super().__post_init__()
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
-        def bad(name: str, msg: str) -> None:
-            raise ModelConfigError(f"model.{name}: {msg} (got {getattr(self, name)!r})")
-
+        if isinstance(self.class_names, str):
+            raise ConfigError(
+                f"expected a list of names, got the string {self.class_names!r}; "
+                f"write [{self.class_names!r}]",
+                "class_names",
+            )
         if self.backbone not in ("resnet", "convnext"):
-            bad("backbone", "must be 'resnet' or 'convnext'")
+            raise self.invalid("backbone", "must be 'resnet' or 'convnext'")
         if self.compat not in ("torchvision", "mmdet"):
-            bad("compat", "must be 'torchvision' or 'mmdet'")
+            raise self.invalid("compat", "must be 'torchvision' or 'mmdet'")
         if self.channel_order not in ("rgb", "bgr"):
-            bad("channel_order", "must be 'rgb' or 'bgr'")
+            raise self.invalid("channel_order", "must be 'rgb' or 'bgr'")
         if not self.input_scale > 0:
-            bad("input_scale", "must be > 0")
+            raise self.invalid("input_scale", "must be > 0")
         if self.stage_blocks is not None and (len(self.stage_blocks) != 4 or min(self.stage_blocks) < 1):
-            bad("stage_blocks", "needs 4 positive block counts")
+            raise self.invalid("stage_blocks", "needs 4 positive block counts")
         if self.stage_channels is not None and (
             len(self.stage_channels) != 4 or min(self.stage_channels) < 1
         ):
-            bad("stage_channels", "needs 4 positive widths")
+            raise self.invalid("stage_channels", "needs 4 positive widths")
         if self.base_channels < 1:
-            bad("base_channels", "must be positive")
+            raise self.invalid("base_channels", "must be positive")
         if not 0.0 <= self.drop_path_rate < 1.0:
-            bad("drop_path_rate", "must be in [0, 1)")
+            raise self.invalid("drop_path_rate", "must be in [0, 1)")
         if not 0.0 < self.rpn_nms_thresh <= 1.0:
-            bad("rpn_nms_thresh", "must be in (0, 1]")
+            raise self.invalid("rpn_nms_thresh", "must be in (0, 1]")
         if self.depth not in (18, 34, 50, 101):
-            bad("depth", "must be one of 18, 34, 50, 101")
+            raise self.invalid("depth", "must be one of 18, 34, 50, 101")
         if self.style not in ("pytorch", "caffe"):
-            bad("style", "must be 'pytorch' or 'caffe'")
+            raise self.invalid("style", "must be 'pytorch' or 'caffe'")
         if self.awd_mode not in ("replace", "prefilter"):
-            bad("awd_mode", "must be 'replace' or 'prefilter'")
+            raise self.invalid("awd_mode", "must be 'replace' or 'prefilter'")
         if self.scb_stages is not None and any(s not in (1, 2, 3, 4) for s in self.scb_stages):
-            bad("scb_stages", "stage numbers must be in 1..4")
+            raise self.invalid("scb_stages", "stage numbers must be in 1..4")
         if not self.class_names:
-            bad("class_names", "needs at least one class")
+            raise self.invalid("class_names", "needs at least one class")
         if len(set(self.class_names)) != len(self.class_names):
-            bad("class_names", "names must be unique")
+            raise self.invalid("class_names", "names must be unique")
         if self.in_channels not in (3, 4):
-            bad("in_channels", "must be 3 (RGB / rendered RAW) or 4 (packed RAW)")
+            raise self.invalid("in_channels", "must be 3 (RGB / rendered RAW) or 4 (packed RAW)")
         if not isinstance(self.min_size, int) or self.min_size <= 0:
-            bad("min_size", "must be a positive int (multi-scale training belongs to the data pipeline)")
+            raise self.invalid(
+                "min_size", "must be a positive int (multi-scale training belongs to the data pipeline)"
+            )
         if not isinstance(self.max_size, int) or self.max_size < self.min_size:
-            bad("max_size", "must be an int >= min_size")
+            raise self.invalid("max_size", "must be an int >= min_size")
         if self.resize_interpolation not in ("nearest", "bilinear"):
-            bad("resize_interpolation", "must be 'nearest' or 'bilinear'")
+            raise self.invalid("resize_interpolation", "must be 'nearest' or 'bilinear'")
         if self.size_divisible <= 0 or self.size_divisible % 32:
-            bad("size_divisible", "must be a positive multiple of 32 (the backbone's total stride)")
+            raise self.invalid(
+                "size_divisible", "must be a positive multiple of 32 (the backbone's total stride)"
+            )
         if not -1 <= self.frozen_stages <= 4:
-            bad("frozen_stages", "must be in -1..4")
+            raise self.invalid("frozen_stages", "must be in -1..4")
         if self.pretrained:
-            bad(
+            raise self.invalid(
                 "pretrained",
                 "must be False: darkseg never downloads weights; use load_torchvision_state_dict",
             )
         if (self.image_mean is None) != (self.image_std is None):
-            raise ModelConfigError("model.image_mean and model.image_std must be given together")
+            raise ConfigError("image_mean and image_std must be given together")
         if self.input_scale != 1.0 and self.image_mean is None:
-            bad("input_scale", "needs image_mean/image_std in the scaled units (presets are for [0, 1])")
+            raise self.invalid(
+                "input_scale", "needs image_mean/image_std in the scaled units (presets are for [0, 1])"
+            )
         if self.image_mean is not None:
             if len(self.image_mean) != self.in_channels or len(self.image_std) != self.in_channels:
-                raise ModelConfigError(
-                    f"model.image_mean/image_std need {self.in_channels} values (in_channels), got "
+                raise ConfigError(
+                    f"image_mean and image_std need {self.in_channels} values (in_channels), got "
                     f"{len(self.image_mean)}/{len(self.image_std)}"
                 )
             if any(s <= 0 for s in self.image_std):
-                bad("image_std", "values must be > 0")
+                raise self.invalid("image_std", "values must be > 0")
         elif self.normalization not in NORMALIZATION_PRESETS:
-            bad(
+            raise self.invalid(
                 "normalization",
                 f"must be one of {sorted(NORMALIZATION_PRESETS)} or give image_mean/image_std",
             )
         if not 0.0 <= self.box_score_thresh <= 1.0:
-            bad("box_score_thresh", "must be a score in [0, 1]")
+            raise self.invalid("box_score_thresh", "must be a score in [0, 1]")
         if not 0.0 < self.box_nms_thresh <= 1.0:
-            bad("box_nms_thresh", "must be an IoU in (0, 1]")
+            raise self.invalid("box_nms_thresh", "must be an IoU in (0, 1]")
         for name in (
             "fpn_channels",
             "box_head_dim",
@@ -251,7 +260,7 @@ class ModelConfig:
             "box_detections_per_img",
         ):
             if int(getattr(self, name)) <= 0:
-                bad(name, "must be > 0")
+                raise self.invalid(name, "must be > 0")
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -317,18 +326,3 @@ class ModelConfig:
             if d[k] is not None:
                 d[k] = list(d[k])
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> ModelConfig:
-        d = dict(d or {})
-        _check_keys(cls, d, "model")
-        if "dsl" in d and not isinstance(d["dsl"], DSLConfig):
-            d["dsl"] = DSLConfig.from_dict(d["dsl"])
-        return cls(**d)
-
-
-def _check_keys(cls: type, d: dict[str, Any], where: str) -> None:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ModelConfigError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from darkseg.errors import ConfigError
 from darkseg.raw.bayer import pattern_offsets
-from darkseg.synth.noise import NAMED_MODELS, NoiseModel, NoiseParams, build_noise_model
+from darkseg.synth.noise import NAMED_MODELS, NoiseModel, NoiseParams, build_noise_model, load_camera
 from darkseg.synth.render import OUTPUTS, RenderOptions, render, sensor_cells
 from darkseg.synth.unprocess import (
     UnprocessParams,
@@ -24,13 +25,14 @@ from darkseg.synth.unprocess import (
     unprocess,
     unprocess_packed,
 )
+from darkseg.utils.typed_config import Settings
 
 __all__ = ["SynthConfig", "SynthParams", "LowLightSynthesizer"]
 
 
 @dataclass
-class SynthConfig:
-    """Low-light synthesis settings (YAML maps 1:1 onto the fields).
+class SynthConfig(Settings):
+    """Low-light synthesis settings (YAML maps 1:1 onto the fields; bad values raise ``ConfigError``).
 
     Attributes:
         camera: shipped profile name (``darkseg.synth.available_cameras()``) or a profile JSON path.
@@ -72,22 +74,29 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         self.ratio_range = tuple(float(v) for v in self.ratio_range)  # type: ignore[assignment]
-        if len(self.ratio_range) != 2:
-            raise ValueError(f"ratio_range needs two values, got {self.ratio_range}")
-        if not 0 < self.ratio_range[0] <= self.ratio_range[1]:
-            raise ValueError(f"ratio_range must satisfy 0 < lo <= hi, got {self.ratio_range}")
+        super().__post_init__()
+
+    def validate(self) -> None:
+        """Every value, the camera profile included (a shipped name or a readable profile JSON), so that a
+        bad setting fails where it is given, not when synthesis starts."""
+        if len(self.ratio_range) != 2 or not 0 < self.ratio_range[0] <= self.ratio_range[1]:
+            raise self.invalid("ratio_range", "need [lo, hi] with 0 < lo <= hi")
         if self.output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+            raise self.invalid("output", f"must be one of {OUTPUTS}")
         if self.noise_model not in NAMED_MODELS:
-            raise ValueError(f"noise_model must be one of {sorted(NAMED_MODELS)}, got {self.noise_model!r}")
+            raise self.invalid("noise_model", f"must be one of {sorted(NAMED_MODELS)}")
         if self.ccm not in ("calibrated", "random"):
-            raise ValueError(f"ccm must be 'calibrated' or 'random', got {self.ccm!r}")
+            raise self.invalid("ccm", "must be 'calibrated' or 'random'")
         if self.legacy_swap_rb and self.output == "packed":
-            raise ValueError(
-                "legacy_swap_rb applies to the 3-channel outputs ('rgb', 'binned', 'sensor') only"
+            raise self.invalid(
+                "legacy_swap_rb", "applies to the 3-channel outputs ('rgb', 'binned', 'sensor') only"
             )
-        if self.cfa_pattern is not None:
-            pattern_offsets(self.cfa_pattern)
+        for key, check in (("cfa_pattern", pattern_offsets), ("camera", load_camera)):
+            if getattr(self, key) is not None:
+                try:
+                    check(getattr(self, key))
+                except (FileNotFoundError, ValueError) as exc:
+                    raise ConfigError(str(exc), key) from None
 
     def to_dict(self) -> dict:
         d = asdict(self)
