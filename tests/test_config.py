@@ -312,3 +312,97 @@ def test_the_model_box_is_the_one_resize_setting(monkeypatch):
         load_config("tiny_coco_cpu", ["data.max_size=600"])
     cfg = load_config("tiny_coco_cpu", ["model.min_size=96", "model.max_size=144"])
     assert (cfg.model.min_size, cfg.model.max_size) == (96, 144)
+
+
+# ------------------------------------------------------------------ one loader, one error type
+@pytest.mark.parametrize(
+    ("section", "text", "key", "problem"),
+    [
+        ("model", "depth: 19", "model.depth", "must be one of 18, 34, 50, 101 (got 19)"),
+        ("model", "dsl: {clamp: 0}", "model.dsl.clamp", "must be > 0 (got 0.0)"),
+        ("synth", "ratio_range: [0, 10]", "synth.ratio_range", "need [lo, hi] with 0 < lo <= hi"),
+        ("synth", "output: packd", "synth.output", "must be one of"),
+        ("train", "lr: -1", "train.lr", "must be > 0 (got -1.0)"),
+        ("data", "train: {_delete_: true, ann_file: a.json}", "data.train.image_dir", "required"),
+        ("data", "flip: 2", "data.flip", "probability in [0, 1] (got 2.0)"),
+    ],
+)
+def test_every_section_raises_the_one_config_error_naming_file_and_key(tmp_path, section, text, key, problem):
+    """Model, synth, data and train settings used to raise three error types (ConfigError,
+    ModelConfigError, plain ValueError) with three message styles; now one ConfigError, ``FILE: KEY: ...``."""
+    from darkseg import errors
+    from darkseg.models import ModelConfigError
+
+    assert ModelConfigError is ConfigError is errors.ConfigError
+    p = tmp_path / "cfg.yaml"
+    p.write_text(f"_base_: tiny_coco_cpu\n{section}: {{{text}}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    exc = info.value
+    assert type(exc) is ConfigError and isinstance(exc, ValueError)
+    assert (exc.source, exc.key) == (str(p), key) and problem in exc.problem
+    assert str(exc).startswith(f"{p}: {key}: ")
+
+
+def test_settings_made_in_code_raise_config_error_naming_class_and_key():
+    from darkseg.config import DatasetConfig, TrainConfig
+    from darkseg.models import ModelConfig
+    from darkseg.synth import SynthConfig
+
+    cases = [
+        (
+            lambda: SynthConfig(ratio_range=(0, 1)),
+            "SynthConfig: ratio_range: need [lo, hi] with 0 < lo <= hi",
+        ),
+        (lambda: SynthConfig(camera="NoSuchCam"), "SynthConfig: camera: unknown camera 'NoSuchCam'"),
+        (lambda: ModelConfig(dsl={"clamp": 0}), "ModelConfig: dsl.clamp: must be > 0"),
+        (lambda: TrainConfig(epochs=None), "TrainConfig: give exactly one of max_iters / epochs"),
+        (lambda: DatasetConfig(image_dir="x"), "DatasetConfig: ann_file: required"),
+    ]
+    for build, message in cases:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            build()
+
+
+def test_unknown_keys_are_listed_with_the_known_ones_by_the_one_loader(tmp_path):
+    from darkseg.models import DSLConfig, ModelConfig
+
+    p = tmp_path / "cfg.yaml"
+    p.write_text("_base_: tiny_coco_cpu\nmodel: {depht: 50}\n")
+    known = re.escape(str(sorted(f for f in ModelConfig.__dataclass_fields__)))
+    with pytest.raises(
+        ConfigError, match=rf"cfg\.yaml: unknown key 'model\.depht'; known keys of model: {known}"
+    ):
+        load_config(p)
+    with pytest.raises(ConfigError, match=rf"^ModelConfig: unknown key 'depht'; known keys: {known}$"):
+        ModelConfig.from_dict({"depht": 50})
+    with pytest.raises(ConfigError, match=r"^DSLConfig: unknown key 'wieght'; known keys: \['clamp', "):
+        DSLConfig.from_dict({"wieght": 1})
+    with pytest.raises(ConfigError, match=r"model\.dsl\.wieght'; known keys of model\.dsl: \['clamp', "):
+        load_config("tiny_coco_cpu", ["model.dsl.wieght=1"])
+    assert ModelConfig.from_dict(ModelConfig.tiny().to_dict()) == ModelConfig.tiny()
+
+
+def test_config_error_keeps_its_parts_through_pickling():
+    import pickle
+
+    exc = pickle.loads(pickle.dumps(ConfigError("required", "data.train.image_dir", "cfg.yaml")))
+    assert (exc.problem, exc.key, exc.source) == ("required", "data.train.image_dir", "cfg.yaml")
+    assert str(exc) == "cfg.yaml: data.train.image_dir: required"
+
+
+def test_data_settings_live_in_the_data_package_below_config_synth_models_and_engine():
+    import subprocess
+    import sys
+
+    from darkseg.config import DataConfig, DatasetConfig
+    from darkseg.data import config as data_config
+
+    assert (DataConfig, DatasetConfig) == (data_config.DataConfig, data_config.DatasetConfig)
+    code = (
+        "import sys, darkseg.data.config; "
+        "print([m for m in ('darkseg.config', 'darkseg.synth', 'darkseg.models', 'darkseg.engine') "
+        "if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -235,7 +235,7 @@ def test_binned_output_renders_like_the_lis_raw_pngs():
         SynthConfig(output="binned", legacy_swap_rb=True, noise_model="none", quantize_8bit=False)
     )
     np.testing.assert_array_equal(legacy.numpy(img, rng, params=p)[0], cn[..., ::-1])
-    with pytest.raises(ValueError, match="output must be one of"):
+    with pytest.raises(ValueError, match="output: must be one of"):
         SynthConfig(output="demosaic")
 
 
