@@ -5,16 +5,19 @@ An :class:`ExperimentConfig` has five sections::
     name:   str                      run name (logs, summary)
     model:  darkseg.models.ModelConfig   (YAML: the ModelConfig fields)
     synth:  darkseg.synth.SynthConfig | null   (null = no low-light synthesis: train on sRGB)
-    data:   DataConfig               train / val datasets, training interpolation, flip
+    data:   darkseg.data.config.DataConfig   train / val datasets, training interpolation, flip
     train:  TrainConfig              optimiser, schedule, DSL, AMP, checkpoints, logging
     output_dir: str | null           default output folder (``darkseg train --out`` overrides it)
 
 :func:`load_config` reads a YAML file (a path, or the name of a packaged config such as
 ``tiny_coco_cpu``), resolves its ``_base_`` chain (a config states only what differs from its base:
 :func:`read_config_dict`), applies ``"a.b=value"`` overrides (values parsed as YAML, so
-``train.lr=0.02``, ``train.lr_steps=[8,11]``, ``synth=null`` work) and validates everything. Unknown
-keys, wrong types and bad values raise :class:`ConfigError` naming the key and the file
-(or the ``--set`` item).
+``train.lr=0.02``, ``train.lr_steps=[8,11]``, ``synth=null`` work) and builds the sections with the one
+settings loader, :func:`darkseg.utils.typed_config.load_dataclass`. Each section's dataclass checks its
+own values when constructed (``validate``); :meth:`ExperimentConfig.validate` checks what spans sections.
+Unknown keys, wrong types and bad values raise :class:`ConfigError` (``darkseg.errors.ConfigError``,
+re-exported here with ``DataConfig`` and ``DatasetConfig``) naming the file (or the ``--set`` item) and
+the key: ``cfg.yaml: data.train.image_dir: required``.
 The resize box is the model's alone (``model.min_size`` / ``model.max_size``): training images are
 resized into it by the data pipeline and every image again by the model. ``data.min_size`` /
 ``data.max_size`` (older configs) are accepted only when equal to the model's and then dropped.
