@@ -39,8 +39,10 @@ from typing import Any
 
 import torch
 
+from darkseg.errors import ConfigError
+
 from .checkpoint import CheckpointError, save_checkpoint
-from .config import ModelConfig, ModelConfigError
+from .config import ModelConfig
 from .mmdet_config import ConfigTextError, parse_config_text, test_settings
 
 __all__ = [
@@ -323,7 +325,7 @@ def infer_model_config(
     fields.pop("in_channels")
     try:
         return ModelConfig(**fields)
-    except ModelConfigError as exc:
+    except ConfigError as exc:
         raise ConversionError(f"{where}: {exc}") from None
 
 
@@ -469,7 +471,7 @@ def convert_mmdet_checkpoint(
     if config_overrides:
         try:
             cfg = ModelConfig.from_dict({**cfg.to_dict(), **config_overrides})
-        except ModelConfigError as exc:
+        except ConfigError as exc:
             raise ConversionError(f"{where}: {exc}") from None
     new_sd, dropped = convert_mmdet_state_dict(sd, cfg, where)
     report.config, report.converted_keys, report.dropped = cfg, len(new_sd), dropped
