@@ -293,7 +293,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             try:
                 if key in first_line:
                     where = f"at line {line} (first at line {first_line[key]})"
-                    raise ConfigError(f"{self.source}: duplicate key {key!r} {where}")
+                    raise ConfigError(f"duplicate key {key!r} {where}", source=self.source)
             except TypeError:
                 continue  # an unhashable key: PyYAML reports it below
             first_line[key] = line
@@ -337,23 +337,23 @@ def apply_overrides(d: dict[str, Any], overrides: list[str] | None) -> dict[str,
     d = copy.deepcopy(d)
     for item in overrides or []:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=0.02")
+            raise ConfigError("expected KEY=VALUE, e.g. train.lr=0.02", source=f"--set {item!r}")
         key, raw = item.split("=", 1)
         key = key.strip()
         parts = key.split(".")
         if not key or any(not p for p in parts):
-            raise ConfigError(f"--set {item!r}: malformed key {key!r}")
+            raise ConfigError(f"malformed key {key!r}", source=f"--set {item!r}")
         try:
             value = _load_yaml(raw, f"--set {item!r}") if raw.strip() else ""
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from exc
+            raise ConfigError(f"value is not valid YAML ({exc})", source=f"--set {item!r}") from exc
         node = d
         for i, p in enumerate(parts[:-1]):
             nxt = node.get(p)
             if nxt is None:
                 nxt = node[p] = {}
             if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {item!r}: {'.'.join(parts[: i + 1])} is not a section")
+                raise ConfigError("not a section", ".".join(parts[: i + 1]), f"--set {item!r}")
             node = nxt
         node[parts[-1]] = value
     return d
@@ -377,7 +377,7 @@ def _base_path(value: Any, p: Path) -> Path:
     """Where ``_base_: value`` of file ``p`` points: a file relative to ``p``'s folder (``.yaml`` may be
     left out), else a packaged config name."""
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"{p}: _base_: expected a config name or a relative path, got {value!r}")
+        raise ConfigError(f"expected a config name or a relative path, got {value!r}", "_base_", str(p))
     for candidate in (p.parent / value, p.parent / f"{value}.yaml"):
         if candidate.is_file():
             return candidate
@@ -385,7 +385,9 @@ def _base_path(value: Any, p: Path) -> Path:
     if name in packaged_configs():
         return Path(str(resources.files("darkseg") / "configs" / f"{name}.yaml"))
     raise ConfigError(
-        f"{p}: _base_: no config {value!r} next to the file nor packaged ({', '.join(packaged_configs())})"
+        f"no config {value!r} next to the file nor packaged ({', '.join(packaged_configs())})",
+        "_base_",
+        str(p),
     )
 
 
@@ -399,15 +401,15 @@ def read_config_dict(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> 
     p = _resolve_path(path) if not _chain else Path(path)
     if p.resolve() in _chain:
         names = " -> ".join(str(f) for f in (*_chain, p.resolve()))
-        raise ConfigError(f"{p}: _base_ cycle: {names}")
+        raise ConfigError(f"_base_ cycle: {names}", source=str(p))
     try:
         raw = _load_yaml(p.read_text(encoding="utf-8"), str(p))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: malformed YAML: {exc}") from exc
+        raise ConfigError(f"malformed YAML: {exc}", source=str(p)) from exc
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: the top level must be a mapping, got {type(raw).__name__}")
+        raise ConfigError(f"the top level must be a mapping, got {type(raw).__name__}", source=str(p))
     if "_base_" not in raw:
         return raw
     base = read_config_dict(_base_path(raw.pop("_base_"), p), (*_chain, p.resolve()))
@@ -441,7 +443,9 @@ def load_synth_config(path: str | os.PathLike | None = None, overrides: list[str
     """
     for item in overrides or []:
         if item.split("=", 1)[0].strip().split(".")[0] != "synth":
-            raise ConfigError(f"--set {item!r}: darkseg synth reads only the synth section (synth.KEY=VALUE)")
+            raise ConfigError(
+                "darkseg synth reads only the synth section (synth.KEY=VALUE)", source=f"--set {item!r}"
+            )
     if path is None:
         d, source = {"synth": {}}, "<defaults>"
     else:
