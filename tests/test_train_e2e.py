@@ -409,7 +409,7 @@ def _with_corrupt_image(tmp_path):
     """A copy (symlinks) of the tiny training set whose first training image is replaced by garbage."""
     import shutil
 
-    from darkseg.engine.train import build_train_dataset
+    from darkseg.data.build import build_train_dataset
 
     root = shared_subdir("tinycoco-seg")
     images = tmp_path / "images"
@@ -419,7 +419,8 @@ def _with_corrupt_image(tmp_path):
     ann = tmp_path / "ann.json"
     shutil.copy(root / "annotations/instances_train2017.json", ann)
     data = [f"data.train.image_dir={images}", f"data.train.ann_file={ann}"]
-    ds = build_train_dataset(_cfg(data + ["data.train.max_images=2"]), synth_in_workers=False)
+    cfg = _cfg(data + ["data.train.max_images=2"])
+    ds = build_train_dataset(cfg.data, cfg.model.class_names, cfg.model.min_size, cfg.model.max_size)
     bad = ds.image_path(ds.ids[0])
     bad.unlink()
     bad.write_bytes(b"\xff\xd8 not a jpeg")
