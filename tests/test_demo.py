@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from darkseg.cli import main
-from darkseg.engine.demo import DemoSettings, plot_loss_curve, run_demo
+from darkseg.demo import DemoSettings, run_demo
+from darkseg.demo.report import plot_loss_curve
 from darkseg.utils.io import read_image
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -56,9 +57,10 @@ def test_quick_demo_data_layout(quick_run):
     dark = json.loads((out / "data" / "test_dark" / "annotations.json").read_text())
     assert dark["annotations"] == test["annotations"]
     assert [i["id"] for i in dark["images"]] == [i["id"] for i in test["images"]]
+    assert json.loads((out / "data" / "test_dark" / "synth_config.json").read_text())["format"] == "png8"
     srgb = read_image(out / "data" / "test" / "images" / test["images"][0]["file_name"])
     noisy = read_image(out / "data" / "test_dark" / "images" / dark["images"][0]["file_name"])
-    clean = read_image(out / "data" / "test_clean" / "images" / dark["images"][0]["file_name"])
+    clean = read_image(out / "data" / "test_dark" / "clean" / dark["images"][0]["file_name"])
     assert srgb.shape == noisy.shape == clean.shape
     # the low-light renderings are darker than the sRGB scene, and the noisy one differs from the clean one
     assert noisy.mean() < srgb.mean() and clean.mean() < srgb.mean()
