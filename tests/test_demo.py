@@ -115,6 +115,35 @@ def test_synth_cli_png8_holds_the_8bit_renderings(tmp_path):
     np.testing.assert_array_equal(p8.astype(np.uint16) * 257, p16)
 
 
+def test_dark_test_set_stage_rewrites_or_reuses(tmp_path):
+    """make_dark_test_set writes the set afresh (new scenes under the same file names never meet old
+    renderings) unless ``reuse`` keeps a finished one."""
+    from darkseg.data.scenes import generate_scenes
+    from darkseg.demo.stages import make_dark_test_set
+    from darkseg.synth import SynthConfig
+
+    cfg = SynthConfig(ratio_range=(20, 20))
+    d, ann = generate_scenes(tmp_path / "s", 2, (48, 32), seed=0, progress=False)
+    dark = make_dark_test_set(d, ann, tmp_path / "dark", cfg, seed=1, progress=False)
+    assert (dark.images, dark.clean, dark.ann_file) == (
+        tmp_path / "dark" / "images",
+        tmp_path / "dark" / "clean",
+        tmp_path / "dark" / "annotations.json",
+    )
+    first = (dark.images / "000000.png").read_bytes()
+    generate_scenes(tmp_path / "s", 2, (64, 48), seed=0, progress=False)  # same names, other scenes
+    assert make_dark_test_set(d, ann, tmp_path / "dark", cfg, seed=1, reuse=True, progress=False) == dark
+    assert (dark.images / "000000.png").read_bytes() == first
+    make_dark_test_set(d, ann, tmp_path / "dark", cfg, seed=1, progress=False)
+    assert (
+        read_image(dark.images / "000000.png").shape
+        == read_image(dark.clean / "000000.png").shape
+        == (48, 64, 3)
+    )
+    plain = make_dark_test_set(d, ann, tmp_path / "plain", cfg, seed=1, save_clean=False, progress=False)
+    assert plain.clean is None and not (tmp_path / "plain" / "clean").exists()
+
+
 def test_loss_curve_needs_records(tmp_path):
     recs = [
         {"iter": i, "loss": 3.0 / i, "loss_mask": 1.0 / i, "clean_loss_mask": 0.9 / i, "loss_dsl": 0.01}
