@@ -33,6 +33,13 @@ Usage::
 
 Finished runs are kept in ``OUT/<variant>/seed<k>/result.json``; a rerun with the same ``--out``
 skips them, so an interrupted ablation continues where it stopped.
+
+Data, scenes and runs are the demo's stages (:mod:`darkseg.demo.stages`): scene sets under
+``OUT/data/<set>/``, each dark test set in ``darkseg synth``'s layout (``OUT/data/<set>/images/``, the
+clean renderings in ``clean/``, the annotation file named as the test set's, ``synth_config.json``;
+8-bit PNGs). A data folder of the older layout (clean renderings in a separate folder, no
+``synth_config.json``) is completed in place: its noisy files are kept (the same bytes) and the clean
+renderings are written into ``clean/``.
 """
 
 from __future__ import annotations
@@ -108,40 +115,30 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 # ------------------------------------------------------------------------------------------ data
 def make_data(args: argparse.Namespace, base_cfg) -> dict[str, Path]:
-    """Scenes and the four test renderings; everything is reused when already there."""
-    from darkseg.data.scenes import generate_scenes
-    from darkseg.engine.demo import write_low_light_set
+    """Scenes and the four test renderings (the demo's stages); everything is reused when already there."""
+    from darkseg.demo.stages import make_dark_test_set, make_scene_sets
     from darkseg.synth import SynthConfig
 
     data = args.out / "data"
-    size = tuple(args.size)
-    classes = tuple(base_cfg.model.class_names)
+    sets = make_scene_sets(
+        data,
+        {"train": (args.train_images, args.data_seed), "test": (args.test_images, args.data_seed + 1)},
+        tuple(args.size),
+        base_cfg.model.class_names,
+        reuse=True,
+    )
     paths: dict[str, Path] = {}
-
-    def scenes(name: str, n: int, seed: int) -> tuple[Path, Path]:
-        d = data / name
-        if (d / "annotations.json").is_file():
-            return d / "images", d / "annotations.json"
-        return generate_scenes(d, n, size, seed, classes)
-
-    paths["train_images"], paths["train_ann"] = scenes("train", args.train_images, args.data_seed)
-    paths["srgb_images"], paths["test_ann"] = scenes("test", args.test_images, args.data_seed + 1)
+    paths["train_images"], paths["train_ann"] = sets["train"]
+    paths["srgb_images"], paths["test_ann"] = sets["test"]
     raw_cfg = SynthConfig(**{**base_cfg.synth.to_dict(), "camera": args.test_camera})
     isp_cfg = SynthConfig(**{**raw_cfg.to_dict(), **{f: True for f in ISP_FIELDS}})
-    for key, cfg, clean in (("dark_raw", raw_cfg, "clean_raw"), ("dark_srgb", isp_cfg, None)):
-        if not (data / key / "annotations.json").is_file():
-            write_low_light_set(
-                paths["srgb_images"],
-                paths["test_ann"],
-                data / key,
-                cfg,
-                args.data_seed + 2,
-                clean_out_dir=None if clean is None else data / clean,
-            )
-        paths[key] = data / key / "images"
-        if clean is not None:
-            paths[clean] = data / clean / "images"
-    paths["ann_png"] = data / "dark_raw" / "annotations.json"  # .png file names
+    test = (paths["srgb_images"], paths["test_ann"])
+    raw = make_dark_test_set(*test, data / "dark_raw", raw_cfg, args.data_seed + 2, reuse=True)
+    isp = make_dark_test_set(
+        *test, data / "dark_srgb", isp_cfg, args.data_seed + 2, save_clean=False, reuse=True
+    )
+    paths["dark_raw"], paths["clean_raw"], paths["dark_srgb"] = raw.images, raw.clean, isp.images
+    paths["ann_png"] = raw.ann_file  # .png file names
     return paths
 
 
@@ -171,10 +168,7 @@ def common_overrides(args: argparse.Namespace, paths: dict[str, Path], seed: int
 def run_one(args: argparse.Namespace, paths: dict[str, Path], variant: str, seed: int) -> dict:
     """Train one variant with one seed and evaluate it on its dark and clean test sets."""
     from darkseg.config import load_config
-    from darkseg.data.build import build_dataset
-    from darkseg.engine.evaluate import evaluate_model
-    from darkseg.engine.train import train
-    from darkseg.models import load_model
+    from darkseg.demo.stages import evaluate_views, train_stage
     from darkseg.utils.io import atomic_write_json
 
     run_dir = args.out / variant / f"seed{seed}"
@@ -185,24 +179,22 @@ def run_one(args: argparse.Namespace, paths: dict[str, Path], variant: str, seed
     cfg = load_config("demo", common_overrides(args, paths, seed) + overrides)
     t0 = time.perf_counter()
     # no result.json: a run that never finished (or never started); replace its files, do not append
-    summary = train(cfg, run_dir, resume=False, progress=False, overwrite=True)
-    model, _ = load_model(summary["final_model"], map_location=args.device)
-    tests = (
-        {"dark": paths["dark_raw"], "clean": paths["clean_raw"]}
+    summary = train_stage(cfg, run_dir, overwrite=True, progress=False)
+    views = (
+        {"dark": (paths["dark_raw"], paths["ann_png"]), "clean": (paths["clean_raw"], paths["ann_png"])}
         if kind == "raw"
-        else {"dark": paths["dark_srgb"], "clean": paths["srgb_images"]}
+        else {
+            "dark": (paths["dark_srgb"], paths["ann_png"]),
+            "clean": (paths["srgb_images"], paths["test_ann"]),
+        }
     )
-    metrics = {}
-    for name, img_dir in tests.items():
-        ann = paths["ann_png"] if name == "dark" or kind == "raw" else paths["test_ann"]
-        ds = build_dataset("coco", img_dir, ann, class_names=list(cfg.model.class_names))
-        metrics[name] = evaluate_model(model, ds, device=args.device, progress=False)["metrics"]
+    evals = evaluate_views(summary["final_model"], views, cfg.model.class_names, args.device, progress=False)
     result = {
         "variant": variant,
         "label": label,
         "seed": seed,
         "input": kind,
-        "metrics": metrics,
+        "metrics": {name: r["metrics"] for name, r in evals.items()},
         "train_seconds": summary["seconds"],
         "total_seconds": time.perf_counter() - t0,
         "loss_first": summary["loss_first"],
@@ -457,9 +449,9 @@ def ft_scene_cfg(args):
 
 
 def ft_make_data(args: argparse.Namespace) -> dict[str, Path]:
-    """Scenes (train / val / test) and the test renderings; everything is reused when already there."""
-    from darkseg.data.scenes import generate_scenes
-    from darkseg.engine.demo import write_low_light_set
+    """Scenes (train / val / test) and the test renderings (the demo's stages); everything is reused when
+    already there."""
+    from darkseg.demo.stages import make_dark_test_set, make_scene_sets
     from darkseg.synth import SynthConfig
 
     data = args.out / "data"
@@ -468,34 +460,34 @@ def ft_make_data(args: argparse.Namespace) -> dict[str, Path]:
         paths["train_images"], paths["train_ann"] = Path(args.train_dir), Path(args.train_ann)
         paths["test_images"], paths["test_ann"] = Path(args.test_dir), Path(args.test_ann)
     else:
-        size, classes, scfg = tuple(args.size), FT_CLASSES, ft_scene_cfg(args)
-
-        def scenes(name: str, n: int, seed: int) -> tuple[Path, Path]:
-            d = data / name
-            if (d / "annotations.json").is_file():
-                return d / "images", d / "annotations.json"
-            return generate_scenes(d, n, size, seed, classes, cfg=scfg, progress=False)
-
-        paths["train_images"], paths["train_ann"] = scenes("train", args.train_images, args.data_seed)
-        paths["val_images"], paths["val_ann"] = scenes("val", args.val_images, args.data_seed + 3)
-        paths["test_images"], paths["test_ann"] = scenes("test", args.test_images, args.data_seed + 1)
+        seeds = {"train": args.data_seed, "val": args.data_seed + 3, "test": args.data_seed + 1}
+        counts = {"train": args.train_images, "val": args.val_images, "test": args.test_images}
+        sets = make_scene_sets(
+            data,
+            {name: (counts[name], seeds[name]) for name in ("train", "val", "test")},
+            tuple(args.size),
+            FT_CLASSES,
+            scene_cfg=ft_scene_cfg(args),
+            reuse=True,
+            progress=False,
+        )
+        for name, (images, ann) in sets.items():
+            paths[f"{name}_images"], paths[f"{name}_ann"] = images, ann
     base = {"camera": args.test_camera, "output": args.test_output}
     for key, ratio, seed in (("dark", args.ratio, 2), ("dark_harsh", args.harsh_ratio, 4)):
-        cfg = SynthConfig(**{**base, "ratio_range": tuple(ratio)})
-        clean = data / "clean" if key == "dark" else None
-        if not (data / key / "annotations.json").is_file():
-            write_low_light_set(
-                paths["test_images"],
-                paths["test_ann"],
-                data / key,
-                cfg,
-                args.data_seed + seed,
-                clean_out_dir=clean,
-                progress=False,
-            )
-        paths[key] = data / key / "images"
-    paths["clean"] = data / "clean" / "images"
-    paths["ann_png"] = data / "dark" / "annotations.json"
+        dark = make_dark_test_set(
+            paths["test_images"],
+            paths["test_ann"],
+            data / key,
+            SynthConfig(**{**base, "ratio_range": tuple(ratio)}),
+            args.data_seed + seed,
+            save_clean=key == "dark",
+            reuse=True,
+            progress=False,
+        )
+        paths[key] = dark.images
+        if dark.clean is not None:
+            paths["clean"], paths["ann_png"] = dark.clean, dark.ann_file
     return paths
 
 
@@ -514,7 +506,7 @@ def ft_pretrain(args: argparse.Namespace, paths: dict[str, Path]) -> Path:
     """Stage 1: a plain Mask R-CNN on the clean sRGB scenes (CPU scale); the paper scale uses the given
     COCO checkpoint. Resumable (``last.pth`` every 50 iterations)."""
     from darkseg.config import load_config
-    from darkseg.engine.train import train
+    from darkseg.demo.stages import train_stage
 
     if args.scale == "paper":
         return Path(args.pretrained)
@@ -548,8 +540,7 @@ def ft_pretrain(args: argparse.Namespace, paths: dict[str, Path]) -> Path:
         *args.extra,
     ]
     cfg = load_config("demo", overrides)
-    resume = (run_dir / "last.pth").is_file()
-    train(cfg, run_dir, resume=resume, progress=False)
+    train_stage(cfg, run_dir, resume=(run_dir / "last.pth").is_file(), progress=False)
     return final
 
 
@@ -681,10 +672,7 @@ def _append_csv_locked(path: Path, rows: list[dict]) -> None:
 def ft_run_one(args, paths, variant: str, seed: int, init: Path, csv_path: Path) -> list[dict]:
     """Fine-tune one variant with one seed (or, for ``none``, take the stage-1 model) and evaluate it
     on the dark, harsh-dark and clean test sets; the rows go to the results CSV."""
-    from darkseg.data.build import build_dataset
-    from darkseg.engine.evaluate import evaluate_model
-    from darkseg.engine.train import train
-    from darkseg.models import load_model
+    from darkseg.demo.stages import evaluate_views, train_stage
 
     study = ft_study_name(args)
     done = [
@@ -700,7 +688,7 @@ def ft_run_one(args, paths, variant: str, seed: int, init: Path, csv_path: Path)
 
         cfg = ft_stage2_config(args, paths, variant, seed, init)
         try:
-            summary = train(cfg, run_dir, resume=False, progress=False)
+            summary = train_stage(cfg, run_dir, progress=False)
         except TrainingError as exc:
             if "non-finite loss" not in str(exc):
                 raise
@@ -723,13 +711,10 @@ def ft_run_one(args, paths, variant: str, seed: int, init: Path, csv_path: Path)
         class_names = list(cfg.model.class_names)
     else:
         model_path, iters, secs = init, 0, 0.0
-        class_names = list(FT_CLASSES) if args.scale == "cpu" else None
-    model, mcfg = load_model(model_path, map_location=args.device)
-    class_names = class_names or list(mcfg["model_config"]["class_names"])
-    metrics = {}
-    for test in ("dark", "dark_harsh", "clean"):
-        ds = build_dataset("coco", paths[test], paths["ann_png"], class_names=class_names)
-        metrics[test] = evaluate_model(model, ds, device=args.device, progress=False)["metrics"]
+        class_names = list(FT_CLASSES) if args.scale == "cpu" else None  # None: the checkpoint's
+    views = {test: (paths[test], paths["ann_png"]) for test in ("dark", "dark_harsh", "clean")}
+    evals = evaluate_views(model_path, views, class_names, args.device, progress=False)
+    metrics = {test: r["metrics"] for test, r in evals.items()}
     extra = {
         "iterations": iters,
         "train_seconds": round(secs, 1),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import shutil
 
 import pytest
 
@@ -77,3 +78,63 @@ def test_finetune_preset_tiny(ablation, tmp_path):
     mtime = csv_path.stat().st_mtime_ns
     assert ablation.main(argv) == 0
     assert csv_path.stat().st_mtime_ns == mtime
+
+
+def test_data_helpers_are_the_demo_stages(ablation, tmp_path, monkeypatch):
+    """make_data / ft_make_data render scenes and dark test sets through darkseg.demo.stages (the dark
+    sets in ``darkseg synth``'s layout); a second call reuses them, and a data folder of the older
+    layout (no synth_config.json, no clean/) is completed in place with the same noisy files."""
+    from darkseg.config import load_config
+    from darkseg.demo import stages
+
+    calls: list[str] = []
+    for name in ("make_scene_sets", "make_dark_test_set"):
+        real = getattr(stages, name)
+        monkeypatch.setattr(
+            stages, name, lambda *a, _f=real, **k: (calls.append(_f.__name__), _f(*a, **k))[1]
+        )
+    out = tmp_path / "a"
+    common = ["--out", str(out), "--size", "64", "48", "--train-images", "2", "--test-images", "2"]
+    paths = ablation.make_data(ablation.parse_args(common), load_config("demo"))
+    assert calls == ["make_scene_sets", "make_dark_test_set", "make_dark_test_set"]
+    data = out / "data"
+    assert (
+        paths["dark_raw"] == data / "dark_raw" / "images"
+        and paths["clean_raw"] == data / "dark_raw" / "clean"
+    )
+    assert paths["ann_png"] == data / "dark_raw" / "annotations.json"
+    assert sorted(p.name for p in paths["clean_raw"].iterdir()) == ["000000.png", "000001.png"]
+    assert not (data / "dark_srgb" / "clean").exists() and len(list(paths["dark_srgb"].iterdir())) == 2
+    noisy = {p.name: p.read_bytes() for p in paths["dark_raw"].iterdir()}
+    stamp = (paths["ann_png"].stat().st_mtime_ns, (data / "train" / "annotations.json").stat().st_mtime_ns)
+    assert ablation.make_data(ablation.parse_args(common), load_config("demo")) == paths
+    assert (
+        paths["ann_png"].stat().st_mtime_ns,
+        (data / "train" / "annotations.json").stat().st_mtime_ns,
+    ) == stamp
+    shutil.rmtree(paths["clean_raw"])
+    (data / "dark_raw" / "synth_config.json").unlink()
+    assert ablation.make_data(ablation.parse_args(common), load_config("demo")) == paths
+    assert {p.name: p.read_bytes() for p in paths["dark_raw"].iterdir()} == noisy and paths[
+        "clean_raw"
+    ].is_dir()
+
+    calls.clear()
+    ft = ["--preset", "finetune", "--val-images", "1", "--clutter", "1", *common[:2], *common[2:]]
+    ft[ft.index(str(out))] = str(tmp_path / "ft")
+    paths = ablation.ft_make_data(ablation.ft_parse_args(ft))
+    data = tmp_path / "ft" / "data"
+    assert calls == ["make_scene_sets", "make_dark_test_set", "make_dark_test_set"]
+    assert {k: v.relative_to(data).as_posix() for k, v in paths.items()} == {
+        "train_images": "train/images",
+        "train_ann": "train/annotations.json",
+        "val_images": "val/images",
+        "val_ann": "val/annotations.json",
+        "test_images": "test/images",
+        "test_ann": "test/annotations.json",
+        "dark": "dark/images",
+        "clean": "dark/clean",
+        "ann_png": "dark/annotations.json",
+        "dark_harsh": "dark_harsh/images",
+    }
+    assert not (data / "dark_harsh" / "clean").exists()

@@ -301,10 +301,12 @@ def test_base_cycles_and_missing_bases_are_refused_naming_the_files(tmp_path, ba
 def test_the_model_box_is_the_one_resize_setting(monkeypatch):
     """``data.min_size`` / ``data.max_size`` (older configs) are accepted when equal to the model's box
     and refused naming both keys otherwise; training resizes into the model's box."""
-    from darkseg.engine import train as train_module
+    from darkseg.data import build
 
-    monkeypatch.setattr(train_module, "_make_dataset", lambda ds, cfg, train, transforms: transforms)
-    resize = train_module.build_train_dataset(load_config("tiny_coco_cpu"), False).transforms[0]
+    monkeypatch.setattr(build, "_make_dataset", lambda ds, class_names, train, transforms: transforms)
+    cfg = load_config("tiny_coco_cpu")
+    ds = build.build_train_dataset(cfg.data, cfg.model.class_names, cfg.model.min_size, cfg.model.max_size)
+    resize = ds.transforms[0]
     assert (resize.max_size, resize.min_size) == (192, 128)
     cfg = load_config("tiny_coco_cpu", ["data.min_size=128", "data.max_size=192"])
     assert "min_size" not in cfg.to_dict()["data"] and cfg.model.min_size == 128

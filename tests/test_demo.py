@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from darkseg.cli import main
-from darkseg.engine.demo import DemoSettings, plot_loss_curve, run_demo, write_low_light_set
+from darkseg.demo import DemoSettings, run_demo
+from darkseg.demo.report import plot_loss_curve
 from darkseg.utils.io import read_image
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -55,9 +57,10 @@ def test_quick_demo_data_layout(quick_run):
     dark = json.loads((out / "data" / "test_dark" / "annotations.json").read_text())
     assert dark["annotations"] == test["annotations"]
     assert [i["id"] for i in dark["images"]] == [i["id"] for i in test["images"]]
+    assert json.loads((out / "data" / "test_dark" / "synth_config.json").read_text())["format"] == "png8"
     srgb = read_image(out / "data" / "test" / "images" / test["images"][0]["file_name"])
     noisy = read_image(out / "data" / "test_dark" / "images" / dark["images"][0]["file_name"])
-    clean = read_image(out / "data" / "test_clean" / "images" / dark["images"][0]["file_name"])
+    clean = read_image(out / "data" / "test_dark" / "clean" / dark["images"][0]["file_name"])
     assert srgb.shape == noisy.shape == clean.shape
     # the low-light renderings are darker than the sRGB scene, and the noisy one differs from the clean one
     assert noisy.mean() < srgb.mean() and clean.mean() < srgb.mean()
@@ -66,19 +69,79 @@ def test_quick_demo_data_layout(quick_run):
     assert len(log) == 4 and "loss_dsl" in json.loads(log[0])
 
 
-def test_low_light_set_is_seeded(tmp_path):
+def test_dark_test_set_png8_is_seeded(tmp_path):
+    """The demo's dark test set is ``darkseg synth``'s folder job with 8-bit PNGs: same seed, same bytes;
+    another seed, other noise; packed (4-channel) output cannot be a PNG."""
     from darkseg.data.scenes import generate_scenes
     from darkseg.synth import SynthConfig
+    from darkseg.synth.offline import SynthJob, run_synth_folder
 
     d, ann = generate_scenes(tmp_path / "s", 2, (48, 32), seed=0, progress=False)
     cfg = SynthConfig(ratio_range=(20, 20))
-    a_dir, _ = write_low_light_set(d, ann, tmp_path / "a", cfg, seed=5, progress=False)
-    b_dir, _ = write_low_light_set(d, ann, tmp_path / "b", cfg, seed=5, progress=False)
-    c_dir, _ = write_low_light_set(d, ann, tmp_path / "c", cfg, seed=6, progress=False)
-    assert (a_dir / "000000.png").read_bytes() == (b_dir / "000000.png").read_bytes()
-    assert (a_dir / "000000.png").read_bytes() != (c_dir / "000000.png").read_bytes()
-    with pytest.raises(ValueError, match="3-channel synth output"):
-        write_low_light_set(d, ann, tmp_path / "p", SynthConfig(output="packed"), seed=0, progress=False)
+
+    def job(name: str, seed: int, synth: SynthConfig = cfg) -> Path:
+        run_synth_folder(
+            SynthJob(d, ann, tmp_path / name, synth, seed=seed, fmt="png8", save_clean=True), progress=False
+        )
+        return tmp_path / name
+
+    a, b, c = job("a", 5), job("b", 5), job("c", 6)
+    for sub in ("images", "clean"):
+        assert (a / sub / "000000.png").read_bytes() == (b / sub / "000000.png").read_bytes()
+    assert (a / "images" / "000000.png").read_bytes() != (c / "images" / "000000.png").read_bytes()
+    noisy, clean = read_image(a / "images" / "000000.png"), read_image(a / "clean" / "000000.png")
+    assert noisy.dtype == np.uint8 and noisy.shape == clean.shape == (32, 48, 3)
+    assert (
+        json.loads((a / "annotations.json").read_text())["annotations"]
+        == json.loads(ann.read_text())["annotations"]
+    )
+    with pytest.raises(ValueError, match="packed 4-channel output cannot be stored as an RGB PNG"):
+        job("p", 0, SynthConfig(output="packed"))
+
+
+def test_synth_cli_png8_holds_the_8bit_renderings(tmp_path):
+    """``darkseg synth --format png8`` stores round(255 x): the 16-bit file of the same job / 257."""
+    import cv2
+
+    from darkseg.data.scenes import generate_scenes
+
+    d, ann = generate_scenes(tmp_path / "s", 1, (48, 32), seed=0, progress=False)
+    argv = ["synth", "--images", str(d), "--annotations", str(ann), "--no-progress", "--seed", "3"]
+    assert main([*argv, "--out", str(tmp_path / "p8"), "--format", "png8"]) == 0
+    assert main([*argv, "--out", str(tmp_path / "p16")]) == 0
+    p8 = read_image(tmp_path / "p8" / "images" / "000000.png")
+    p16 = cv2.imread(str(tmp_path / "p16" / "images" / "000000.png"), cv2.IMREAD_UNCHANGED)[:, :, ::-1]
+    assert p8.dtype == np.uint8 and p16.dtype == np.uint16
+    np.testing.assert_array_equal(p8.astype(np.uint16) * 257, p16)
+
+
+def test_dark_test_set_stage_rewrites_or_reuses(tmp_path):
+    """make_dark_test_set writes the set afresh (new scenes under the same file names never meet old
+    renderings) unless ``reuse`` keeps a finished one."""
+    from darkseg.data.scenes import generate_scenes
+    from darkseg.demo.stages import make_dark_test_set
+    from darkseg.synth import SynthConfig
+
+    cfg = SynthConfig(ratio_range=(20, 20))
+    d, ann = generate_scenes(tmp_path / "s", 2, (48, 32), seed=0, progress=False)
+    dark = make_dark_test_set(d, ann, tmp_path / "dark", cfg, seed=1, progress=False)
+    assert (dark.images, dark.clean, dark.ann_file) == (
+        tmp_path / "dark" / "images",
+        tmp_path / "dark" / "clean",
+        tmp_path / "dark" / "annotations.json",
+    )
+    first = (dark.images / "000000.png").read_bytes()
+    generate_scenes(tmp_path / "s", 2, (64, 48), seed=0, progress=False)  # same names, other scenes
+    assert make_dark_test_set(d, ann, tmp_path / "dark", cfg, seed=1, reuse=True, progress=False) == dark
+    assert (dark.images / "000000.png").read_bytes() == first
+    make_dark_test_set(d, ann, tmp_path / "dark", cfg, seed=1, progress=False)
+    assert (
+        read_image(dark.images / "000000.png").shape
+        == read_image(dark.clean / "000000.png").shape
+        == (48, 64, 3)
+    )
+    plain = make_dark_test_set(d, ann, tmp_path / "plain", cfg, seed=1, save_clean=False, progress=False)
+    assert plain.clean is None and not (tmp_path / "plain" / "clean").exists()
 
 
 def test_loss_curve_needs_records(tmp_path):

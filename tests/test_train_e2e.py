@@ -409,7 +409,7 @@ def _with_corrupt_image(tmp_path):
     """A copy (symlinks) of the tiny training set whose first training image is replaced by garbage."""
     import shutil
 
-    from darkseg.engine.train import build_train_dataset
+    from darkseg.data.build import build_train_dataset
 
     root = shared_subdir("tinycoco-seg")
     images = tmp_path / "images"
@@ -419,7 +419,8 @@ def _with_corrupt_image(tmp_path):
     ann = tmp_path / "ann.json"
     shutil.copy(root / "annotations/instances_train2017.json", ann)
     data = [f"data.train.image_dir={images}", f"data.train.ann_file={ann}"]
-    ds = build_train_dataset(_cfg(data + ["data.train.max_images=2"]), synth_in_workers=False)
+    cfg = _cfg(data + ["data.train.max_images=2"])
+    ds = build_train_dataset(cfg.data, cfg.model.class_names, cfg.model.min_size, cfg.model.max_size)
     bad = ds.image_path(ds.ids[0])
     bad.unlink()
     bad.write_bytes(b"\xff\xd8 not a jpeg")
@@ -498,3 +499,27 @@ def test_annotation_error_in_a_dataloader_worker_is_one_line(tmp_path, capsys):
     assert (
         err.splitlines() == [err] and str(bad) in err and "image is 50x40" in err and "Traceback" not in err
     )
+
+
+def test_dataset_problems_are_dataset_errors(tmp_path):
+    """The datasets are built in darkseg.data from plain settings; what makes one unusable for the model
+    is a DatasetError (a DarkSegError and a ValueError) naming the annotation file."""
+    from types import SimpleNamespace
+
+    from darkseg.data.build import DatasetError, build_eval_dataset
+    from darkseg.data.scenes import generate_scenes
+    from darkseg.errors import DarkSegError
+
+    assert issubclass(DatasetError, DarkSegError) and issubclass(DatasetError, ValueError)
+    images, ann = generate_scenes(tmp_path, 2, (48, 32), seed=0, progress=False)
+    model_classes = ["disc", "box", "triangle", "ring", "star", "cross"]
+    val = SimpleNamespace(type="coco", image_dir=str(images), ann_file=str(ann), class_names=["disc", "box"])
+    val.max_images = None
+    data = SimpleNamespace(val=val, val_view="image")
+    with pytest.raises(DatasetError, match=r"annotations\.json: 2 classes but the model has 6"):
+        build_eval_dataset(data, model_classes)
+    val.class_names, data.val_view = None, "noisy"
+    with pytest.raises(DatasetError, match="val_view='noisy' needs a synthesiser"):
+        build_eval_dataset(data, model_classes)
+    assert len(build_eval_dataset(SimpleNamespace(val=val, val_view="image"), model_classes)) == 2
+    assert build_eval_dataset(SimpleNamespace(val=None, val_view="image"), model_classes) is None

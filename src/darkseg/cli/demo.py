@@ -1,4 +1,4 @@
-"""``darkseg demo``: the main job on embedded procedural data (see ``darkseg.engine.demo``)."""
+"""``darkseg demo``: the main job on embedded procedural data (see ``darkseg.demo``)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from darkseg.config import ConfigError
-    from darkseg.engine.demo import DemoSettings, run_demo
+    from darkseg.demo import DemoSettings, run_demo
 
     settings = DemoSettings.quick() if args.quick else DemoSettings()
     settings.config = args.config

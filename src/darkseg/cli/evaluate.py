@@ -103,16 +103,14 @@ def _dataset_from_experiment(args: argparse.Namespace, class_names: list[str]):
         )
     if args.recompute_area:
         cfg.data.val.recompute_area = True
-    try:
-        from darkseg.engine.train import build_eval_dataset
-    except ImportError:  # training package absent: plain stored images
-        from darkseg.data.build import dataset_from_config
+    from darkseg.data.build import build_eval_dataset
 
-        ds = dataset_from_config(cfg.data.val, class_names=class_names)
-        if cfg.data.val.max_images:
-            ds.ids = ds.ids[: cfg.data.val.max_images]
-        return ds
-    return build_eval_dataset(cfg)
+    synth = None
+    if cfg.data.val_view != "image" and cfg.synth is not None:
+        from darkseg.synth import LowLightSynthesizer
+
+        synth = LowLightSynthesizer(cfg.synth)
+    return build_eval_dataset(cfg.data, class_names, synth, seed=cfg.train.seed)
 
 
 def _dataset_for_checkpoint(args: argparse.Namespace, class_names: list[str]):

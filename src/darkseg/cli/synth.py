@@ -46,9 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format",
         dest="fmt",
-        choices=("png16", "npy"),
+        choices=("png16", "png8", "npy"),
         default="png16",
-        help="png16: 16-bit RGB PNG; npy: float32 array (needed for --output packed)",
+        help="png16: 16-bit RGB PNG; png8: 8-bit RGB PNG (exact with the default 8-bit rounding); "
+        "npy: float32 array (needed for --output packed)",
     )
     parser.add_argument(
         "--output",

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from darkseg.utils.runtime import mix_seed  # re-exported: the samplers' and the trainer's seeds
+
 __all__ = [
     "DistInfo",
     "init_distributed",
@@ -124,20 +126,6 @@ def reduce_loss_dict(losses: Mapping[str, torch.Tensor]) -> dict[str, float]:
         dist.all_reduce(vals, op=dist.ReduceOp.SUM)
         vals = vals / get_world_size()
     return {k: float(v) for k, v in zip(keys, vals.cpu().tolist())}
-
-
-def mix_seed(*values: int) -> int:
-    """Deterministic 63-bit seed from integers (splitmix64 mixing): independent streams per key."""
-    x = 0x9E3779B97F4A7C15
-    mask = (1 << 64) - 1
-    for v in values:
-        x = (x ^ (int(v) & mask)) & mask
-        x = (x + 0x9E3779B97F4A7C15) & mask
-        z = x
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        x = z ^ (z >> 31)
-    return x & ((1 << 63) - 1)
 
 
 class ShardedBatchSampler:

@@ -3,9 +3,10 @@
 One iteration (the paper's training step):
 
 1. the next batch of keys ``(epoch, index)`` from :class:`~darkseg.engine.distributed.ShardedBatchSampler`;
-   each sample is read, resized into the ``data`` box (nearest), flipped, and - with ``synth`` and
-   ``synth_device="workers"`` - turned into ``(clean, noisy)`` low-light renderings by
-   :class:`darkseg.data.transforms.LowLightViews`. All per-sample randomness is re-seeded from
+   each sample of the dataset (built by :func:`darkseg.data.build.build_train_dataset`, sampled through
+   :class:`darkseg.data.views.KeyedDataset`) is read, resized into the model's box (nearest), flipped,
+   and - with ``synth`` and ``synth_device="workers"`` - turned into ``(clean, noisy)`` low-light
+   renderings by :class:`darkseg.data.transforms.LowLightViews`. All per-sample randomness is re-seeded from
    ``(seed, epoch, index)`` just before the sample is built, so it does not depend on worker scheduling;
    with ``synth_device="device"`` the batch is synthesised in the main process on the training device
    (the GPU) with a generator seeded from ``(seed, iteration, rank)``;
@@ -34,6 +35,8 @@ import torch
 from torch import nn
 
 from darkseg.config import ExperimentConfig, config_to_yaml
+from darkseg.data.build import build_eval_dataset, build_train_dataset
+from darkseg.data.views import SKIPPED_KEY, KeyedDataset
 from darkseg.engine import distributed as du
 from darkseg.engine.checkpointing import (
     LAST,
@@ -46,143 +49,11 @@ from darkseg.engine.logger import TrainLogger, truncate_logs
 from darkseg.engine.schedule import StepWarmupSchedule, set_lr
 from darkseg.errors import DarkSegError
 
-__all__ = [
-    "train",
-    "Trainer",
-    "KeyedDataset",
-    "SeededView",
-    "build_train_dataset",
-    "build_eval_dataset",
-    "TrainingError",
-]
+__all__ = ["train", "Trainer", "TrainingError"]
 
 
 class TrainingError(DarkSegError, RuntimeError):
     """Training cannot continue (non-finite loss, incompatible resume, ...); the message says why."""
-
-
-# ------------------------------------------------------------------------------------------ data
-#: Key of the sample target that lists the unreadable images skipped to build the sample.
-SKIPPED_KEY = "skipped_unreadable"
-
-
-class KeyedDataset(torch.utils.data.Dataset):
-    """Wraps a dataset with random transforms so that sample ``(epoch, index)`` is reproducible.
-
-    ``dataset[(epoch, index)]`` re-seeds the base dataset's transforms with
-    ``mix_seed(seed, epoch, index)`` and returns ``base[indices[index]]``.
-
-    With ``skip_unreadable``, an image file that is missing or cannot be decoded does not end the run:
-    the next index (wrapping around) is used instead, deterministically, and the sample's target lists
-    the skipped files' messages under :data:`SKIPPED_KEY` (the trainer counts and reports them; this
-    works the same inside DataLoader worker processes).
-    """
-
-    def __init__(
-        self, base: Any, seed: int, indices: list[int] | None = None, skip_unreadable: bool = False
-    ) -> None:
-        self.base = base
-        self.seed = int(seed)
-        self.indices = list(range(len(base))) if indices is None else list(indices)
-        self.skip_unreadable = skip_unreadable
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def _load(self, epoch: int, index: int, position: int):
-        from darkseg.data.transforms import reseed_transforms
-
-        transforms = getattr(self.base, "transforms", None)
-        if transforms is not None:
-            reseed_transforms(transforms, du.mix_seed(self.seed, epoch, index) % 2**62)
-        return self.base[self.indices[position]]
-
-    def __getitem__(self, key: tuple[int, int]):
-        from darkseg.utils.io import ImageReadError
-
-        epoch, index = key
-        if not self.skip_unreadable:
-            return self._load(epoch, index, index)
-        skipped: list[str] = []
-        for attempt in range(len(self.indices)):
-            try:
-                sample = self._load(epoch, index, (index + attempt) % len(self.indices))
-            except (ImageReadError, FileNotFoundError) as exc:
-                skipped.append(str(exc))
-                continue
-            if skipped:
-                sample[-1][SKIPPED_KEY] = skipped
-            return sample
-        raise TrainingError(
-            f"no readable training image: all {len(self.indices)} failed; first: {skipped[0]}"
-        )
-
-
-class SeededView:
-    """Evaluation transform: ``(image, target) -> (view, target)`` with synthesis seeded per image id.
-
-    ``view`` is ``"noisy"`` or ``"clean"`` (the synthesiser's renderings of the sRGB image); the
-    generator is re-seeded from ``(seed, image_id)``, so the evaluation set is the same in every run.
-    """
-
-    def __init__(self, synthesizer: Any, view: str, seed: int = 0) -> None:
-        from darkseg.data.transforms import LowLightViews
-
-        if view not in ("noisy", "clean"):
-            raise ValueError(f"view must be 'noisy' or 'clean', got {view!r}")
-        self.views = LowLightViews(synthesizer)
-        self.view, self.seed = view, seed
-
-    def __call__(self, image: torch.Tensor, target: dict):
-        self.views.reseed(du.mix_seed(self.seed, int(target["image_id"]), 0xE7A1) % 2**62)
-        clean, noisy, target = self.views(image, target)
-        return (noisy if self.view == "noisy" else clean), target
-
-
-def _make_dataset(ds_cfg, cfg: ExperimentConfig, train: bool, transforms):
-    from darkseg.data.build import dataset_from_config
-
-    ds = dataset_from_config(
-        ds_cfg, class_names=list(cfg.model.class_names), train=train, transforms=transforms
-    )
-    if ds_cfg.max_images is not None:
-        ds.ids = ds.ids[: ds_cfg.max_images]
-    ds.check_files()  # a missing image is named now, not when it is first sampled
-    if len(ds) == 0:
-        raise TrainingError(f"{ds_cfg.ann_file}: no usable images for classes {list(ds.class_names)}")
-    if len(ds.class_names) != len(cfg.model.class_names):
-        raise TrainingError(
-            f"{ds_cfg.ann_file}: {len(ds.class_names)} classes but the model has {len(cfg.model.class_names)}"
-        )
-    return ds
-
-
-def build_train_dataset(cfg: ExperimentConfig, synth_in_workers: bool):
-    """The training dataset (``CocoInstances`` with resize, flip and, optionally, ``LowLightViews``)."""
-    from darkseg.data.transforms import Compose, LowLightViews, RandomHorizontalFlip, ResizeKeepRatio
-
-    d = cfg.data
-    ts: list = [ResizeKeepRatio(cfg.model.max_size, cfg.model.min_size, d.interpolation)]  # the model's box
-    if d.flip > 0:
-        ts.append(RandomHorizontalFlip(d.flip))
-    if cfg.synth is not None and synth_in_workers:
-        from darkseg.synth import LowLightSynthesizer
-
-        ts.append(LowLightViews(LowLightSynthesizer(cfg.synth)))
-    return _make_dataset(d.train, cfg, True, Compose(ts))
-
-
-def build_eval_dataset(cfg: ExperimentConfig):
-    """The evaluation dataset or None. Images are given to the model at their stored size (the model
-    resizes into its own box); ``data.val_view`` selects sRGB or synthetic noisy/clean renderings."""
-    if cfg.data.val is None:
-        return None
-    transforms = None
-    if cfg.data.val_view != "image":
-        from darkseg.synth import LowLightSynthesizer
-
-        transforms = SeededView(LowLightSynthesizer(cfg.synth), cfg.data.val_view, cfg.train.seed)
-    return _make_dataset(cfg.data.val, cfg, False, transforms)
 
 
 # ----------------------------------------------------------------------------------------- model
@@ -219,6 +90,15 @@ def _init_weights(model: nn.Module, path: str, log) -> None:
     sd = {k: v for k, v in ckpt["state_dict"].items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(sd, strict=False)
     log(f"init_from {path}: {len(sd)}/{len(own)} tensors loaded (others keep their initialisation)")
+
+
+def _synthesizer(cfg: ExperimentConfig):
+    """A ``LowLightSynthesizer`` of ``cfg.synth``, or None without synthesis."""
+    if cfg.synth is None:
+        return None
+    from darkseg.synth import LowLightSynthesizer
+
+    return LowLightSynthesizer(cfg.synth)
 
 
 def _to_device(targets: list[dict], device: torch.device) -> list[dict]:
@@ -278,8 +158,17 @@ class Trainer:
 
         # data: both datasets are built (every annotation checked, every image file found) before the
         # first iteration, so a broken val file does not surface only at the first evaluation
-        self.dataset = build_train_dataset(cfg, synth_in_workers=not self.synth_on_device)
-        self.eval_dataset = build_eval_dataset(cfg) if self.main else None
+        self.dataset = build_train_dataset(
+            cfg.data,
+            cfg.model.class_names,
+            cfg.model.min_size,
+            cfg.model.max_size,
+            synthesizer=None if self.synth_on_device else _synthesizer(cfg),
+        )
+        self.eval_dataset = None
+        if self.main:
+            synth = _synthesizer(cfg) if cfg.data.val_view != "image" else None
+            self.eval_dataset = build_eval_dataset(cfg.data, cfg.model.class_names, synth, seed=t.seed)
         if self.eval_dataset is not None:
             from darkseg.engine.evaluate import check_ground_truth
 
@@ -290,11 +179,7 @@ class Trainer:
         probe = du.ShardedBatchSampler(len(self.keyed), t.batch_size, self.world, self.rank, t.seed)
         self.iters_per_epoch = probe.iters_per_epoch
         self.total_iters = t.max_iters if t.max_iters is not None else t.epochs * self.iters_per_epoch
-        self.synthesizer = None
-        if self.synth_on_device:
-            from darkseg.synth import LowLightSynthesizer
-
-            self.synthesizer = LowLightSynthesizer(cfg.synth)
+        self.synthesizer = _synthesizer(cfg) if self.synth_on_device else None
 
         # optimiser, schedule, AMP
         self.optimizer = torch.optim.SGD(

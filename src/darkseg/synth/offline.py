@@ -27,7 +27,6 @@ Output layout under ``out``::
 from __future__ import annotations
 
 import copy
-import json
 import os
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -50,13 +49,16 @@ __all__ = [
     "half_resolution_annotations",
 ]
 
-FORMATS = ("png16", "npy")
+FORMATS = ("png16", "png8", "npy")
+#: the scale of each PNG format: stored value = ``round(scale x)`` of the rendering clipped to [0, 1]
+_PNG_SCALE = {"png16": (65535.0, np.uint16), "png8": (255.0, np.uint8)}
 CONFIG_NAME = "synth_config.json"
 
 
 @dataclass
 class SynthJob:
-    """One folder job. ``fmt``: ``"png16"`` (16-bit RGB PNG, ``round(65535 x)``) or ``"npy"`` (float32)."""
+    """One folder job. ``fmt``: ``"png16"`` (16-bit RGB PNG, ``round(65535 x)``), ``"png8"`` (8-bit RGB
+    PNG, ``round(255 x)``: exact for renderings with ``quantize_8bit``) or ``"npy"`` (float32)."""
 
     images: Path
     annotations: Path
@@ -131,7 +133,7 @@ def output_relpath(file_name: str, fmt: str) -> str:
     """Relative output path of an input ``file_name``: same folders and stem, suffix of ``fmt``."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-    return str(Path(file_name).with_suffix(".png" if fmt == "png16" else ".npy"))
+    return str(Path(file_name).with_suffix(".npy" if fmt == "npy" else ".png"))
 
 
 def _encode(arr: np.ndarray, fmt: str, name: str) -> bytes:
@@ -143,8 +145,9 @@ def _encode(arr: np.ndarray, fmt: str, name: str) -> bytes:
         return buf.getvalue()
     import cv2
 
-    img16 = np.round(np.clip(arr, 0.0, 1.0) * 65535.0).astype(np.uint16)
-    ok, enc = cv2.imencode(".png", np.ascontiguousarray(img16[:, :, ::-1]))  # RGB -> OpenCV's BGR
+    scale, dtype = _PNG_SCALE[fmt]
+    img = np.round(np.clip(arr, 0.0, 1.0) * scale).astype(dtype)
+    ok, enc = cv2.imencode(".png", np.ascontiguousarray(img[:, :, ::-1]))  # RGB -> OpenCV's BGR
     if not ok:
         raise OSError(f"{name}: PNG encoding failed")
     return enc.tobytes()
@@ -272,7 +275,7 @@ def run_synth_folder(job: SynthJob, progress: bool = True) -> SynthReport:
 
     if job.fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {job.fmt!r}")
-    if job.fmt == "png16" and job.cfg.output == "packed":
+    if job.fmt in _PNG_SCALE and job.cfg.output == "packed":
         raise ValueError("packed 4-channel output cannot be stored as an RGB PNG; use --format npy")
     if not Path(job.images).is_dir():
         raise FileNotFoundError(f"{job.images}: image folder not found")
@@ -343,8 +346,3 @@ def _account(report: SynthReport, name: str, err: str | None, bar) -> None:
         report.failed.append((name, err))
         bar.write(f"error: {err}")
     bar.update(1)
-
-
-def describe(report: SynthReport) -> str:
-    """One-line summary of a report."""
-    return json.dumps({"written": report.written, "skipped": report.skipped, "failed": len(report.failed)})

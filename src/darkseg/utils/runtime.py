@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-__all__ = ["resolve_device", "seed_everything", "keep_freed_memory", "exit_with_parent"]
+__all__ = ["resolve_device", "seed_everything", "mix_seed", "keep_freed_memory", "exit_with_parent"]
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -57,6 +57,20 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def mix_seed(*values: int) -> int:
+    """Deterministic 63-bit seed from integers (splitmix64 mixing): independent streams per key."""
+    x = 0x9E3779B97F4A7C15
+    mask = (1 << 64) - 1
+    for v in values:
+        x = (x ^ (int(v) & mask)) & mask
+        x = (x + 0x9E3779B97F4A7C15) & mask
+        z = x
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        x = z ^ (z >> 31)
+    return x & ((1 << 63) - 1)
 
 
 # glibc mallopt parameters (malloc.h)
