@@ -1,4 +1,4 @@
-"""Build datasets from plain settings (the fields of a ``DatasetConfig`` / ``DataConfig``).
+"""Build datasets from their settings (:class:`~darkseg.data.config.DatasetConfig` / ``DataConfig``).
 
 * :func:`build_dataset` / :func:`dataset_from_config` - one dataset of a type (``coco``, ``lis``);
 * :func:`build_train_dataset` / :func:`build_eval_dataset` - the training and the evaluation dataset of
@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from darkseg.data.coco import CocoInstances
+from darkseg.data.config import DataConfig
 from darkseg.data.lis import lis_dataset
 from darkseg.errors import DarkSegError
-
-if TYPE_CHECKING:
-    from darkseg.data.config import DataConfig
 
 __all__ = [
     "DATASET_TYPES",
