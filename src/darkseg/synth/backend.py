@@ -84,6 +84,10 @@ class NumpyBackend:
         return np.maximum(x, lo, out=x)
 
     @staticmethod
+    def maximum_(x: np.ndarray, y: Any) -> np.ndarray:
+        return np.maximum(x, y, out=x)
+
+    @staticmethod
     def asin_(x: np.ndarray) -> np.ndarray:
         return np.arcsin(x, out=x)
 
@@ -206,6 +210,10 @@ class TorchBackend:
     @staticmethod
     def clamp_min_(x: torch.Tensor, lo: float) -> torch.Tensor:
         return x.clamp_min_(lo)
+
+    @staticmethod
+    def maximum_(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.maximum(x, y, out=x)
 
     @staticmethod
     def asin_(x: torch.Tensor) -> torch.Tensor:

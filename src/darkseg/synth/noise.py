@@ -175,6 +175,15 @@ def load_camera(name_or_path: str | os.PathLike | CameraProfile) -> CameraProfil
 # --------------------------------------------------------------------------------------------- Tukey
 
 
+def _tukey_power_form(u, lam):
+    """``(u**lam - (1-u)**lam) / lam`` (``lam != 0``), with two image-sized temporaries."""
+    q, v = u**lam, 1.0 - u
+    v **= lam
+    q -= v
+    q /= lam
+    return q
+
+
 def tukey_lambda_ppf(u, lam):
     """Quantile function of the standard Tukey-lambda distribution.
 
@@ -184,21 +193,12 @@ def tukey_lambda_ppf(u, lam):
     B = backend_of(u)
     if B.is_scalar(lam):  # one shape for all: scalar-exponent pow, one branch only
         lam = float(lam)
-        if lam == 0.0:
-            return B.log(u) - B.log1p(-u)
-        q, v = u**lam, 1.0 - u  # in place from here: fewer image-sized temporaries
-        v **= lam
-        q -= v
-        q /= lam
-        return q
+        return B.log(u) - B.log1p(-u) if lam == 0.0 else _tukey_power_form(u, lam)
     lam = B.as_like(lam, u)
     zero = lam == 0
-    safe = B.where(zero, 1.0, lam)
     with B.errstate(divide="ignore"):
-        q = (u**safe - (1.0 - u) ** safe) / safe
-        if not B.any(zero):
-            return q
-        return B.where(zero, B.log(u) - B.log1p(-u), q)
+        q = _tukey_power_form(u, B.where(zero, 1.0, lam))
+        return B.where(zero, B.log(u) - B.log1p(-u), q) if B.any(zero) else q
 
 
 def tukey_lambda_variance(lam: float) -> float:

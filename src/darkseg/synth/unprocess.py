@@ -189,16 +189,22 @@ def sample_unprocess_params(
 
 def _white_balance_inverse(x, gray, p: UnprocessParams, channel_rows):
     """Divide linear camera values ``x`` by the white balance and brightening gains with highlight
-    protection (``gray``: the pixels' mean over R, G, B), clip to ``[0, 1]``; a new array (that a
-    NumPy result does not keep a larger buffer alive matters for the allocator: benchmarks/synth.py).
+    protection (``gray``: the pixels' mean over R, G, B), clip to ``[0, 1]``. A new compact array: a
+    result that kept ``x``'s (larger) buffer alive made glibc's allocator page-fault more.
 
     ``channel_rows``: the camera channel (0 R, 1 G, 2 B) of each channel of ``x``.
     """
     B = backend_of(x)
     g = [1.0 / p.red_gain, 1.0, 1.0 / p.blue_gain]
     gains = B.channels([g[r] for r in channel_rows], x) / B.per_image(p.rgb_gain)
-    mask = (B.clamp_min(gray - 0.9, 0.0) / 0.1) ** 2
-    return B.clip(x * B.maximum(mask + (1.0 - mask) * gains, gains), 0.0, 1.0)
+    mask = B.clamp_min_(gray - 0.9, 0.0)  # in place from here: few image-sized temporaries
+    mask /= 0.1
+    mask *= mask
+    safe = (1.0 - mask) * gains
+    safe += mask
+    safe = B.maximum_(safe, gains)
+    safe *= x
+    return B.clip_(safe, 0.0, 1.0)
 
 
 def unprocess(rgb, p: UnprocessParams):
