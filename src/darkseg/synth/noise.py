@@ -344,7 +344,7 @@ class NoiseModel:
         if "g" in comp:
             z += D.normal(z.shape, z.dtype) * B.per_image(B.clamp_min(p.g_scale, 1e-10))
         elif "G" in comp:
-            u = B.clamp_min(D.random(z.shape, B.f32), 2.0**-25)
+            u = B.clamp_min_(D.random(z.shape, B.f32), 2.0**-25)
             read = tukey_lambda_ppf(u, B.per_image(p.lam))
             read *= B.per_image(p.G_scale)
             z += read
