@@ -233,7 +233,11 @@ def unprocess_packed(rgb, p: UnprocessParams, pattern: str = "RGGB"):
     h, w = B.hw(rgb)
     if h % 2 or w % 2:
         raise ValueError(f"unprocess_packed needs even height and width, got {h}x{w}")
-    planes = B.planar(linearize(rgb))  # (..., 3, H, W); ... = () for NumPy, (B,) for torch
+    # ``linear`` is kept until the return on purpose: with glibc's default allocator the result then
+    # lands high in the heap and keeps it from being trimmed and page-faulted again by the noise step
+    # (measured: docs/benchmarks.md, "Synthesis")
+    linear = linearize(rgb)
+    planes = B.planar(linear)  # (..., 3, H, W); ... = () for NumPy, (B,) for torch
     lead, hh, ww = planes.shape[:-3], h // 2, w // 2
     sites = B.stack([planes[..., dy::2, dx::2] for dy, dx in offs], -4).reshape(*lead, 4, 3, hh * ww)
     # per plane: its rgb2cam row and the column means (for the highlight mask's grey level), as one
