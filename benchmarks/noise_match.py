@@ -21,7 +21,7 @@ import argparse
 import numpy as np
 
 from darkseg.synth import build_noise_model
-from darkseg.synth.render import LIS_SENSOR_SCALE, RenderOptions, lis_raw_path, render, sensor_cells
+from darkseg.synth.render import LIS_SENSOR_SCALE, RenderOptions, lis_raw_path, render_packed, sensor_cells
 
 
 def stats(noisy: np.ndarray, clean: np.ndarray) -> tuple[float, float, float]:
@@ -49,18 +49,18 @@ def main(argv=None) -> int:
     for level, ratio in ((0.05, 50.0), (0.2, 50.0), (0.2, 200.0), (0.5, 100.0)):
         noise = build_noise_model("PGRU", args.camera, ratio_range=(ratio, ratio))
         rng = np.random.default_rng([args.seed, int(level * 1000), int(ratio)])
-        prm = noise.sample_params_numpy(rng)
+        prm = noise.sample_params(rng)
         planes = np.full((hb, wb, 4), level, np.float32)
-        noisy_planes = noise.apply_numpy(planes, prm, rng)
+        noisy_planes = noise.apply(planes, prm, rng)
         plane_var = float(np.var(noisy_planes.astype(np.float64) - level))
         rows = {"real": stats(lis_raw_path(noisy_planes, (w, h)), lis_raw_path(planes, (w, h)))}
         cells = sensor_cells(np.full((h, w, 3), level, np.float32))
         o = RenderOptions(output="sensor")
-        rows["sensor"] = stats(render(noise.apply_numpy(cells, prm, rng), o), render(cells, o))
+        rows["sensor"] = stats(render_packed(noise.apply(cells, prm, rng), o), render_packed(cells, o))
         packed = np.full((h // 2, w // 2, 4), level, np.float32)
         for out in ("binned", "rgb"):
             o = RenderOptions(output=out)
-            rows[out] = stats(render(noise.apply_numpy(packed, prm, rng), o), render(packed, o))
+            rows[out] = stats(render_packed(noise.apply(packed, prm, rng), o), render_packed(packed, o))
         for name, (v, ch, cv) in rows.items():
             print(f"| {level:g} | {ratio:g} | {name} | {v / plane_var:.3f} | {ch:.3f} | {cv:.3f} |")
     return 0

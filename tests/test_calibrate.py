@@ -160,8 +160,8 @@ def test_profile_loads_everywhere_and_plots_exist(loop):
     cam = load_camera(str(out))  # what `darkseg synth --camera PATH` and SynthConfig(camera=PATH) call
     assert cam.name == "TestCam" and len(cam.G_shape) == len(ISOS)
     model = NoiseModel(str(out), components="PGRU")
-    p = model.sample_params_numpy(np.random.default_rng(0))
-    y = model.apply_numpy(np.full((16, 16, 4), 0.3, np.float32), p, np.random.default_rng(1))
+    p = model.sample_params(np.random.default_rng(0))
+    y = model.apply(np.full((16, 16, 4), 0.3, np.float32), p, np.random.default_rng(1))
     assert y.shape == (16, 16, 4) and np.isfinite(y).all()
     from darkseg.synth.pipeline import LowLightSynthesizer, SynthConfig
 
@@ -383,7 +383,7 @@ def test_dng_noise_profile_quick_path(tmp_path, capsys):
     assert prof["cfa_pattern"] == "BGGR" and prof["calibration"]["camera_model"] == "Acme Phone 1"
     # PG with this profile draws the tag's variance: K x + sigma_g^2 at the sampled K
     model = NoiseModel(str(out), components="Pg")
-    p = model.sample_params_numpy(np.random.default_rng(0))
+    p = model.sample_params(np.random.default_rng(0))
     assert p.g_scale == pytest.approx(math.exp(g["slope"] * math.log(p.K) + g["bias"]))
     NoiseModel(str(out), components="PGRU")  # loads for the full model too
 

@@ -35,9 +35,9 @@ def test_with_darksegs_noise_at_low_iso(frame, factor):
     packed = pack_bayer(frame.mosaic, frame.pattern)
     ref = estimate_ratio(packed, min_ratio=1e-3)
     model = NoiseModel("CanonEOS5D4", components="PGRU")
-    p = model.sample_params_numpy(np.random.default_rng(0))
+    p = model.sample_params(np.random.default_rng(0))
     p.K, p.ratio, p.G_scale, p.R_scale, p.lam = 0.5, factor, 1.5, 0.3, 0.1
-    dark = model.apply_numpy(packed, p, np.random.default_rng(1)) / factor  # the RAW as shot, normalised
+    dark = model.apply(packed, p, np.random.default_rng(1)) / factor  # the RAW as shot, normalised
     assert estimate_ratio(dark, min_ratio=1e-3) / ref == pytest.approx(factor, rel=0.10)
 
 

@@ -19,7 +19,7 @@ from darkseg.synth.render import (
     LIS_SENSOR_SCALE,
     RenderOptions,
     lis_raw_path,
-    render,
+    render_packed,
     sensor_cells,
     sensor_combine,
     sensor_fractions,
@@ -61,19 +61,17 @@ def test_fractions_are_opencv_bilinear_then_nearest_half():
 def test_sensor_noise_matches_simulated_real_path(level, ratio):
     noise = build_noise_model("PGRU", "SonyA7S2", ratio_range=(ratio, ratio))
     rng = np.random.default_rng([1, int(level * 100), int(ratio)])
-    params = noise.sample_params_numpy(rng)
+    params = noise.sample_params(rng)
     planes = np.full((HB, WB, 4), level, np.float32)
-    real = noise_stats(
-        lis_raw_path(noise.apply_numpy(planes, params, rng), (W, H)), lis_raw_path(planes, (W, H))
-    )
+    real = noise_stats(lis_raw_path(noise.apply(planes, params, rng), (W, H)), lis_raw_path(planes, (W, H)))
 
     opts = RenderOptions(output="sensor")
     cells = sensor_cells(np.full((H, W, 3), level, np.float32))
-    sensor = noise_stats(render(noise.apply_numpy(cells, params, rng), opts), render(cells, opts))
+    sensor = noise_stats(render_packed(noise.apply(cells, params, rng), opts), render_packed(cells, opts))
 
     packed = np.full((H // 2, W // 2, 4), level, np.float32)
     bopts = RenderOptions(output="binned")
-    binned = noise_stats(render(noise.apply_numpy(packed, params, rng), bopts), render(packed, bopts))
+    binned = noise_stats(render_packed(noise.apply(packed, params, rng), bopts), render_packed(packed, bopts))
 
     # per-level variance within 10 % (sampling error of 18 000 pixels with row noise: a few %)
     np.testing.assert_allclose(sensor[:, 0], real[:, 0], rtol=0.10)

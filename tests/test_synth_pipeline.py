@@ -9,11 +9,10 @@ import torch
 from darkseg.synth import LowLightSynthesizer, SynthConfig, process_linear, unprocess
 from darkseg.synth.unprocess import (
     CAM2RGB_LIS,
-    _linearize_numpy,
     gamma_expand,
     inverse_smoothstep,
-    sample_unprocess_params_numpy,
-    sample_unprocess_params_torch,
+    linearize,
+    sample_unprocess_params,
     smoothstep,
 )
 
@@ -27,16 +26,24 @@ def test_tone_curve_facts():
 
 
 def test_fast_linearisation_matches_the_reference_formula():
-    """The fused float32 path (exp(2.2 ln x)) equals gamma_expand(inverse_smoothstep(x)) in float64."""
+    """The fused float32 path (exp(2.2 ln x)) equals max(inverse_smoothstep(x), 1e-8) ** 2.2 in float64."""
     x = np.concatenate([np.linspace(-0.1, 1.1, 10001), [0.0, 1e-9, 1.0]]).astype(np.float32)
     x0 = x.copy()
     ref = np.maximum(inverse_smoothstep(x.astype(np.float64)), 1e-8) ** 2.2
-    fast = _linearize_numpy(x)
+    fast = linearize(x)
     assert fast.dtype == np.float32 and fast.shape == x.shape
     np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-6)
-    torch_fast = gamma_expand(inverse_smoothstep(torch.from_numpy(x).double())).numpy()
-    np.testing.assert_allclose(torch_fast, ref, rtol=1e-12, atol=0)
+    xt = torch.from_numpy(x)
+    fast_t = linearize(xt)
+    assert fast_t.dtype == torch.float32
+    np.testing.assert_allclose(fast_t.numpy(), ref, rtol=0, atol=1e-6)
+    for expanded in (
+        gamma_expand(inverse_smoothstep(x.astype(np.float64))),
+        gamma_expand(inverse_smoothstep(xt.double())).numpy(),
+    ):
+        np.testing.assert_allclose(expanded, ref, rtol=1e-12, atol=0)
     np.testing.assert_array_equal(x, x0)  # the input is not written to
+    np.testing.assert_array_equal(xt.numpy(), x0)
 
 
 @pytest.mark.parametrize("ccm", ["calibrated", "random"])
@@ -44,13 +51,13 @@ def test_unprocess_then_process_is_identity_where_nothing_clips(ccm):
     rng = np.random.default_rng(0)
     x = rng.uniform(0.05, 0.6, (32, 48, 3)).astype(np.float32)
     for _ in range(5):
-        p = sample_unprocess_params_numpy(rng, ccm)
+        p = sample_unprocess_params(rng, ccm)
         cam = unprocess(x, p)
         assert cam.max() < 1.0 and cam.min() > 0.0, "test input must not clip"
         np.testing.assert_allclose(process_linear(cam, p), x, atol=1e-3)
     g = torch.Generator().manual_seed(0)
     xt = torch.from_numpy(x).permute(2, 0, 1)[None].repeat(4, 1, 1, 1)
-    pt = sample_unprocess_params_torch(g, 4, torch.device("cpu"), ccm)
+    pt = sample_unprocess_params(g, ccm, batch=4)
     back = process_linear(unprocess(xt, pt), pt)
     assert (back - xt).abs().max() < 1e-3
 
@@ -182,7 +189,7 @@ def test_fused_unprocess_packed_equals_unprocess_mosaic_pack(pattern):
     x = rng.random((10, 14, 3)).astype(np.float32)
     x[:3] = 0.98  # highlights: exercise the protection mask
     for ccm in ("calibrated", "random"):
-        p = sample_unprocess_params_numpy(rng, ccm)
+        p = sample_unprocess_params(rng, ccm)
         ref = pack_bayer(mosaic_rgb(unprocess(x, p), pattern), pattern)
         np.testing.assert_allclose(unprocess_packed(x, p, pattern), ref, atol=2e-6)
         pt = LowLightSynthesizer.stack_params([LowLightSynthesizer().sample_numpy(rng)]).unprocess
@@ -197,11 +204,11 @@ def test_fused_unprocess_packed_equals_unprocess_mosaic_pack(pattern):
 def test_binned_output_renders_like_the_lis_raw_pngs():
     """output="binned": 2x2 binning at half resolution, bilinear 2x upsampling, 8-bit (decision D8)."""
     from darkseg.raw.bayer import bin2x2, upsample2x_bilinear
-    from darkseg.synth.render import RenderOptions, render
+    from darkseg.synth.render import RenderOptions, render_packed
 
     rng = np.random.default_rng(0)
     packed = rng.random((6, 9, 4)).astype(np.float32)
-    out = render(packed, RenderOptions(output="binned"))
+    out = render_packed(packed, RenderOptions(output="binned"))
     assert out.shape == (12, 18, 3) and out.dtype == np.float32
     ref = np.round(255 * upsample2x_bilinear(bin2x2(packed))) / 255
     np.testing.assert_allclose(out, ref, atol=1e-6)
@@ -213,7 +220,7 @@ def test_binned_output_renders_like_the_lis_raw_pngs():
     b = bin2x2(packed)
     want = 0.5625 * b[1, 1] + 0.1875 * (b[0, 1] + b[1, 0]) + 0.0625 * b[0, 0]
     np.testing.assert_allclose(
-        render(packed, RenderOptions(output="binned", quantize_8bit=False))[2, 2], want, atol=1e-6
+        render_packed(packed, RenderOptions(output="binned", quantize_8bit=False))[2, 2], want, atol=1e-6
     )
 
     s = LowLightSynthesizer(SynthConfig(output="binned"))
@@ -246,11 +253,11 @@ def test_rgb_rendering_is_opencvs_demosaic_up_to_rounding_ties_inside_the_border
     import cv2
 
     from darkseg.raw.bayer import demosaic_bilinear, unpack_bayer
-    from darkseg.synth.render import RenderOptions, render
+    from darkseg.synth.render import RenderOptions, render_packed
 
     rng = np.random.default_rng(3)
     packed = rng.random((20, 30, 4), dtype=np.float32) * 0.4
-    ours = np.rint(render(packed, RenderOptions()) * 255)
+    ours = np.rint(render_packed(packed, RenderOptions()) * 255)
     mosaic = np.rint(unpack_bayer(packed, "RGGB") * 255)
     cv = cv2.cvtColor(mosaic.astype(np.uint8), cv2.COLOR_BAYER_BG2RGB).astype(np.float32)
     exact = demosaic_bilinear(mosaic, "RGGB")  # in codes, exact in float32

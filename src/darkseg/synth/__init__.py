@@ -4,8 +4,8 @@ Public API::
 
     from darkseg.synth import SynthConfig, LowLightSynthesizer, load_camera, available_cameras
 
-``darkseg.synth.render`` is the rendering module (its function is ``darkseg.synth.render.render``; the
-package does not re-export it, so the name means the module). See ``docs/synthesis.md`` for the maths,
+``darkseg.synth.render`` is the rendering module (its function is
+``darkseg.synth.render.render_packed``). See ``docs/synthesis.md`` for the maths,
 the channel-order decisions and the camera profiles.
 """
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from darkseg.synth.poisson import poisson_numpy, poisson_torch
+from darkseg.synth.backend import backend_of, draws
 
 __all__ = [
     "CameraProfile",
@@ -175,37 +175,30 @@ def load_camera(name_or_path: str | os.PathLike | CameraProfile) -> CameraProfil
 # --------------------------------------------------------------------------------------------- Tukey
 
 
+def _tukey_power_form(u, lam):
+    """``(u**lam - (1-u)**lam) / lam`` (``lam != 0``), with two image-sized temporaries."""
+    q, v = u**lam, 1.0 - u
+    v **= lam
+    q -= v
+    q /= lam
+    return q
+
+
 def tukey_lambda_ppf(u, lam):
     """Quantile function of the standard Tukey-lambda distribution.
 
     ``(u**lam - (1-u)**lam) / lam``, with the ``lam -> 0`` limit ``ln(u / (1-u))`` (logistic) where
     ``lam == 0``. ``u`` in ``(0, 1)``; ``lam`` a scalar or broadcastable array/tensor. NumPy or torch.
     """
-    if isinstance(u, torch.Tensor):
-        lam_t = torch.as_tensor(lam, dtype=u.dtype, device=u.device)
-        if lam_t.numel() == 1:  # scalar shape: cheaper scalar-exponent pow, one branch only
-            lv = float(lam_t)
-            if lv == 0.0:
-                return torch.log(u) - torch.log1p(-u)
-            return (u.pow(lv) - (1.0 - u).pow_(lv)) / lv
-        zero = lam_t == 0
-        safe = torch.where(zero, torch.ones_like(lam_t), lam_t)
-        q = (u.pow(safe) - (1.0 - u).pow_(safe)) / safe
-        if not bool(zero.any()):
-            return q
-        return torch.where(zero, torch.log(u) - torch.log1p(-u), q)
-    if np.ndim(lam) == 0:  # scalar: one branch only
-        lv = float(lam)
-        if lv == 0.0:
-            return np.log(u) - np.log1p(-u)
-        return (u**lv - (1.0 - u) ** lv) / lv
-    lam_a = np.asarray(lam, dtype=np.float64)
-    zero = lam_a == 0
-    safe = np.where(zero, 1.0, lam_a)
-    with np.errstate(divide="ignore"):
-        q = (u**safe - (1.0 - u) ** safe) / safe
-        logistic = np.log(u) - np.log1p(-u)
-    return np.where(zero, logistic, q)
+    B = backend_of(u)
+    if B.is_scalar(lam):  # one shape for all: scalar-exponent pow, one branch only
+        lam = float(lam)
+        return B.log(u) - B.log1p(-u) if lam == 0.0 else _tukey_power_form(u, lam)
+    lam = B.as_like(lam, u)
+    zero = lam == 0
+    with B.errstate(divide="ignore"):
+        q = _tukey_power_form(u, B.where(zero, 1.0, lam))
+        return B.where(zero, B.log(u) - B.log1p(-u), q) if B.any(zero) else q
 
 
 def tukey_lambda_variance(lam: float) -> float:
@@ -228,7 +221,7 @@ def tukey_lambda_variance(lam: float) -> float:
 class NoiseParams:
     """Per-image noise parameters.
 
-    NumPy path: Python floats (``color_bias`` a ``(4,)`` array or ``None``, ``quant`` a float).
+    NumPy path: Python floats (``color_bias`` a ``(4,)`` float32 array or ``None``, ``quant`` a float).
     torch path: ``(B,)`` float32 tensors (``color_bias`` ``(B, 4)`` or ``None``).
     ``K`` DN/e-, ``ratio`` dimensionless, ``lam`` Tukey shape, ``*_scale`` in DN, ``quant`` the per-image
     quantisation offset in DN (unused with per-pixel quantisation).
@@ -303,126 +296,70 @@ class NoiseModel:
             out.append(f["slope"] * log_k + f["bias"] + f["sigma"] * e)
         return out
 
-    def sample_params_numpy(self, rng: np.random.Generator) -> NoiseParams:
-        """One image's parameters. Draw order: log K, lambda index, 3 normals, ratio, bias row, quant."""
-        c = self.camera
-        log_k = rng.uniform(math.log(c.Kmin), math.log(c.Kmax))
-        lam = float(self._lams[rng.integers(len(self._lams))])
-        eps = rng.standard_normal(3)
-        lg, lG, lR = self._scales(log_k, eps)
-        ratio = rng.uniform(*self.ratio_range)
-        bias = None
-        if c.color_bias is not None:
-            row = rng.integers(len(c.color_bias))
-            bias = np.asarray(c.color_bias[row], dtype=np.float64)
-        quant = rng.uniform(-0.5, 0.5)
-        return NoiseParams(
-            float(math.exp(log_k)),
-            float(ratio),
-            lam,
-            float(math.exp(lg)),
-            float(math.exp(lG)),
-            float(math.exp(lR)),
-            float(quant),
-            bias,
-        )
-
-    def sample_params_torch(
-        self, generator: torch.Generator, batch: int, device: torch.device
+    def sample_params(
+        self,
+        rng: np.random.Generator | torch.Generator,
+        batch: int | None = None,
+        device: torch.device | str | None = None,
     ) -> NoiseParams:
-        """``batch`` images' parameters: ``(B,)`` float32 tensors on ``device``.
+        """Noise parameters of one image (``numpy.random.Generator``: Python floats) or of ``batch``
+        images (``torch.Generator``: ``(B,)`` float32 tensors on ``device``, default the generator's;
+        drawn on the generator's device).
 
-        Drawn on the generator's device in the order of :meth:`sample_params_numpy`, vectorised.
+        Draw order: log K, lambda index, 3 normals, ratio, bias row, quant (vectorised over the batch).
         """
-        c = self.camera
-        gd = generator.device
-        f64 = {"generator": generator, "device": gd, "dtype": torch.float64}
-        lo, hi = math.log(c.Kmin), math.log(c.Kmax)
-        log_k = lo + (hi - lo) * torch.rand(batch, **f64)
-        idx = torch.randint(len(self._lams), (batch,), generator=generator, device=gd)
-        lam = torch.from_numpy(self._lams).to(gd)[idx]
-        eps = torch.randn(3, batch, **f64)
+        c, D = self.camera, draws(rng, batch, device)
+        log_k = D.uniform(math.log(c.Kmin), math.log(c.Kmax), D.batch)
+        lam = D.table(self._lams)[D.integers(len(self._lams), D.batch)]
+        eps = D.normal((3, *D.batch))
         lg, lG, lR = self._scales(log_k, eps)
-        ratio = self.ratio_range[0] + (self.ratio_range[1] - self.ratio_range[0]) * torch.rand(batch, **f64)
+        ratio = D.uniform(*self.ratio_range, D.batch)
         bias = None
         if c.color_bias is not None:
-            rows = torch.randint(len(c.color_bias), (batch,), generator=generator, device=gd)
-            bias = torch.tensor(c.color_bias, dtype=torch.float64, device=gd)[rows]
-        quant = torch.rand(batch, **f64) - 0.5
-
-        def t(x):
-            return None if x is None else x.to(device=device, dtype=torch.float32)
-
+            bias = D.finish(D.table(c.color_bias)[D.integers(len(c.color_bias), D.batch)])
+        quant = D.uniform(-0.5, 0.5, D.batch)
+        exp = D.backend.exp
         return NoiseParams(
-            t(log_k.exp()), t(ratio), t(lam), t(lg.exp()), t(lG.exp()), t(lR.exp()), t(quant), t(bias)
+            *(D.finish(v) for v in (exp(log_k), ratio, lam, exp(lg), exp(lG), exp(lR), quant)), bias
         )
 
     # ------------------------------------------------------------------------------- applying
-    def apply_numpy(self, y: np.ndarray, p: NoiseParams, rng: np.random.Generator) -> np.ndarray:
-        """Noisy version of one packed RAW ``y`` ``(h, w, C)`` in ``[0, 1]``; float32, clipped to ``[0, 1]``.
+    def apply(self, y, p: NoiseParams, rng: np.random.Generator | torch.Generator):
+        """Noisy version of packed RAW ``y`` in ``[0, 1]``: float32, clipped to ``[0, 1]``.
 
-        Draw order: shot, read, row, quantisation.
+        NumPy: one image ``(h, w, C)``, :meth:`sample_params` of a ``numpy.random.Generator``, noise
+        accumulated in float64. torch: a batch ``(B, C, h, w)``, batched parameters, a
+        ``torch.Generator`` on ``y``'s device, float32. Draw order: shot, read, row, quantisation.
         """
-        comp = self.components
-        scale = self.camera.saturation / p.ratio
-        y = np.asarray(y)
+        comp, B, D = self.components, backend_of(y), draws(rng)
+        scale = self.camera.saturation / B.per_image(p.ratio)
         if "P" in comp:
-            z = poisson_numpy(np.multiply(y, scale / p.K, dtype=np.float64), rng)
-            z *= p.K
+            k = B.per_image(p.K)
+            z = D.poisson(B.mul_wide(y, scale / k))
+            z *= k
         else:
-            z = np.multiply(y, scale, dtype=np.float64)
+            z = B.mul_wide(y, scale)
             if "p" in comp:
-                z += rng.standard_normal(z.shape) * np.sqrt(np.maximum(p.K * z, 1e-10))
+                z += D.normal(z.shape, z.dtype) * B.sqrt(B.clamp_min(B.per_image(p.K) * z, 1e-10))
         if "g" in comp:
-            z += rng.standard_normal(z.shape) * max(p.g_scale, 1e-10)
+            z += D.normal(z.shape, z.dtype) * B.per_image(B.clamp_min(p.g_scale, 1e-10))
         elif "G" in comp:
-            u = np.maximum(rng.random(z.shape, dtype=np.float32), np.float32(2.0**-25))
-            read = tukey_lambda_ppf(u, np.float32(p.lam))
-            read *= np.float32(p.G_scale)
+            u = B.clamp_min_(D.random(z.shape, B.f32), 2.0**-25)
+            read = tukey_lambda_ppf(u, B.per_image(p.lam))
+            read *= B.per_image(p.G_scale)
             z += read
         if "B" in comp:
-            z += np.asarray(p.color_bias, dtype=np.float64).reshape(1, 1, -1)
+            z += B.per_channel(p.color_bias)
         if "R" in comp:
-            z += rng.standard_normal((z.shape[0], 1, z.shape[2])) * p.R_scale
+            z += D.normal(B.row_shape(z), z.dtype) * B.per_image(p.R_scale)
         if "U" in comp:
-            z += rng.uniform(-0.5, 0.5, z.shape) if self.per_pixel_quantisation else p.quant
+            z += (
+                D.uniform(-0.5, 0.5, z.shape, z.dtype)
+                if self.per_pixel_quantisation
+                else B.per_image(p.quant)
+            )
         z *= 1.0 / scale
-        return np.clip(z, 0.0, 1.0, out=z).astype(np.float32)
-
-    def apply_torch(self, y: torch.Tensor, p: NoiseParams, generator: torch.Generator) -> torch.Tensor:
-        """Noisy version of a packed batch ``y`` ``(B, C, h, w)`` in ``[0, 1]``; float32 in ``[0, 1]``.
-
-        ``generator`` must live on ``y``'s device.
-        """
-        comp = self.components
-        bsz, ch, h, w = y.shape
-        kw = {"generator": generator, "device": y.device, "dtype": torch.float32}
-
-        def per_image(v):
-            return v.to(device=y.device, dtype=torch.float32).view(bsz, 1, 1, 1)
-
-        scale = self.camera.saturation / per_image(p.ratio)
-        z = y.float() * scale
-        if "P" in comp:
-            k = per_image(p.K)
-            z = poisson_torch(z / k, generator) * k
-        elif "p" in comp:
-            z = z + torch.randn(z.shape, **kw) * (per_image(p.K) * z).clamp_min(1e-10).sqrt()
-        if "g" in comp:
-            z = z + torch.randn(z.shape, **kw) * per_image(p.g_scale).clamp_min(1e-10)
-        elif "G" in comp:
-            u = torch.rand(z.shape, **kw).clamp_min(2.0**-25)
-            z = z + tukey_lambda_ppf(u, per_image(p.lam)) * per_image(p.G_scale)
-        if "B" in comp:
-            z = z + p.color_bias.to(z).view(bsz, ch, 1, 1)
-        if "R" in comp:
-            z = z + torch.randn((bsz, ch, h, 1), **kw) * per_image(p.R_scale)
-        if "U" in comp:
-            if self.per_pixel_quantisation:
-                z = z + (torch.rand(z.shape, **kw) - 0.5)
-            else:
-                z = z + per_image(p.quant)
-        return (z / scale).clamp_(0.0, 1.0)
+        return B.to_f32(B.clip_(z, 0.0, 1.0))
 
 
 class PGNoise(NoiseModel):

@@ -1,7 +1,8 @@
 """sRGB -> (clean, noisy) low-light RAW renderings: :class:`SynthConfig` + :class:`LowLightSynthesizer`.
 
 Per image: sample unprocess metadata and noise parameters, unprocess to linear camera RGB, mosaic to
-the camera's CFA and pack (R, G1, B, G2), add noise to a copy, render both (``darkseg.synth.render``).
+the camera's CFA and pack (R, G1, B, G2), add noise to a copy, render both
+(:func:`darkseg.synth.render.render_packed`).
 The clean rendering keeps the scene's (linear, un-brightened) level; the noisy one has the same mean
 level (``y / ratio`` then ``* ratio``) with the noise of a ``ratio``-times shorter exposure.
 """
@@ -17,11 +18,10 @@ import torch.nn.functional as F
 from darkseg.errors import ConfigError
 from darkseg.raw.bayer import pattern_offsets
 from darkseg.synth.noise import NAMED_MODELS, NoiseModel, NoiseParams, build_noise_model, load_camera
-from darkseg.synth.render import OUTPUTS, RenderOptions, render, sensor_cells
+from darkseg.synth.render import OUTPUTS, RenderOptions, render_packed, sensor_cells
 from darkseg.synth.unprocess import (
     UnprocessParams,
-    sample_unprocess_params_numpy,
-    sample_unprocess_params_torch,
+    sample_unprocess_params,
     unprocess,
     unprocess_packed,
 )
@@ -160,9 +160,7 @@ class LowLightSynthesizer:
     # ------------------------------------------------------------------------------- numpy
     def sample_numpy(self, rng: np.random.Generator) -> SynthParams:
         """One image's parameters (unprocess metadata first, then noise parameters)."""
-        return SynthParams(
-            sample_unprocess_params_numpy(rng, self.cfg.ccm), self.noise.sample_params_numpy(rng)
-        )
+        return SynthParams(sample_unprocess_params(rng, self.cfg.ccm), self.noise.sample_params(rng))
 
     def numpy(
         self, srgb: np.ndarray, rng: np.random.Generator, params: SynthParams | None = None
@@ -185,9 +183,9 @@ class LowLightSynthesizer:
             clean = sensor_cells(unprocess(x, p.unprocess))
         else:
             clean = unprocess_packed(x, p.unprocess, self.pattern)
-        noisy = self.noise.apply_numpy(clean, p.noise, rng)
-        out_c = render(clean, self.render_options, p.unprocess)
-        out_n = render(noisy, self.render_options, p.unprocess)
+        noisy = self.noise.apply(clean, p.noise, rng)
+        out_c = render_packed(clean, self.render_options, p.unprocess)
+        out_n = render_packed(noisy, self.render_options, p.unprocess)
         if self.cfg.output != "packed":
             out_c, out_n = out_c[:h, :w], out_n[:h, :w]
         return np.ascontiguousarray(out_c), np.ascontiguousarray(out_n)
@@ -196,8 +194,8 @@ class LowLightSynthesizer:
     def sample_torch(self, batch: int, generator: torch.Generator, device: torch.device) -> SynthParams:
         """``batch`` images' parameters as tensors on ``device``."""
         return SynthParams(
-            sample_unprocess_params_torch(generator, batch, device, self.cfg.ccm),
-            self.noise.sample_params_torch(generator, batch, device),
+            sample_unprocess_params(generator, self.cfg.ccm, batch, device),
+            self.noise.sample_params(generator, batch, device),
         )
 
     @staticmethod
@@ -289,13 +287,13 @@ class LowLightSynthesizer:
             clean = sensor_cells(unprocess(x, p.unprocess))
         else:
             clean = unprocess_packed(x, p.unprocess, self.pattern)
-        noisy = self.noise.apply_torch(clean, p.noise, generator)
+        noisy = self.noise.apply(clean, p.noise, generator)
         # render clean and noisy in one batched call
         u = p.unprocess
         up2 = UnprocessParams(
             *(torch.cat([v, v]) for v in (u.rgb2cam, u.cam2rgb, u.rgb_gain, u.red_gain, u.blue_gain))
         )
-        out_c, out_n = render(torch.cat([clean, noisy]), self.render_options, up2).chunk(2)
+        out_c, out_n = render_packed(torch.cat([clean, noisy]), self.render_options, up2).chunk(2)
         return out_c, out_n
 
     @property

@@ -47,7 +47,7 @@ __all__ = [
     "OUTPUTS",
     "LIS_SENSOR_SCALE",
     "RenderOptions",
-    "render",
+    "render_packed",
     "sensor_fractions",
     "sensor_combine",
     "sensor_cells",
@@ -155,7 +155,7 @@ def lis_raw_path(packed: np.ndarray, out_size: tuple[int, int], quantize_8bit: b
     return np.ascontiguousarray(png[0::2, 0::2] / 255.0, dtype=np.float32)
 
 
-def render(packed, opts: RenderOptions, params: UnprocessParams | None = None):
+def render_packed(packed, opts: RenderOptions, params: UnprocessParams | None = None):
     """Render packed RAW.
 
     Args:

@@ -7,10 +7,13 @@ Steps (per image): inverse smoothstep tone curve, inverse gamma 2.2, inverse col
 The forward direction (:func:`process_linear`) re-applies gains, ``cam2rgb``, gamma and the tone
 curve; where nothing clips it inverts :func:`unprocess` (tested to < 1e-3).
 
-Two array back-ends with the same maths:
+Each formula is written once against :mod:`darkseg.synth.backend`, for two array libraries:
 
 * NumPy: one image ``(H, W, 3)`` float32, :class:`UnprocessParams` holding floats / ``(3, 3)`` arrays.
 * torch: a batch ``(B, 3, H, W)``, :class:`UnprocessParams` holding ``(B,)`` / ``(B, 3, 3)`` tensors.
+
+Linearisation (inverse tone curve + inverse gamma) runs in place in one float32 buffer, the power as
+``exp(2.2 ln x)`` (vectorised ``exp``/``log``; within 4e-7 of ``x ** 2.2`` on ``[0, 1]`` in float32).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from darkseg.synth.backend import backend_of, draws
+
 __all__ = [
     "CAM2RGB_LIS",
     "XYZ2CAMS",
@@ -30,10 +35,9 @@ __all__ = [
     "smoothstep",
     "gamma_expand",
     "gamma_compress",
-    "random_rgb2cam_numpy",
-    "random_rgb2cam_torch",
-    "sample_unprocess_params_numpy",
-    "sample_unprocess_params_torch",
+    "linearize",
+    "random_rgb2cam",
+    "sample_unprocess_params",
     "unprocess",
     "unprocess_packed",
     "process_linear",
@@ -48,6 +52,7 @@ CAM2RGB_LIS = np.array(
     ],
     dtype=np.float32,
 )
+_RGB2CAM_LIS = np.linalg.inv(CAM2RGB_LIS).astype(np.float32)
 
 #: Brooks et al. XYZ -> camera matrices (random_ccm)
 XYZ2CAMS = np.array(
@@ -93,74 +98,63 @@ class UnprocessParams:
     blue_gain: Any
 
 
+def _inverse_smoothstep_(y):
+    """:func:`inverse_smoothstep` of ``y`` already clipped to ``[0, 1]``, in place."""
+    B = backend_of(y)
+    y *= -2.0
+    y += 1.0
+    B.asin_(y)
+    y /= 3.0
+    return B.rsub_(0.5, B.sin_(y))
+
+
+def _gamma_expand_(y):
+    """:func:`gamma_expand` in place, as ``exp(2.2 ln max(y, 1e-8))``."""
+    B = backend_of(y)
+    B.log_(B.clamp_min_(y, 1e-8))
+    y *= 2.2
+    return B.exp_(y)
+
+
 def inverse_smoothstep(x):
     """Inverse of ``3x^2 - 2x^3`` on ``[0, 1]``: ``0.5 - sin(asin(1 - 2x) / 3)`` (input clipped)."""
-    if isinstance(x, torch.Tensor):
-        y = x.clamp(0.0, 1.0).mul_(-2.0).add_(1.0).asin_().div_(3.0).sin_()
-        return y.neg_().add_(0.5)
-    return 0.5 - np.sin(np.arcsin(1.0 - 2.0 * np.clip(x, 0.0, 1.0)) / 3.0)
+    B = backend_of(x)
+    return _inverse_smoothstep_(B.clip(B.as_float(x), 0.0, 1.0))
 
 
-def _linearize_numpy(x: np.ndarray) -> np.ndarray:
-    """``gamma_expand(inverse_smoothstep(x))`` for NumPy in float32, in one buffer.
+def gamma_expand(x):
+    """Inverse gamma: ``max(x, 1e-8) ** 2.2``, as ``exp(2.2 ln x)`` (vectorised, faster on the CPU)."""
+    B = backend_of(x)
+    return _gamma_expand_(B.clamp_min(B.as_float(x), 1e-8))
 
-    The power is taken as ``exp(2.2 ln x)`` (vectorised float32 ``exp``/``log``; within 4e-7 of
-    ``x ** 2.2`` on ``[0, 1]``).
-    """
-    y = np.clip(np.asarray(x, dtype=np.float32), np.float32(0.0), np.float32(1.0))
-    y *= np.float32(-2.0)
-    y += np.float32(1.0)
-    np.arcsin(y, out=y)
-    y /= np.float32(3.0)
-    np.sin(y, out=y)
-    np.subtract(np.float32(0.5), y, out=y)
-    np.maximum(y, np.float32(1e-8), out=y)
-    np.log(y, out=y)
-    y *= np.float32(2.2)
-    return np.exp(y, out=y)
+
+def linearize(x):
+    """``gamma_expand(inverse_smoothstep(x))`` in float32, in one new buffer (``x`` is not written)."""
+    B = backend_of(x)
+    return _gamma_expand_(_inverse_smoothstep_(B.clip(B.to_f32(x), 0.0, 1.0)))
 
 
 def smoothstep(x):
     """The tone curve ``3x^2 - 2x^3`` on ``[0, 1]`` (input clipped)."""
-    x = x.clamp(0.0, 1.0) if isinstance(x, torch.Tensor) else np.clip(x, 0.0, 1.0)
+    x = backend_of(x).clip(x, 0.0, 1.0)
     return 3.0 * x * x - 2.0 * x * x * x
-
-
-def gamma_expand(x):
-    """Inverse gamma: ``max(x, 1e-8) ** 2.2`` (torch: as ``exp(2.2 ln x)``, faster on the CPU)."""
-    if isinstance(x, torch.Tensor):
-        return x.clamp_min(1e-8).log_().mul_(2.2).exp_()
-    return np.maximum(x, 1e-8) ** 2.2
 
 
 def gamma_compress(x):
     """Gamma: ``max(x, 1e-8) ** (1 / 2.2)``."""
-    if isinstance(x, torch.Tensor):
-        return x.clamp_min(1e-8) ** (1.0 / 2.2)
-    return np.maximum(x, 1e-8) ** (1.0 / 2.2)
+    return backend_of(x).clamp_min(x, 1e-8) ** (1.0 / 2.2)
 
 
-def _rgb2cam_from_weights(weights: np.ndarray) -> np.ndarray:
-    """``(B, 4)`` positive weights -> ``(B, 3, 3)`` rgb2cam (rows normalised to sum 1), float64."""
-    w = weights / weights.sum(axis=-1, keepdims=True)
-    xyz2cam = np.einsum("bk,kij->bij", w, XYZ2CAMS)
-    rgb2cam = xyz2cam @ RGB2XYZ
-    return rgb2cam / rgb2cam.sum(axis=-1, keepdims=True)
-
-
-def random_rgb2cam_numpy(rng: np.random.Generator) -> np.ndarray:
-    """Brooks et al. random CCM: convex mix of 4 XYZ->camera matrices, weights ``U(1e-8, 1e8)``."""
-    return _rgb2cam_from_weights(rng.uniform(1e-8, 1e8, size=(1, 4)))[0]
-
-
-def random_rgb2cam_torch(generator: torch.Generator, batch: int, device: torch.device) -> torch.Tensor:
-    """Batched :func:`random_rgb2cam_numpy`: ``(B, 3, 3)`` float32 on ``device``."""
-    w = torch.rand(batch, 4, generator=generator, device=generator.device, dtype=torch.float64)
-    w = 1e-8 + w * (1e8 - 1e-8)
-    xyz2cam = torch.einsum("bk,kij->bij", w / w.sum(-1, keepdim=True), torch.from_numpy(XYZ2CAMS).to(w))
-    rgb2cam = xyz2cam @ torch.from_numpy(RGB2XYZ).to(w)
-    rgb2cam = rgb2cam / rgb2cam.sum(-1, keepdim=True)
-    return rgb2cam.to(device=device, dtype=torch.float32)
+def random_rgb2cam(rng: np.random.Generator | torch.Generator, batch: int | None = None):
+    """Brooks et al. random CCM: convex mix of 4 XYZ->camera matrices, weights ``U(1e-8, 1e8)``, times
+    sRGB->XYZ, rows normalised to sum 1. float64 ``(3, 3)`` (NumPy generator) or ``(B, 3, 3)`` on the
+    ``torch.Generator``'s device."""
+    D = draws(rng, batch)
+    B = D.backend
+    w = D.uniform(1e-8, 1e8, (*D.batch, 4))
+    xyz2cam = B.einsum("...k,kij->...ij", w / B.sum(w, -1), D.table(XYZ2CAMS))
+    rgb2cam = B.matmul(xyz2cam, D.table(RGB2XYZ))
+    return rgb2cam / B.sum(rgb2cam, -1)
 
 
 def _check_ccm(ccm: str) -> None:
@@ -168,42 +162,49 @@ def _check_ccm(ccm: str) -> None:
         raise ValueError(f"ccm must be 'calibrated' or 'random', got {ccm!r}")
 
 
-def sample_unprocess_params_numpy(rng: np.random.Generator, ccm: str = "calibrated") -> UnprocessParams:
-    """Draw one image's metadata (order: [ccm weights], rgb gain, red gain, blue gain)."""
-    _check_ccm(ccm)
-    if ccm == "calibrated":
-        cam2rgb = CAM2RGB_LIS.copy()
-        rgb2cam = np.linalg.inv(CAM2RGB_LIS).astype(np.float32)
-    else:
-        rgb2cam64 = random_rgb2cam_numpy(rng)
-        rgb2cam = rgb2cam64.astype(np.float32)
-        cam2rgb = np.linalg.inv(rgb2cam64).astype(np.float32)
-    rgb_gain = 1.0 / rng.normal(RGB_GAIN_INV_MEAN, RGB_GAIN_INV_STD)
-    red_gain = rng.uniform(*RED_GAIN_RANGE)
-    blue_gain = rng.uniform(*BLUE_GAIN_RANGE)
-    return UnprocessParams(rgb2cam, cam2rgb, float(rgb_gain), float(red_gain), float(blue_gain))
-
-
-def sample_unprocess_params_torch(
-    generator: torch.Generator, batch: int, device: torch.device, ccm: str = "calibrated"
+def sample_unprocess_params(
+    rng: np.random.Generator | torch.Generator,
+    ccm: str = "calibrated",
+    batch: int | None = None,
+    device: torch.device | str | None = None,
 ) -> UnprocessParams:
-    """Draw ``batch`` images' metadata with ``generator`` (on its device); tensors on ``device``."""
+    """Metadata of one image (``numpy.random.Generator``) or ``batch`` images (``torch.Generator``,
+    drawn on its device; tensors on ``device``, default the generator's).
+
+    Draw order: [ccm weights], rgb gain (normal), red gain, blue gain (vectorised over the batch).
+    ``cam2rgb`` is the inverse of the float64 ``rgb2cam``.
+    """
     _check_ccm(ccm)
-    gdev = generator.device
+    D = draws(rng, batch, device)
     if ccm == "calibrated":
-        cam2rgb = torch.from_numpy(CAM2RGB_LIS).to(device).expand(batch, 3, 3).contiguous()
-        rgb2cam = torch.from_numpy(np.linalg.inv(CAM2RGB_LIS).astype(np.float32)).to(device)
-        rgb2cam = rgb2cam.expand(batch, 3, 3).contiguous()
+        rgb2cam, cam2rgb = D.repeat(_RGB2CAM_LIS), D.repeat(CAM2RGB_LIS)
     else:
-        rgb2cam = random_rgb2cam_torch(generator, batch, device)
-        cam2rgb = torch.linalg.inv(rgb2cam.double()).float()
-    u = torch.rand(3, batch, generator=generator, device=gdev, dtype=torch.float64)
-    n = torch.randn(batch, generator=generator, device=gdev, dtype=torch.float64)
-    rgb_gain = 1.0 / (RGB_GAIN_INV_MEAN + RGB_GAIN_INV_STD * n)
-    red = RED_GAIN_RANGE[0] + (RED_GAIN_RANGE[1] - RED_GAIN_RANGE[0]) * u[0]
-    blue = BLUE_GAIN_RANGE[0] + (BLUE_GAIN_RANGE[1] - BLUE_GAIN_RANGE[0]) * u[1]
-    f = {"device": device, "dtype": torch.float32}
-    return UnprocessParams(rgb2cam, cam2rgb, rgb_gain.to(**f), red.to(**f), blue.to(**f))
+        rgb2cam = random_rgb2cam(rng, batch)
+        cam2rgb = D.backend.inv(rgb2cam)
+    rgb_gain = 1.0 / (RGB_GAIN_INV_MEAN + RGB_GAIN_INV_STD * D.normal(D.batch))
+    red_gain = D.uniform(*RED_GAIN_RANGE, D.batch)
+    blue_gain = D.uniform(*BLUE_GAIN_RANGE, D.batch)
+    return UnprocessParams(*(D.finish(v) for v in (rgb2cam, cam2rgb, rgb_gain, red_gain, blue_gain)))
+
+
+def _white_balance_inverse(x, gray, p: UnprocessParams, channel_rows):
+    """Divide linear camera values ``x`` by the white balance and brightening gains with highlight
+    protection (``gray``: the pixels' mean over R, G, B), clip to ``[0, 1]``. A new compact array: a
+    result that kept ``x``'s (larger) buffer alive made glibc's allocator page-fault more.
+
+    ``channel_rows``: the camera channel (0 R, 1 G, 2 B) of each channel of ``x``.
+    """
+    B = backend_of(x)
+    g = [1.0 / p.red_gain, 1.0, 1.0 / p.blue_gain]
+    gains = B.channels([g[r] for r in channel_rows], x) / B.per_image(p.rgb_gain)
+    mask = B.clamp_min_(gray - 0.9, 0.0)  # in place from here: few image-sized temporaries
+    mask /= 0.1
+    mask *= mask
+    safe = (1.0 - mask) * gains
+    safe += mask
+    safe = B.maximum_(safe, gains)
+    safe *= x
+    return B.clip_(safe, 0.0, 1.0)
 
 
 def unprocess(rgb, p: UnprocessParams):
@@ -212,23 +213,9 @@ def unprocess(rgb, p: UnprocessParams):
     NumPy ``(H, W, 3)`` with single-image params, or torch ``(B, 3, H, W)`` with batched params.
     Returns float32 of the same layout.
     """
-    if isinstance(rgb, torch.Tensor):
-        x = gamma_expand(inverse_smoothstep(rgb.float()))
-        x = torch.einsum("bij,bjhw->bihw", p.rgb2cam, x)
-        gains = torch.stack([1.0 / p.red_gain, torch.ones_like(p.red_gain), 1.0 / p.blue_gain], dim=1)
-        gains = (gains / p.rgb_gain[:, None])[:, :, None, None]  # (B, 3, 1, 1)
-        # gray = mean_c(x); linear, so fold into the matmul's column sums
-        gray = x.mean(dim=1, keepdim=True)
-        mask = ((gray - 0.9).clamp_min(0.0) / 0.1) ** 2
-        safe = torch.maximum(mask + (1.0 - mask) * gains, gains)
-        return (x * safe).clamp_(0.0, 1.0)
-    x = _linearize_numpy(rgb)
-    x = x @ np.asarray(p.rgb2cam, dtype=np.float32).T
-    gains = np.array([1.0 / p.red_gain, 1.0, 1.0 / p.blue_gain], dtype=np.float32) / np.float32(p.rgb_gain)
-    gray = x.mean(axis=-1, keepdims=True)
-    mask = (np.maximum(gray - 0.9, 0.0) / 0.1) ** 2
-    safe = np.maximum(mask + (1.0 - mask) * gains, gains)
-    return np.clip(x * safe, 0.0, 1.0).astype(np.float32, copy=False)
+    B = backend_of(rgb)
+    x = B.colour_matrix(p.rgb2cam, linearize(rgb))
+    return _white_balance_inverse(x, B.channel_mean(x), p, (0, 1, 2))
 
 
 def unprocess_packed(rgb, p: UnprocessParams, pattern: str = "RGGB"):
@@ -240,44 +227,26 @@ def unprocess_packed(rgb, p: UnprocessParams, pattern: str = "RGGB"):
     """
     from darkseg.raw.bayer import pattern_offsets
 
+    B = backend_of(rgb)
     offs = pattern_offsets(pattern)
     rows = [0, 1, 2, 1]  # the rgb2cam row (camera channel) of each packed plane
-    if isinstance(rgb, torch.Tensor):
-        h, w = rgb.shape[-2:]
-        if h % 2 or w % 2:
-            raise ValueError(f"unprocess_packed needs even height and width, got {h}x{w}")
-        x = gamma_expand(inverse_smoothstep(rgb.float()))
-        bsz, hh, ww = x.shape[0], h // 2, w // 2
-        sites = torch.stack([x[:, :, dy::2, dx::2] for dy, dx in offs], dim=1)  # (B, 4, 3, h/2, w/2)
-        # per plane: its rgb2cam row and the column means (for the highlight mask's grey level), as one
-        # batched (2 x 3) @ (3 x hw) product
-        weights = torch.stack(
-            [p.rgb2cam[:, rows, :], p.rgb2cam.mean(dim=1, keepdim=True).expand(bsz, 4, 3)], dim=2
-        )
-        res = torch.matmul(weights, sites.reshape(bsz, 4, 3, hh * ww)).view(bsz, 4, 2, hh, ww)
-        val, gray = res[:, :, 0], res[:, :, 1]
-        gains = torch.stack([1.0 / p.red_gain, torch.ones_like(p.red_gain), 1.0 / p.blue_gain], dim=1)
-        gains = (gains / p.rgb_gain[:, None])[:, rows, None, None]  # (B, 4, 1, 1)
-        mask = ((gray - 0.9).clamp_min_(0.0) / 0.1).square_()
-        safe = torch.maximum(mask + (1.0 - mask) * gains, gains)
-        return val.mul_(safe).clamp_(0.0, 1.0)
-    x = np.asarray(rgb, dtype=np.float32)
-    h, w = x.shape[:2]
+    h, w = B.hw(rgb)
     if h % 2 or w % 2:
         raise ValueError(f"unprocess_packed needs even height and width, got {h}x{w}")
-    x = _linearize_numpy(x)
-    hh, ww = h // 2, w // 2
-    planar = np.ascontiguousarray(x.transpose(2, 0, 1))  # (3, H, W)
-    sites = np.stack([planar[:, dy::2, dx::2] for dy, dx in offs]).reshape(4, 3, hh * ww)
-    m = np.asarray(p.rgb2cam, dtype=np.float32)
-    weights = np.stack([m[rows], np.broadcast_to(m.mean(axis=0), (4, 3))], axis=1)  # (4, 2, 3)
-    res = np.matmul(weights, sites).reshape(4, 2, hh, ww).transpose(1, 2, 3, 0)  # (2, h/2, w/2, 4)
-    val, gray = res[0], res[1]
-    gains = np.array([1.0 / p.red_gain, 1.0, 1.0 / p.blue_gain], dtype=np.float32) / np.float32(p.rgb_gain)
-    gains = gains[rows]
-    mask = (np.maximum(gray - 0.9, 0.0) / 0.1) ** 2
-    safe = np.maximum(mask + (1.0 - mask) * gains, gains)
-    return np.clip(val * safe, 0.0, 1.0).astype(np.float32, copy=False)
+    # ``linear`` is kept until the return on purpose: with glibc's default allocator the result then
+    # lands high in the heap and keeps it from being trimmed and page-faulted again by the noise step
+    # (measured: docs/benchmarks.md, "Synthesis")
+    linear = linearize(rgb)
+    planes = B.planar(linear)  # (..., 3, H, W); ... = () for NumPy, (B,) for torch
+    lead, hh, ww = planes.shape[:-3], h // 2, w // 2
+    sites = B.stack([planes[..., dy::2, dx::2] for dy, dx in offs], -4).reshape(*lead, 4, 3, hh * ww)
+    # per plane: its rgb2cam row and the column means (for the highlight mask's grey level), as one
+    # (2 x 3) @ (3 x hw) product per plane
+    m = B.to_f32(p.rgb2cam)
+    weights = B.stack([m[..., rows, :], B.broadcast_to(B.mean(m, -2), (*lead, 4, 3))], -2)
+    res = B.matmul(weights, sites).reshape(*lead, 4, 2, hh, ww)
+    val, gray = B.from_planar(res[..., 0, :, :]), B.from_planar(res[..., 1, :, :])
+    return _white_balance_inverse(val, gray, p, rows)
 
 
 def process_linear(
@@ -296,29 +265,15 @@ def process_linear(
     ``rgb_gain`` (together these undo :func:`unprocess`'s gains). NumPy ``(H, W, 3)`` or torch
     ``(B, 3, H, W)``; float32 out.
     """
-    if isinstance(cam, torch.Tensor):
-        x = cam.float()
-        b = x.shape[0]
-        one = torch.ones(b, device=x.device)
-        r = p.red_gain if white_balance else one
-        bl = p.blue_gain if white_balance else one
-        g = p.rgb_gain if brighten else one
-        gains = (torch.stack([r, one, bl], dim=1) * g[:, None])[:, :, None, None]
-        x = x * gains
-        if ccm:
-            x = torch.einsum("bij,bjhw->bihw", p.cam2rgb, x.clamp(0.0, 1.0))
-        x = x.clamp(0.0, 1.0)
-    else:
-        x = np.asarray(cam, dtype=np.float32)
-        r = p.red_gain if white_balance else 1.0
-        bl = p.blue_gain if white_balance else 1.0
-        g = p.rgb_gain if brighten else 1.0
-        x = x * (np.array([r, 1.0, bl], dtype=np.float32) * np.float32(g))
-        if ccm:
-            x = np.clip(x, 0.0, 1.0) @ np.asarray(p.cam2rgb, dtype=np.float32).T
-        x = np.clip(x, 0.0, 1.0)
+    B = backend_of(cam)
+    x = B.to_f32(cam)
+    r, bl = (p.red_gain, p.blue_gain) if white_balance else (1.0, 1.0)
+    x = x * (B.channels([r, 1.0, bl], x) * B.per_image(p.rgb_gain if brighten else 1.0))
+    if ccm:
+        x = B.colour_matrix(p.cam2rgb, B.clip(x, 0.0, 1.0))
+    x = B.clip(x, 0.0, 1.0)
     if gamma:
         x = gamma_compress(x)
     if tone:
         x = smoothstep(x)
-    return x.float() if isinstance(x, torch.Tensor) else x.astype(np.float32, copy=False)
+    return B.to_f32(x)
