@@ -681,6 +681,21 @@ def ft_run_one(args, paths, variant: str, seed: int, init: Path, csv_path: Path)
     if done:
         return done
     t0 = time.perf_counter()
+
+    def record(metrics: dict, iterations: int, train_seconds: float, status: str) -> list[dict]:
+        """Append this run's rows (``status`` "ok" or "diverged") to the results CSV and return them."""
+        extra = {
+            "iterations": iterations,
+            "train_seconds": round(train_seconds, 1),
+            "total_seconds": round(time.perf_counter() - t0, 1),
+            "stage1_sha256": _sha256(init),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "status": status,
+        }
+        rows = _metrics_rows(study, variant, seed, metrics, extra)
+        append_csv(csv_path, rows)
+        return rows
+
     run_dir = args.out / (f"{args.tag}_{variant}" if args.tag else variant) / f"seed{seed}"
     trains = FT_VARIANTS[variant][2]
     if trains:
@@ -696,17 +711,8 @@ def ft_run_one(args, paths, variant: str, seed: int, init: Path, csv_path: Path)
             print(f"{variant} seed {seed}: diverged ({str(exc)[:120]})", flush=True)
             nan = {"AP": float("nan"), "AP50": float("nan"), "AP75": float("nan")}
             metrics = {t: {"segm": nan, "bbox": nan} for t in ("dark", "dark_harsh", "clean")}
-            extra = {
-                "iterations": int(str(exc).split("iteration ")[1].split(":")[0]),
-                "train_seconds": round(time.perf_counter() - t0, 1),
-                "total_seconds": round(time.perf_counter() - t0, 1),
-                "stage1_sha256": _sha256(init),
-                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "status": "diverged",
-            }
-            rows = _metrics_rows(study, variant, seed, metrics, extra)
-            append_csv(csv_path, rows)
-            return rows
+            iters = int(str(exc).split("iteration ")[1].split(":")[0])
+            return record(metrics, iters, time.perf_counter() - t0, "diverged")
         model_path, iters, secs = Path(summary["final_model"]), summary["iterations"], summary["seconds"]
         class_names = list(cfg.model.class_names)
     else:
@@ -714,18 +720,7 @@ def ft_run_one(args, paths, variant: str, seed: int, init: Path, csv_path: Path)
         class_names = list(FT_CLASSES) if args.scale == "cpu" else None  # None: the checkpoint's
     views = {test: (paths[test], paths["ann_png"]) for test in ("dark", "dark_harsh", "clean")}
     evals = evaluate_views(model_path, views, class_names, args.device, progress=False)
-    metrics = {test: r["metrics"] for test, r in evals.items()}
-    extra = {
-        "iterations": iters,
-        "train_seconds": round(secs, 1),
-        "total_seconds": round(time.perf_counter() - t0, 1),
-        "stage1_sha256": _sha256(init),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "status": "ok",
-    }
-    rows = _metrics_rows(study, variant, seed, metrics, extra)
-    append_csv(csv_path, rows)
-    return rows
+    return record({test: r["metrics"] for test, r in evals.items()}, iters, secs, "ok")
 
 
 # ------------------------------------------------------------------------------ paired statistics
