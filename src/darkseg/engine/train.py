@@ -158,16 +158,16 @@ class Trainer:
 
         # data: both datasets are built (every annotation checked, every image file found) before the
         # first iteration, so a broken val file does not surface only at the first evaluation
+        synth = _synthesizer(cfg)  # stateless: the training and the evaluation views share it
         self.dataset = build_train_dataset(
             cfg.data,
             cfg.model.class_names,
             cfg.model.min_size,
             cfg.model.max_size,
-            synthesizer=None if self.synth_on_device else _synthesizer(cfg),
+            synthesizer=None if self.synth_on_device else synth,
         )
         self.eval_dataset = None
         if self.main:
-            synth = _synthesizer(cfg) if cfg.data.val_view != "image" else None
             self.eval_dataset = build_eval_dataset(cfg.data, cfg.model.class_names, synth, seed=t.seed)
         if self.eval_dataset is not None:
             from darkseg.engine.evaluate import check_ground_truth
@@ -179,7 +179,7 @@ class Trainer:
         probe = du.ShardedBatchSampler(len(self.keyed), t.batch_size, self.world, self.rank, t.seed)
         self.iters_per_epoch = probe.iters_per_epoch
         self.total_iters = t.max_iters if t.max_iters is not None else t.epochs * self.iters_per_epoch
-        self.synthesizer = _synthesizer(cfg) if self.synth_on_device else None
+        self.synthesizer = synth if self.synth_on_device else None
 
         # optimiser, schedule, AMP
         self.optimizer = torch.optim.SGD(
