@@ -267,8 +267,9 @@ def run_demo(
     # 5. report
     _stage(5, n_stages, f"writing the report to {out}", progress)
     t = time.perf_counter()
+    log_records = read_jsonl(out / "train" / "log.jsonl")
     plot_loss_curve(
-        read_jsonl(out / "train" / "log.jsonl"),
+        log_records,
         out / "loss_curve.png",
         title=f"demo: {train_summary['iterations']} iterations",
     )
@@ -302,7 +303,7 @@ def run_demo(
                 k: train_summary.get(k)
                 for k in ("iterations", "seconds", "seconds_per_iter", "device", "final_model")
             },
-            **_loss_window(read_jsonl(out / "train" / "log.jsonl")),
+            **_loss_window(log_records),
         },
         "batch_size": cfg.train.batch_size,
         "model_description": (
