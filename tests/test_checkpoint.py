@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn
@@ -146,8 +148,14 @@ def test_torchvision_state_dict_gives_identical_outputs():
         for a, b in zip(ours.backbone(x).values(), tv.backbone(x).values()):
             assert (a - b).abs().max() <= 1e-5 * b.abs().max()
         pt, po = _predict(tv, imgs)[0], _predict(ours, imgs)[0]
-    assert (pt["scores"] - po["scores"]).abs().max() < 1e-4
-    assert (pt["boxes"] - po["boxes"]).abs().max() < 1e-2
+        # the bound: how far torchvision's own float32 predictions lie from its float64 ones (the heads
+        # amplify the backbone's rounding differences; how much depends on the CPU's kernels)
+        p64 = _predict(copy.deepcopy(tv).double(), [imgs[0].double()])[0]
+    assert len(pt["scores"]) == len(po["scores"]) == len(p64["scores"])
+    score_err = float((pt["scores"].double() - p64["scores"]).abs().max())
+    box_err = float((pt["boxes"].double() - p64["boxes"]).abs().max())
+    assert (pt["scores"] - po["scores"]).abs().max() <= max(4 * score_err, 1e-6)
+    assert (pt["boxes"] - po["boxes"]).abs().max() <= max(4 * box_err, 1e-4)
 
     sd = tv.state_dict()
     awd_scb = build_model(_tv_like_config(awd=True, scb=True, frozen_bn=True))

@@ -133,7 +133,8 @@ def test_stage_by_stage(name):
             torch.from_numpy(z[f"outputs/rpn_reg/{i}"])[0].permute(1, 2, 0).reshape(-1, 4) for i in range(5)
         ]
         props = rpn_proposals(scores, dl, anchors, (h, w), 1000, 0.7, 1000)
-        _close("proposals", props, z["outputs/proposals"], rel=0)
+        # float32 sigmoid / exp kernels differ by CPU (ATEN_CPU_CAPABILITY) by an ulp or two
+        _close("proposals", props, z["outputs/proposals"], rel=1e-6)
 
         p_feats = {str(i): levels[i] for i in range(4)}
         rois = torch.from_numpy(z["outputs/proposals"])[:, :4]
@@ -479,12 +480,12 @@ def test_mmdet_matcher_low_quality_rule():
 
 
 def test_mmdet_training_losses():
-    from darkseg.models.mmdet_compat import binary_mask_targets
+    from darkseg.models.mask_targets import mask_targets
 
     gt = torch.zeros(1, 40, 40)
     gt[0, 10:30, 5:25] = 1
     boxes = torch.tensor([[5.0, 10.0, 25.0, 30.0], [0.0, 0.0, 40.0, 40.0]])
-    t = binary_mask_targets(gt, boxes, torch.zeros(2, dtype=torch.int64), 28)
+    t = mask_targets(gt, boxes, torch.zeros(2, dtype=torch.int64), 28)
     assert t.shape == (2, 28, 28) and set(t.unique().tolist()) <= {0.0, 1.0}
     assert t[0].mean() == 1.0 and 0.2 < t[1].mean() < 0.3  # the box is the object; a quarter of the image
 

@@ -105,6 +105,7 @@ def _make_dataset(ds_cfg: Any, class_names: Sequence[str], train: bool, transfor
     """``dataset_from_config`` checked for use: ``max_images`` applied, every image file found, at least
     one image and as many classes as ``class_names`` (the model's)."""
     ds = dataset_from_config(ds_cfg, class_names=list(class_names), train=train, transforms=transforms)
+    ds.keep_polygons = bool(getattr(ds_cfg, "polygon_masks", True))
     if ds_cfg.max_images is not None:
         ds.ids = ds.ids[: ds_cfg.max_images]
     ds.check_files()  # a missing image is named now, not when it is first sampled

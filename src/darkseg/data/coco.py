@@ -9,7 +9,9 @@ samples::
              "masks":  uint8 (N, H, W) in {0, 1},
              "image_id": int (the annotation file's image id),
              "area":   float32 (N,) (the file's ``area`` field, or the mask area with recompute_area),
-             "iscrowd": int64 (N,) (always 0: crowd regions are not training targets)}
+             "iscrowd": int64 (N,) (always 0: crowd regions are not training targets),
+             "polygons": list of N entries: the instance's polygons (float64 arrays x0, y0, x1, ...)
+                         or None for RLE / box-only instances (darkseg.data.polygons)}
 
 Classes are chosen and ordered *by name* (docs/decisions.md): ``class_names`` lists the wanted classes;
 each is matched to exactly one category of the file by a normalised name (case, spaces, ``_`` and ``-``
@@ -42,6 +44,7 @@ import torch
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from darkseg.data import polygons
 from darkseg.utils.coco_checks import AnnotationError, validate_coco
 from darkseg.utils.io import ImageReadError, exif_orientation, load_json, read_image, stored_image_size
 
@@ -198,6 +201,9 @@ class CocoInstances(torch.utils.data.Dataset):
         category_id_to_label, coco (pycocotools index of the file), ids (image ids, in file order).
     """
 
+    #: carry COCO polygons in the targets (``target["polygons"]``); False: every entry is None
+    keep_polygons: bool = True
+
     def __init__(
         self,
         image_dir: str | os.PathLike,
@@ -323,7 +329,9 @@ class CocoInstances(torch.utils.data.Dataset):
         masks = np.zeros((n, h, w), dtype=np.uint8)
         labels = np.zeros((n,), dtype=np.int64)
         area = np.zeros((n,), dtype=np.float32)
+        polys: list[polygons.InstancePolygons] = []
         for k, ann in enumerate(anns):
+            polys.append(polygons.from_segmentation(ann.get("segmentation")) if self.keep_polygons else None)
             x, y, bw, bh = (float(v) for v in ann["bbox"])
             boxes[k] = (max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh))
             labels[k] = self.category_id_to_label[ann["category_id"]]
@@ -346,6 +354,7 @@ class CocoInstances(torch.utils.data.Dataset):
             "image_id": int(image_id),
             "area": torch.from_numpy(area),
             "iscrowd": torch.zeros((n,), dtype=torch.int64),
+            "polygons": polys,
         }
 
     def load_image(self, image_id: int) -> torch.Tensor:

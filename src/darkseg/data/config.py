@@ -35,6 +35,10 @@ class DatasetConfig(Settings):
         intensity_ratio: gain applied to every image before clipping to [0, 1], for dark linear RAW
             images stored without brightening; ``"auto"`` = per image, the gain that brings its mean to
             the training inputs' (``darkseg.raw.exposure.estimate_ratio``); 1 = as stored.
+        polygon_masks: keep COCO polygons in the training targets (``target["polygons"]``) beside the
+            decoded bitmaps, so that a model in MMDetection numerics builds those instances' mask
+            targets by the polygon rule (MMDetection's ``poly2mask=False``, the paper's COCO2LIS and
+            SynCOCO2LIS configs); false = bitmaps only (``poly2mask=True``, the LIS2LIS config).
     """
 
     type: str = "coco"
@@ -46,6 +50,7 @@ class DatasetConfig(Settings):
     recompute_area: bool = False
     max_images: int | None = None
     intensity_ratio: float | str = 1.0
+    polygon_masks: bool = True
 
     def validate(self) -> None:
         from darkseg.raw.exposure import parse_ratio

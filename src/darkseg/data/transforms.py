@@ -5,9 +5,9 @@
   ``rescale_size``). Nearest-neighbour by default: averaging interpolations (bilinear, area) denoise a
   low-light image and would change the noise level the detector sees, so the paper uses
   nearest everywhere. For 0.5x it picks even rows/columns, ``out[i, j] = in[2i, 2j]``, like
-  OpenCV ``INTER_NEAREST``. Masks are always resized nearest; boxes and areas are scaled.
-* :class:`RandomHorizontalFlip` - flips image, boxes and masks with probability ``p``, driven by its own
-  ``torch.Generator`` (re-seeded per DataLoader worker by :func:`darkseg.data.loader.seed_worker`).
+  OpenCV ``INTER_NEAREST``. Masks are always resized nearest; boxes, areas and polygons are scaled.
+* :class:`RandomHorizontalFlip` - flips image, boxes, masks and polygons with probability ``p``, driven by
+  its own ``torch.Generator`` (re-seeded per DataLoader worker by :func:`darkseg.data.loader.seed_worker`).
 * :class:`LowLightViews` - the synthesis step for DSL: sRGB sample -> ``(clean, noisy, target)`` with
   ``darkseg.synth.LowLightSynthesizer``; the target is rescaled to the synthesiser's output size (half
   resolution for packed RAW).
@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from darkseg.data import polygons
 
 __all__ = [
     "Compose",
@@ -121,6 +123,8 @@ def resize_target(target: Target, old_hw: tuple[int, int], new_hw: tuple[int, in
             out["masks"] = F.interpolate(m[None].float(), size=new_hw, mode="nearest")[0].to(m.dtype)
         else:
             out["masks"] = m.new_zeros((m.shape[0], *new_hw))
+    if "polygons" in target:
+        out["polygons"] = polygons.scale(target["polygons"], sx, sy)
     return out
 
 
@@ -170,6 +174,8 @@ class RandomHorizontalFlip:
                 target["boxes"] = torch.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], dim=1)
             if "masks" in target:
                 target["masks"] = target["masks"].flip(-1)
+            if "polygons" in target:
+                target["polygons"] = polygons.flip(target["polygons"], w)
         return image, target
 
     def __repr__(self) -> str:
@@ -239,10 +245,13 @@ def drop_empty_boxes(target: Target) -> Target:
     if bool(keep.all()):
         return target
     n = boxes.shape[0]
-    return {
+    out = {
         k: (v[keep] if torch.is_tensor(v) and v.dim() >= 1 and v.shape[0] == n else v)
         for k, v in target.items()
     }
+    if "polygons" in target:
+        out["polygons"] = polygons.select(target["polygons"], keep.tolist())
+    return out
 
 
 def _match_target(target: Target | None, in_hw, out_hw) -> Target | None:

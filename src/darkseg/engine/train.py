@@ -334,7 +334,9 @@ class Trainer:
         du.barrier()
         return result
 
-    def _batches(self):
+    def batches(self):
+        """The training batches from the current position (``start_iter``) on, as :meth:`run` reads them:
+        ``(images, targets)`` lists, or ``(clean, noisy, targets)`` with synthesis in the data workers."""
         t = self.cfg.train
         epoch, pos = divmod(self.start_iter, self.iters_per_epoch)
         sampler = du.ShardedBatchSampler(
@@ -352,8 +354,17 @@ class Trainer:
         )
         return iter(loader)
 
-    def _forward(self, step: nn.Module, batch: tuple, iteration: int) -> dict[str, torch.Tensor]:
+    def losses(self, batch: tuple, iteration: int, step: nn.Module | None = None) -> dict[str, torch.Tensor]:
+        """The loss dict of one training forward on ``batch`` (one item of :meth:`batches`, or a
+        ``(clean, noisy, targets)`` triple given directly); the training loss is the sum of its values.
+
+        What :meth:`run` does at ``iteration``, without the backward pass and the optimiser step:
+        batches of sRGB images are turned into views on the device when ``synth_device="device"``, then
+        ``forward_dsl`` (``train.dsl``) or the model's forward on the ``train_view``. ``step``: the
+        (possibly DistributedDataParallel-wrapped) training module; default: the bare model.
+        """
         t, dev = self.cfg.train, self.device
+        step = _Step(self.model) if step is None else step
         if len(batch) == 3:  # (clean, noisy, targets) from LowLightViews
             clean, noisy, targets = batch
             clean = [x.to(dev, non_blocking=True) for x in clean]
@@ -395,7 +406,7 @@ class Trainer:
         evals: dict[int, Any] = {}
         t0 = time.perf_counter()
         it = self.start_iter
-        batches = self._batches() if it < self.total_iters else None
+        batches = self.batches() if it < self.total_iters else None
         last_saved = self.start_iter if self.resume else -1
         final_eval = None
         stop = GracefulStop()  # SIGINT/SIGTERM: finish the iteration, checkpoint, stop
@@ -408,7 +419,7 @@ class Trainer:
                 lr = set_lr(self.optimizer, self.schedule, it)
                 t_it = time.perf_counter()
                 with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
-                    losses = self._forward(step, batch, it)
+                    losses = self.losses(batch, it, step)
                 total = sum(losses.values())
                 if not torch.isfinite(total):
                     vals = {k: float(v) for k, v in losses.items()}

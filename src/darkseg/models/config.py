@@ -82,7 +82,15 @@ class ModelConfig(Settings):
     keep-ratio box (torchvision semantics); ``resize_interpolation`` "nearest" (paper) or "bilinear"
     (torchvision); ``normalization`` preset or explicit ``image_mean``/``image_std`` (for [0,1] inputs).
 
-    Heads: torchvision defaults, shrinkable for small CPU models.
+    BatchNorm: ``frozen_bn`` (fixed running statistics, MMDetection's ``norm_eval=True``),
+    ``bn_requires_grad`` (whether the affine weight and bias of the ResNet's own BatchNorm layers train,
+    MMDetection's ``norm_cfg.requires_grad``: True in the paper's LIS configs, False in MMDetection's
+    stock caffe COCO configs; AWD's BatchNorm always trains, as in the original).
+
+    Heads: torchvision defaults, shrinkable for small CPU models. Training samplers:
+    ``rpn_batch_size_per_image`` / ``rpn_positive_fraction`` (MMDetection: 256 / 0.5) and
+    ``box_batch_size_per_image`` / ``box_positive_fraction`` (512 / 0.25): at most ``batch x fraction``
+    positives, the rest negatives, drawn at random when there are more candidates than that.
 
     Architecture beyond the standard ResNets (what converted MMDetection checkpoints need):
     ``backbone`` "resnet" or "convnext"; ``stage_blocks`` blocks per stage (ResNet: default from
@@ -122,6 +130,7 @@ class ModelConfig(Settings):
     size_divisible: int = 32
     frozen_stages: int = 1
     frozen_bn: bool = True
+    bn_requires_grad: bool = True
     trainable_backbone: bool = True
     pretrained: bool = False
     # heads
@@ -134,6 +143,8 @@ class ModelConfig(Settings):
     rpn_post_nms_top_n_test: int = 1000
     rpn_batch_size_per_image: int = 256
     box_batch_size_per_image: int = 512
+    rpn_positive_fraction: float = 0.5
+    box_positive_fraction: float = 0.25
     box_detections_per_img: int = 100
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
@@ -242,6 +253,13 @@ class ModelConfig(Settings):
             raise self.invalid(
                 "normalization",
                 f"must be one of {sorted(NORMALIZATION_PRESETS)} or give image_mean/image_std",
+            )
+        for name in ("rpn_positive_fraction", "box_positive_fraction"):
+            if not 0.0 < float(getattr(self, name)) <= 1.0:
+                raise self.invalid(name, "must be a fraction in (0, 1]")
+        if not self.bn_requires_grad and self.backbone != "resnet":
+            raise self.invalid(
+                "bn_requires_grad", "False applies to ResNet backbones only (ConvNeXt has no BatchNorm)"
             )
         if not 0.0 <= self.box_score_thresh <= 1.0:
             raise self.invalid("box_score_thresh", "must be a score in [0, 1]")

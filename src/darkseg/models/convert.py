@@ -304,6 +304,7 @@ def infer_model_config(
         style=style if style in ("pytorch", "caffe") else "pytorch",
         awd_mode="replace",
         frozen_stages=int(settings.get("frozen_stages", 1)) if not convnext else 0,
+        bn_requires_grad=bool(settings.get("bn_requires_grad", True)) if not convnext else True,
         min_size=int(min(long_short)),
         max_size=int(max(long_short)),
         resize_interpolation=settings.get("interpolation", "bilinear"),
@@ -319,6 +320,10 @@ def infer_model_config(
         box_score_thresh=float(settings.get("rcnn_score_thr", 0.05)),
         box_nms_thresh=float(settings.get("rcnn_iou", 0.5)),
         box_detections_per_img=int(settings.get("rcnn_max_per_img", 100)),
+        rpn_batch_size_per_image=int(settings.get("rpn_sampler_num", 256)),
+        rpn_positive_fraction=float(settings.get("rpn_pos_fraction", 0.5)),
+        box_batch_size_per_image=int(settings.get("rcnn_sampler_num", 512)),
+        box_positive_fraction=float(settings.get("rcnn_pos_fraction", 0.25)),
     )
     if arch["in_channels"] != 3:
         raise ConversionError(f"{where}: first conv takes {arch['in_channels']} channels; expected 3")

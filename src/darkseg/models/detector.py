@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -150,6 +151,31 @@ class DarkTransform(GeneralizedRCNNTransform):
                     f"targets[{i}]['masks']: expected shape ({n}, {img.shape[1]}, {img.shape[2]}) "
                     f"(N, H, W of the image), got {tuple(masks.shape)}"
                 )
+            if "polygons" in t:
+                self._check_polygons(t["polygons"], n, f"targets[{i}]['polygons']")
+
+    @staticmethod
+    def _check_polygons(polys, n: int, what: str) -> None:
+        """``polys``: ``n`` entries, each None or a list of finite 1-D coordinate arrays (>= 3 points)."""
+        if not isinstance(polys, (list, tuple)) or len(polys) != n:
+            got = len(polys) if isinstance(polys, (list, tuple)) else type(polys).__name__
+            raise InputError(f"{what}: expected a list of {n} entries (one per instance), got {got}")
+        for j, inst in enumerate(polys):
+            if inst is None:
+                continue
+            if not isinstance(inst, (list, tuple)):
+                raise InputError(
+                    f"{what}[{j}]: expected None or a list of polygons, got {type(inst).__name__}"
+                )
+            for k, p in enumerate(inst):
+                a = np.asarray(p)
+                if a.ndim != 1 or len(a) < 6 or len(a) % 2 or not np.issubdtype(a.dtype, np.number):
+                    raise InputError(
+                        f"{what}[{j}][{k}]: expected a flat list x0, y0, x1, y1, ... of >= 3 points, got "
+                        f"shape {a.shape} {a.dtype}"
+                    )
+                if not np.isfinite(a).all():
+                    raise InputError(f"{what}[{j}][{k}]: contains NaN or Inf")
 
     def forward(self, images, targets=None):
         self.check_images(images)
@@ -252,6 +278,7 @@ def build_backbone(cfg: ModelConfig) -> DarkBackbone:
         in_channels=cfg.in_channels,
         frozen_stages=cfg.frozen_stages,
         frozen_bn=cfg.frozen_bn,
+        bn_requires_grad=cfg.bn_requires_grad,
         trainable=cfg.trainable_backbone,
         stage_blocks=cfg.stage_blocks,
         base_channels=cfg.base_channels,
@@ -308,6 +335,7 @@ class DarkMaskRCNN(MaskRCNN):
             rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
             rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
             rpn_batch_size_per_image=cfg.rpn_batch_size_per_image,
+            rpn_positive_fraction=cfg.rpn_positive_fraction,
             rpn_nms_thresh=cfg.rpn_nms_thresh,
             rpn_anchor_generator=MMDetAnchorGenerator() if mm else None,
             box_roi_pool=MMDetRoIAlign(feats, 7) if mm else None,
@@ -318,6 +346,7 @@ class DarkMaskRCNN(MaskRCNN):
             box_nms_thresh=cfg.box_nms_thresh,
             box_detections_per_img=cfg.box_detections_per_img,
             box_batch_size_per_image=cfg.box_batch_size_per_image,
+            box_positive_fraction=cfg.box_positive_fraction,
             mask_head=MaskRCNNHeads(c, [cfg.mask_head_channels] * 4, 1),
             mask_predictor=MaskRCNNPredictor(cfg.mask_head_channels, cfg.mask_head_channels, cfg.num_classes),
         )
@@ -341,6 +370,7 @@ class DarkMaskRCNN(MaskRCNN):
                 self.rpn.proposal_matcher = MMDetMatcher(0.7, 0.3, 0.3)
                 self.roi_heads.proposal_matcher = MMDetMatcher(0.5, 0.5, 0.5)
                 self.rpn.mmdet_losses = self.roi_heads.mmdet_losses = True
+                self.roi_heads.size_divisible = cfg.size_divisible
         else:
             _fix_pooler_scales(self.roi_heads.box_roi_pool)
             _fix_pooler_scales(self.roi_heads.mask_roi_pool)

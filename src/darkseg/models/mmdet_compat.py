@@ -46,6 +46,10 @@ from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops._utils import convert_boxes_to_roi_format
 
+from darkseg.data import polygons
+
+from .mask_targets import mask_targets, pad_masks, padded_size
+
 __all__ = [
     "MMDetAnchorGenerator",
     "MMDetRPN",
@@ -120,9 +124,14 @@ def mmdet_resize_image(image: torch.Tensor, min_size: int, max_size: int, interp
 
 
 def mmdet_resize_target(target: dict[str, torch.Tensor], hw0: tuple[int, int], hw: tuple[int, int]) -> dict:
-    """Resize a training target with its image: boxes scaled per axis, masks nearest (OpenCV rule)."""
+    """Resize a training target with its image: boxes (and polygons) scaled per axis, masks nearest
+    (OpenCV rule)."""
+    if tuple(hw) == tuple(hw0):
+        return target
     if "masks" in target:
         target["masks"] = resize_nearest_opencv(target["masks"], *hw)
+    if "polygons" in target:
+        target["polygons"] = polygons.scale(target["polygons"], hw[1] / hw0[1], hw[0] / hw0[0])
     target["boxes"] = resize_boxes(target["boxes"], hw0, hw)
     return target
 
@@ -366,15 +375,6 @@ def l1_box_loss(pred: torch.Tensor, target: torch.Tensor, n_samples: int) -> tor
     return F.l1_loss(pred, target, reduction="sum") / max(n_samples, 1)
 
 
-def binary_mask_targets(
-    gt_masks: torch.Tensor, boxes: torch.Tensor, matched_idxs: torch.Tensor, size: int
-) -> torch.Tensor:
-    """``(n, size, size)`` 0/1 targets: aligned RoIAlign of the GT bitmaps, thresholded at 0.5."""
-    rois = torch.cat([matched_idxs.to(boxes)[:, None], boxes], dim=1)
-    crops = torchvision.ops.roi_align(gt_masks[:, None].to(rois), rois, (size, size), 1.0, 0, aligned=True)
-    return (crops[:, 0] >= 0.5).to(rois.dtype)
-
-
 # ------------------------------------------------------------------------------------------ RPN
 class MMDetRPN(RegionProposalNetwork):
     """torchvision's RPN (same head, assignment and losses) with MMDetection's proposal computation.
@@ -500,12 +500,15 @@ class MMDetRoIHeads(RoIHeads):
     detection's class are returned at 28x28 (``mask_logits``) for pasting by the caller.
 
     Training with ``mmdet_losses``: L1 box loss over the sampled RoIs (instead of smooth L1, beta 1/9)
-    and binary mask targets (aligned RoIAlign of the ground-truth bitmap, >= 0.5) instead of
-    torchvision's soft, unaligned ones; sampling (512 RoIs, 25 % positive, ground truth added as
-    proposals) is the same in both.
+    and MMDetection's binary mask targets (:mod:`darkseg.models.mask_targets`: the bitmap rule on masks
+    zero-padded to the image's padded size, or the polygon rule where the target holds polygons) instead
+    of torchvision's soft, unaligned ones; sampling (ground truth added as proposals, at most
+    ``batch_size_per_image x positive_fraction`` positives) is the same in both.
     """
 
     mmdet_losses: bool = False
+    #: the padding multiple of the model's input (``ModelConfig.size_divisible``): masks are padded to it
+    size_divisible: int = 32
 
     def forward(self, features, proposals, image_shapes, targets=None):
         if not (self.training and self.mmdet_losses):
@@ -529,7 +532,14 @@ class MMDetRoIHeads(RoIHeads):
             )
             size = logits.shape[-1]
             tgt = [
-                binary_mask_targets(t["masks"], p, i, size) for t, p, i in zip(targets, mask_props, pos_idx)
+                mask_targets(
+                    pad_masks(t["masks"], padded_size(h, w, self.size_divisible)),
+                    p,
+                    i,
+                    size,
+                    t.get("polygons"),
+                )
+                for t, p, i, (h, w) in zip(targets, mask_props, pos_idx, image_shapes)
             ]
             lab = torch.cat([t["labels"][i] for t, i in zip(targets, pos_idx)], dim=0)
             tgt_all = torch.cat(tgt, dim=0)

@@ -121,7 +121,10 @@ def test_settings(cfg: dict[str, Any]) -> dict[str, Any]:
     ``img_scale`` ``(long, short)``; ``interpolation`` "nearest" | "bilinear"; ``mean``, ``std`` (0-255
     units, in the network's channel order), ``to_rgb``; ``style``, ``frozen_stages`` of the backbone;
     ``rpn_nms_pre``, ``rpn_max_per_img``, ``rpn_iou``, ``rcnn_score_thr``, ``rcnn_iou``,
-    ``rcnn_max_per_img``, ``mask_thr``; ``train_rpn_nms_pre``, ``train_rpn_max_per_img``.
+    ``rcnn_max_per_img``, ``mask_thr``; ``train_rpn_nms_pre``, ``train_rpn_max_per_img``; training:
+    ``bn_requires_grad`` (the backbone's ``norm_cfg.requires_grad``), the samplers' ``num`` and
+    ``pos_fraction`` as ``rpn_sampler_num``, ``rpn_pos_fraction``, ``rcnn_sampler_num``,
+    ``rcnn_pos_fraction``.
     """
     out: dict[str, Any] = {}
     for step in _flatten_pipeline(_find_test_pipeline(cfg)):
@@ -146,6 +149,14 @@ def test_settings(cfg: dict[str, Any]) -> dict[str, Any]:
     for key in ("style", "frozen_stages"):
         if key in backbone:
             out[key] = backbone[key]
+    norm_cfg = backbone.get("norm_cfg")
+    if isinstance(norm_cfg, dict) and "requires_grad" in norm_cfg:
+        if not isinstance(norm_cfg["requires_grad"], bool):
+            raise ConfigTextError(
+                "model.backbone.norm_cfg.requires_grad must be True or False, got "
+                f"{norm_cfg['requires_grad']!r}"
+            )
+        out["bn_requires_grad"] = norm_cfg["requires_grad"]
     test_cfg = model.get("test_cfg") or cfg.get("test_cfg") or {}
     rpn, rcnn = test_cfg.get("rpn") or {}, test_cfg.get("rcnn") or {}
     _copy(rpn, out, {"nms_pre": "rpn_nms_pre", "max_per_img": "rpn_max_per_img"})
@@ -160,6 +171,12 @@ def test_settings(cfg: dict[str, Any]) -> dict[str, Any]:
     train_cfg = model.get("train_cfg") or cfg.get("train_cfg") or {}
     _copy(train_cfg.get("rpn_proposal") or {}, out, {"nms_pre": "train_rpn_nms_pre"})
     _copy(train_cfg.get("rpn_proposal") or {}, out, {"max_per_img": "train_rpn_max_per_img"})
+    for stage in ("rpn", "rcnn"):
+        sampler = (
+            (train_cfg.get(stage) or {}).get("sampler") if isinstance(train_cfg.get(stage), dict) else None
+        )
+        if isinstance(sampler, dict):
+            _copy(sampler, out, {"num": f"{stage}_sampler_num", "pos_fraction": f"{stage}_pos_fraction"})
     return out
 
 

@@ -14,7 +14,8 @@ Built on torchvision's ``ResNet`` so that parameter names match torchvision chec
   (bottleneck: ``conv2``; basic block: ``conv1`` and ``conv2``).
 * ``frozen_bn=True``: every BatchNorm (AWD's included) uses fixed running statistics with a trainable
   affine map (mmdet ``norm_eval=True``, as the paper trains); ``frozen_stages`` freezes the stem
-  (``>= 0``) and stages ``1..frozen_stages`` completely.
+  (``>= 0``) and stages ``1..frozen_stages`` completely; ``bn_requires_grad=False`` also freezes the
+  affine maps of the ResNet's own BatchNorm layers (MMDetection's stock ``requires_grad=False``).
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ class ResNetBody(nn.Module):
         in_channels: 3 or 4 (stem conv input).
         frozen_stages: -1 none; 0 stem; k stem + stages 1..k (``requires_grad=False``, eval mode).
         frozen_bn: fixed BN statistics everywhere (see :class:`FrozenBatchNorm2d`).
+        bn_requires_grad: False freezes the affine weight and bias of every BatchNorm of the ResNet itself
+            (stem, blocks, shortcuts; MMDetection's ``norm_cfg.requires_grad=False``); AWD's BatchNorm
+            keeps training, as in the original, where AWD does not take the backbone's ``norm_cfg``.
         trainable: False freezes the whole trunk.
         stage_blocks: blocks per stage (default: the depth's standard ``[3, 4, 6, 3]`` etc.); any
             positive counts work, e.g. ``[1, 1, 1, 1]`` (``depth`` then only picks the block type:
@@ -149,6 +153,7 @@ class ResNetBody(nn.Module):
         in_channels: int = 3,
         frozen_stages: int = 1,
         frozen_bn: bool = True,
+        bn_requires_grad: bool = True,
         trainable: bool = True,
         stage_blocks: Iterable[int] | None = None,
         base_channels: int = 64,
@@ -210,6 +215,14 @@ class ResNetBody(nn.Module):
                     setattr(blk, n, SCBConv.from_conv(getattr(blk, n), zero_init=scb_zero_init))
 
         self._freeze(frozen_stages, trainable)
+        if not bn_requires_grad:
+            awd_params = {id(p) for p in self.awd.parameters()}
+            for m in self.modules():
+                if isinstance(m, (FrozenBatchNorm2d, nn.BatchNorm2d)):
+                    for p in m.parameters():
+                        if id(p) not in awd_params:
+                            p.requires_grad_(False)
+        self.bn_requires_grad = bn_requires_grad
 
     @staticmethod
     def _set_block_stride(blk: nn.Module, stride: int, style: str) -> None:
