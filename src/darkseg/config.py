@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 from darkseg.data.config import DataConfig, DatasetConfig
-from darkseg.errors import ConfigError
+from darkseg.errors import ConfigError, short_repr
 from darkseg.utils.typed_config import Settings, check_keys, load_dataclass, load_value
 
 __all__ = [
@@ -191,14 +191,14 @@ class ExperimentConfig(Settings):
             want = 4 if self.synth.output == "packed" else 3
             if in_ch != want:
                 raise ConfigError(
-                    f"synth.output={self.synth.output!r} gives {want}-channel images but the model expects "
-                    f"{in_ch}",
+                    f"synth.output={short_repr(self.synth.output)} gives {want}-channel images but the "
+                    f"model expects {in_ch}",
                     "model.in_channels",
                 )
         elif in_ch != 3:
             raise ConfigError("without synthesis the inputs are 3-channel sRGB images", "model.in_channels")
         if self.data.val is not None and self.data.val_view != "image" and self.synth is None:
-            raise ConfigError(f"{self.data.val_view!r} needs a synth section", "data.val_view")
+            raise ConfigError(f"{short_repr(self.data.val_view)} needs a synth section", "data.val_view")
         if self.data.val is not None and self.data.val_view == "image" and in_ch == 4:
             raise ConfigError(
                 "a packed-RAW (4-channel) model cannot be evaluated on stored 3-channel images; use noisy "
@@ -254,8 +254,9 @@ def _drop_resize_copies(data: Any, model: Any, source: str) -> Any:
             value = data.pop(key)
             if value != getattr(model, key):
                 raise ConfigError(
-                    f"data.{key} ({value!r}) differs from model.{key} ({getattr(model, key)!r}); the model's "
-                    f"box is the one resize setting: set model.{key} and drop data.{key}",
+                    f"data.{key} ({short_repr(value)}) differs from model.{key} "
+                    f"({short_repr(getattr(model, key))}); the model's box is the one resize setting: set "
+                    f"model.{key} and drop data.{key}",
                     source=source,
                 )
     return data
@@ -293,7 +294,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             try:
                 if key in first_line:
                     where = f"at line {line} (first at line {first_line[key]})"
-                    raise ConfigError(f"duplicate key {key!r} {where}", source=self.source)
+                    raise ConfigError(f"duplicate key {short_repr(key)} {where}", source=self.source)
             except TypeError:
                 continue  # an unhashable key: PyYAML reports it below
             first_line[key] = line
@@ -337,23 +338,23 @@ def apply_overrides(d: dict[str, Any], overrides: list[str] | None) -> dict[str,
     d = copy.deepcopy(d)
     for item in overrides or []:
         if "=" not in item:
-            raise ConfigError("expected KEY=VALUE, e.g. train.lr=0.02", source=f"--set {item!r}")
+            raise ConfigError("expected KEY=VALUE, e.g. train.lr=0.02", source=f"--set {short_repr(item)}")
         key, raw = item.split("=", 1)
         key = key.strip()
         parts = key.split(".")
         if not key or any(not p for p in parts):
-            raise ConfigError(f"malformed key {key!r}", source=f"--set {item!r}")
+            raise ConfigError(f"malformed key {short_repr(key)}", source=f"--set {short_repr(item)}")
         try:
-            value = _load_yaml(raw, f"--set {item!r}") if raw.strip() else ""
+            value = _load_yaml(raw, f"--set {short_repr(item)}") if raw.strip() else ""
         except yaml.YAMLError as exc:
-            raise ConfigError(f"value is not valid YAML ({exc})", source=f"--set {item!r}") from exc
+            raise ConfigError(f"value is not valid YAML ({exc})", source=f"--set {short_repr(item)}") from exc
         node = d
         for i, p in enumerate(parts[:-1]):
             nxt = node.get(p)
             if nxt is None:
                 nxt = node[p] = {}
             if not isinstance(nxt, dict):
-                raise ConfigError("not a section", ".".join(parts[: i + 1]), f"--set {item!r}")
+                raise ConfigError("not a section", ".".join(parts[: i + 1]), f"--set {short_repr(item)}")
             node = nxt
         node[parts[-1]] = value
     return d
@@ -377,7 +378,9 @@ def _base_path(value: Any, p: Path) -> Path:
     """Where ``_base_: value`` of file ``p`` points: a file relative to ``p``'s folder (``.yaml`` may be
     left out), else a packaged config name."""
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"expected a config name or a relative path, got {value!r}", "_base_", str(p))
+        raise ConfigError(
+            f"expected a config name or a relative path, got {short_repr(value)}", "_base_", str(p)
+        )
     for candidate in (p.parent / value, p.parent / f"{value}.yaml"):
         if candidate.is_file():
             return candidate
@@ -385,7 +388,7 @@ def _base_path(value: Any, p: Path) -> Path:
     if name in packaged_configs():
         return Path(str(resources.files("darkseg") / "configs" / f"{name}.yaml"))
     raise ConfigError(
-        f"no config {value!r} next to the file nor packaged ({', '.join(packaged_configs())})",
+        f"no config {short_repr(value)} next to the file nor packaged ({', '.join(packaged_configs())})",
         "_base_",
         str(p),
     )
@@ -444,7 +447,8 @@ def load_synth_config(path: str | os.PathLike | None = None, overrides: list[str
     for item in overrides or []:
         if item.split("=", 1)[0].strip().split(".")[0] != "synth":
             raise ConfigError(
-                "darkseg synth reads only the synth section (synth.KEY=VALUE)", source=f"--set {item!r}"
+                "darkseg synth reads only the synth section (synth.KEY=VALUE)",
+                source=f"--set {short_repr(item)}",
             )
     if path is None:
         d, source = {"synth": {}}, "<defaults>"
