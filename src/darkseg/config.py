@@ -53,7 +53,18 @@ __all__ = [
     "packaged_configs",
     "apply_overrides",
     "config_to_yaml",
+    "MAX_BASE_DEPTH",
+    "MAX_YAML_DEPTH",
+    "MAX_YAML_ITEMS",
 ]
+
+#: Deepest nesting of a YAML config (mappings and lists; darkseg's own configs use 4 levels).
+MAX_YAML_DEPTH = 32
+#: Most values a YAML document may hold with every alias (``*name``) expanded: anchors and merge keys
+#: (``<<: *base``) work, a "billion laughs" document is refused before anything is built from it.
+MAX_YAML_ITEMS = 100_000
+#: Longest ``_base_`` chain (a config, its base, the base's base, ...).
+MAX_BASE_DEPTH = 16
 
 
 # --------------------------------------------------------------------------------------------- train
@@ -280,9 +291,39 @@ def _plain(obj: Any) -> Any:
 # ------------------------------------------------------------------------------------ loading
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing a mapping that repeats a key (plain PyYAML keeps the last value
-    silently). ``source`` names the file (or ``--set`` item) in the error."""
+    silently), nesting deeper than :data:`MAX_YAML_DEPTH`, a recursive alias and a document holding
+    more than :data:`MAX_YAML_ITEMS` values with its aliases expanded. ``source`` names the file (or
+    ``--set`` item) in the error."""
 
     source = "<yaml>"
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                line = self.peek_event().start_mark.line + 1
+                raise ConfigError(
+                    f"nested deeper than {MAX_YAML_DEPTH} levels (line {line})", source=self.source
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        if node is not None:
+            items, depth = _expanded_size(node, {}, set(), self.source)
+            if depth > MAX_YAML_DEPTH:
+                raise ConfigError(
+                    f"nested deeper than {MAX_YAML_DEPTH} levels with aliases expanded", source=self.source
+                )
+            if items > MAX_YAML_ITEMS:
+                raise ConfigError(
+                    f"holds {items} values with its aliases (*name) expanded; the limit is {MAX_YAML_ITEMS}",
+                    source=self.source,
+                )
+        return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         first_line: dict[Any, int] = {}
@@ -299,6 +340,38 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 continue  # an unhashable key: PyYAML reports it below
             first_line[key] = line
         return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(
+    node: yaml.Node, memo: dict[int, tuple[int, int]], open_nodes: set[int], source: str
+) -> tuple[int, int]:
+    """``(values, depth)`` of a composed YAML node with aliases expanded (each node counted once per
+    use, computed once); a recursive alias or an expanded depth past :data:`MAX_YAML_DEPTH` is
+    refused, so the recursion here stays shallow."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in open_nodes:
+        raise ConfigError("a recursive alias (a node that contains itself)", source=source)
+    if isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    else:
+        children = []
+    items, depth = 1, 0
+    if children:
+        if len(open_nodes) >= MAX_YAML_DEPTH:
+            raise ConfigError(
+                f"nested deeper than {MAX_YAML_DEPTH} levels with aliases expanded", source=source
+            )
+        open_nodes.add(key)
+        for child in children:
+            n, d = _expanded_size(child, memo, open_nodes, source)
+            items, depth = items + n, max(depth, d + 1)
+        open_nodes.discard(key)
+    memo[key] = items, depth
+    return items, depth
 
 
 def _load_yaml(text: str, source: str) -> Any:
@@ -405,6 +478,10 @@ def read_config_dict(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> 
     if p.resolve() in _chain:
         names = " -> ".join(str(f) for f in (*_chain, p.resolve()))
         raise ConfigError(f"_base_ cycle: {names}", source=str(p))
+    if len(_chain) >= MAX_BASE_DEPTH:
+        raise ConfigError(
+            f"_base_ chain longer than {MAX_BASE_DEPTH} files (started at {_chain[0]})", "_base_", str(p)
+        )
     try:
         raw = _load_yaml(p.read_text(encoding="utf-8"), str(p))
     except yaml.YAMLError as exc:
