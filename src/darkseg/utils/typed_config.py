@@ -24,7 +24,7 @@ import types
 import typing
 from typing import Any, TypeVar
 
-from darkseg.errors import ConfigError, short_repr
+from darkseg.errors import ECHO_LIMIT, ConfigError, short_repr
 
 __all__ = ["Settings", "load_dataclass", "load_value", "check_keys"]
 
@@ -174,9 +174,9 @@ def _load_sequence(value: Any, tp: Any, where: str, source: str) -> list | tuple
     ``--set model.class_names=person``) would otherwise become the six classes p, e, r, s, o, n.
     """
     if isinstance(value, str):
+        item = value if len(value) <= ECHO_LIMIT else short_repr(value)
         raise ConfigError(
-            f"expected a list, got the string {short_repr(value)}; write [{short_repr(value)}] for a "
-            "one-element list",
+            f"expected a list, got the string {short_repr(value)}; write [{item}] for a one-element list",
             where,
             source,
         )
