@@ -369,6 +369,16 @@ def test_echoed_values_are_cut_to_a_short_prefix(tmp_path):
             load_config("tiny_coco_cpu", [override])
         problem = err.value.problem
         assert "xxxx" in problem and len(problem) < 250, (override, len(problem))
+        assert len(str(err.value)) < 500  # the --set item named as the source is cut too
+    p = tmp_path / "keys.yaml"
+    p.write_text(f"train:\n  ? {LONG}\n  : 1\n")  # an unknown key 100 000 characters long
+    with pytest.raises(ConfigError, match=r"unknown key 'train\.xxx") as err:
+        load_config(p)
+    assert len(str(err.value)) < 1000
+    p.write_text("train: {" + ", ".join(f"k{i}: 1" for i in range(10_000)) + "}\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'train\.k0', .* and 9995 more; known keys") as err:
+        load_config(p)
+    assert len(str(err.value)) < 1500
 
 
 def test_base_chain_depth_is_bounded(tmp_path):

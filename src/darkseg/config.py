@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 from darkseg.data.config import DataConfig, DatasetConfig
-from darkseg.errors import ConfigError, short_repr
+from darkseg.errors import ConfigError, cut_text, short_repr
 from darkseg.utils.typed_config import Settings, check_keys, load_dataclass, load_value
 
 __all__ = [
@@ -496,6 +496,11 @@ def read_config_dict(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> 
     return _merge(base, raw)
 
 
+def _set_items(overrides: list[str]) -> str:
+    """The ``--set`` items for an error's source, each cut to a short prefix."""
+    return " ".join(cut_text(item) for item in overrides)
+
+
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read a YAML config (file path or packaged name), apply overrides, validate.
 
@@ -510,7 +515,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     raw = read_config_dict(p)
     if overrides:
         merged = apply_overrides(raw, overrides)
-        return ExperimentConfig.from_dict(merged, source=f"{p} with --set {' '.join(overrides)}")
+        return ExperimentConfig.from_dict(merged, source=f"{p} with --set {_set_items(overrides)}")
     return ExperimentConfig.from_dict(raw, source=str(p))
 
 
@@ -534,7 +539,7 @@ def load_synth_config(path: str | os.PathLike | None = None, overrides: list[str
         d, source = {"synth": raw.get("synth")}, str(_resolve_path(path))
     if overrides:
         d = apply_overrides(d, overrides)
-        source = f"{source} with --set {' '.join(overrides)}"
+        source = f"{source} with --set {_set_items(overrides)}"
     return _synth_section(d["synth"], source)
 
 

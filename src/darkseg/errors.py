@@ -11,10 +11,23 @@ from __future__ import annotations
 import reprlib
 from typing import Any
 
-__all__ = ["DarkSegError", "ConfigError", "DeviceError", "RunFolderError", "ECHO_LIMIT", "short_repr"]
+__all__ = [
+    "DarkSegError",
+    "ConfigError",
+    "DeviceError",
+    "RunFolderError",
+    "ECHO_LIMIT",
+    "cut_text",
+    "short_repr",
+]
 
 #: The most characters of a value that an error message repeats (:func:`short_repr`).
 ECHO_LIMIT = 80
+
+
+def cut_text(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` itself when at most ``limit`` characters, else its first ``limit - 3`` and ``...``."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def short_repr(value: Any, limit: int = ECHO_LIMIT) -> str:
@@ -31,7 +44,7 @@ def short_repr(value: Any, limit: int = ECHO_LIMIT) -> str:
         text = r.repr(value)
     except Exception:  # noqa: BLE001 - e.g. an int past Python's digit limit: name its type only
         text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return cut_text(text, limit)
 
 
 class DarkSegError(Exception):

@@ -24,7 +24,7 @@ import types
 import typing
 from typing import Any, TypeVar
 
-from darkseg.errors import ECHO_LIMIT, ConfigError, short_repr
+from darkseg.errors import ConfigError, cut_text, short_repr
 
 __all__ = ["Settings", "load_dataclass", "load_value", "check_keys"]
 
@@ -68,7 +68,9 @@ def check_keys(cls: type, data: dict[Any, Any], where: str = "", source: str = "
     known = sorted(f.name for f in dataclasses.fields(cls) if f.init)
     unknown = sorted((k for k in data if k not in known), key=str)
     if unknown:
-        names = ", ".join(f"'{_join(where, str(k))}'" for k in unknown)
+        names = ", ".join(f"'{_join(where, cut_text(str(k)))}'" for k in unknown[:5])
+        if len(unknown) > 5:
+            names += f" and {len(unknown) - 5} more"
         of = f" of {where}" if where else ""
         raise ConfigError(f"unknown key {names}; known keys{of}: {known}", source=source or cls.__name__)
 
@@ -174,7 +176,7 @@ def _load_sequence(value: Any, tp: Any, where: str, source: str) -> list | tuple
     ``--set model.class_names=person``) would otherwise become the six classes p, e, r, s, o, n.
     """
     if isinstance(value, str):
-        item = value if len(value) <= ECHO_LIMIT else short_repr(value)
+        item = cut_text(value)
         raise ConfigError(
             f"expected a list, got the string {short_repr(value)}; write [{item}] for a one-element list",
             where,
