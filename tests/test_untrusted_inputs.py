@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from importlib import resources
@@ -269,11 +270,26 @@ def test_class_names_are_checked(tmp_path, mmdet_sd, names, message):
         ModelConfig(class_names=classes)
 
 
-def test_model_config_refuses_bad_names_and_huge_resize_box_from_yaml():
+def test_model_config_refuses_bad_names_and_huge_resize_box(tmp_path):
+    """From a YAML config and from a darkseg checkpoint's stored model_config (predict would resize a
+    120 x 160 photo into a 10^9-pixel box)."""
     with pytest.raises(ConfigError, match=r"model\.class_names\[0\]: class name ' ' is empty"):
         load_config("tiny_coco_cpu", ["model.class_names=[' ']"])
     with pytest.raises(ConfigError, match=r"model\.max_size: must be <= 8192 pixels \(got 1000000000\)"):
         load_config("tiny_coco_cpu", ["model.max_size=1000000000"])
+    from darkseg.models import build_model, load_model, save_checkpoint
+
+    path = tmp_path / "m.pth"
+    save_checkpoint(path, build_model(ModelConfig.tiny()))
+    for key, value, message in (
+        ("max_size", 10**9, "max_size: must be <= 8192"),
+        ("class_names", ["a\x1b"], "U+001B"),
+    ):
+        ckpt = torch.load(path, weights_only=True)
+        ckpt["model_config"][key] = value
+        torch.save(ckpt, tmp_path / "bad.pth")
+        with pytest.raises(CheckpointError, match=r"bad\.pth: invalid model_config: .*" + re.escape(message)):
+            load_model(tmp_path / "bad.pth")
 
 
 def test_expanded_and_aliased_tensors_are_refused_before_any_copy(tmp_path, mmdet_sd):
@@ -504,6 +520,4 @@ def test_dng_noise_profile_values_have_physical_ranges(tmp_path, capsys, pair, m
     assert main(["calibrate", "--dng-profile", str(tmp_path / "phone.dng"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "phone.dng: " in err and len(err.strip().splitlines()) == 1 and not out.exists()
-    import re
-
     assert re.search(message, err), err

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from darkseg.errors import DarkSegError, short_repr
+from darkseg.errors import DarkSegError, cut_text, short_repr
 
 __all__ = [
     "EDGE_TOLERANCE",
@@ -232,27 +232,22 @@ def check_annotations(
     """
     check_unique_ids(annotations, "annotation", path)
     for i, ann in enumerate(annotations):
+        entry = f"{path}: annotations[{i}] (id {cut_text(str(ann['id']))})"
         for key in ("image_id", "category_id", "bbox"):
             if key not in ann:
-                raise AnnotationError(f"{path}: annotations[{i}] (id {ann['id']}) has no {short_repr(key)}")
+                raise AnnotationError(f"{entry} has no {short_repr(key)}")
         try:
             known_image = ann["image_id"] in images
             known_category = category_ids is None or ann["category_id"] in category_ids
         except TypeError:  # unhashable: a list or an object
             raise AnnotationError(
-                f"{path}: annotations[{i}] (id {ann['id']}) has image_id {short_repr(ann['image_id'])} / "
+                f"{entry} has image_id {short_repr(ann['image_id'])} / "
                 f"category_id {short_repr(ann['category_id'])}; both must be numbers or strings"
             ) from None
         if not known_image:
-            raise AnnotationError(
-                f"{path}: annotations[{i}] (id {ann['id']}) refers to unknown image_id "
-                f"{short_repr(ann['image_id'])}"
-            )
+            raise AnnotationError(f"{entry} refers to unknown image_id {short_repr(ann['image_id'])}")
         if not known_category:
-            raise AnnotationError(
-                f"{path}: annotations[{i}] (id {ann['id']}) has unknown category_id "
-                f"{short_repr(ann['category_id'])}"
-            )
+            raise AnnotationError(f"{entry} has unknown category_id {short_repr(ann['category_id'])}")
         problem = _annotation_problem(ann, images[ann["image_id"]])
         if problem is not None:
             raise AnnotationError(
