@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 from darkseg.data.config import DataConfig, DatasetConfig
-from darkseg.errors import ConfigError
+from darkseg.errors import ConfigError, cut_text, short_repr
 from darkseg.utils.typed_config import Settings, check_keys, load_dataclass, load_value
 
 __all__ = [
@@ -53,7 +53,18 @@ __all__ = [
     "packaged_configs",
     "apply_overrides",
     "config_to_yaml",
+    "MAX_BASE_DEPTH",
+    "MAX_YAML_DEPTH",
+    "MAX_YAML_ITEMS",
 ]
+
+#: Deepest nesting of a YAML config (mappings and lists; darkseg's own configs use 4 levels).
+MAX_YAML_DEPTH = 32
+#: Most values a YAML document may hold with every alias (``*name``) expanded: anchors and merge keys
+#: (``<<: *base``) work, a "billion laughs" document is refused before anything is built from it.
+MAX_YAML_ITEMS = 100_000
+#: Longest ``_base_`` chain (a config, its base, the base's base, ...).
+MAX_BASE_DEPTH = 16
 
 
 # --------------------------------------------------------------------------------------------- train
@@ -191,14 +202,14 @@ class ExperimentConfig(Settings):
             want = 4 if self.synth.output == "packed" else 3
             if in_ch != want:
                 raise ConfigError(
-                    f"synth.output={self.synth.output!r} gives {want}-channel images but the model expects "
-                    f"{in_ch}",
+                    f"synth.output={short_repr(self.synth.output)} gives {want}-channel images but the "
+                    f"model expects {in_ch}",
                     "model.in_channels",
                 )
         elif in_ch != 3:
             raise ConfigError("without synthesis the inputs are 3-channel sRGB images", "model.in_channels")
         if self.data.val is not None and self.data.val_view != "image" and self.synth is None:
-            raise ConfigError(f"{self.data.val_view!r} needs a synth section", "data.val_view")
+            raise ConfigError(f"{short_repr(self.data.val_view)} needs a synth section", "data.val_view")
         if self.data.val is not None and self.data.val_view == "image" and in_ch == 4:
             raise ConfigError(
                 "a packed-RAW (4-channel) model cannot be evaluated on stored 3-channel images; use noisy "
@@ -254,8 +265,9 @@ def _drop_resize_copies(data: Any, model: Any, source: str) -> Any:
             value = data.pop(key)
             if value != getattr(model, key):
                 raise ConfigError(
-                    f"data.{key} ({value!r}) differs from model.{key} ({getattr(model, key)!r}); the model's "
-                    f"box is the one resize setting: set model.{key} and drop data.{key}",
+                    f"data.{key} ({short_repr(value)}) differs from model.{key} "
+                    f"({short_repr(getattr(model, key))}); the model's box is the one resize setting: set "
+                    f"model.{key} and drop data.{key}",
                     source=source,
                 )
     return data
@@ -279,9 +291,39 @@ def _plain(obj: Any) -> Any:
 # ------------------------------------------------------------------------------------ loading
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing a mapping that repeats a key (plain PyYAML keeps the last value
-    silently). ``source`` names the file (or ``--set`` item) in the error."""
+    silently), nesting deeper than :data:`MAX_YAML_DEPTH`, a recursive alias and a document holding
+    more than :data:`MAX_YAML_ITEMS` values with its aliases expanded. ``source`` names the file (or
+    ``--set`` item) in the error."""
 
     source = "<yaml>"
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                line = self.peek_event().start_mark.line + 1
+                raise ConfigError(
+                    f"nested deeper than {MAX_YAML_DEPTH} levels (line {line})", source=self.source
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        if node is not None:
+            items, depth = _expanded_size(node, {}, set(), self.source)
+            if depth > MAX_YAML_DEPTH:
+                raise ConfigError(
+                    f"nested deeper than {MAX_YAML_DEPTH} levels with aliases expanded", source=self.source
+                )
+            if items > MAX_YAML_ITEMS:
+                raise ConfigError(
+                    f"holds {items} values with its aliases (*name) expanded; the limit is {MAX_YAML_ITEMS}",
+                    source=self.source,
+                )
+        return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         first_line: dict[Any, int] = {}
@@ -293,11 +335,43 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             try:
                 if key in first_line:
                     where = f"at line {line} (first at line {first_line[key]})"
-                    raise ConfigError(f"duplicate key {key!r} {where}", source=self.source)
+                    raise ConfigError(f"duplicate key {short_repr(key)} {where}", source=self.source)
             except TypeError:
                 continue  # an unhashable key: PyYAML reports it below
             first_line[key] = line
         return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(
+    node: yaml.Node, memo: dict[int, tuple[int, int]], open_nodes: set[int], source: str
+) -> tuple[int, int]:
+    """``(values, depth)`` of a composed YAML node with aliases expanded (each node counted once per
+    use, computed once); a recursive alias or an expanded depth past :data:`MAX_YAML_DEPTH` is
+    refused, so the recursion here stays shallow."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in open_nodes:
+        raise ConfigError("a recursive alias (a node that contains itself)", source=source)
+    if isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    else:
+        children = []
+    items, depth = 1, 0
+    if children:
+        if len(open_nodes) >= MAX_YAML_DEPTH:
+            raise ConfigError(
+                f"nested deeper than {MAX_YAML_DEPTH} levels with aliases expanded", source=source
+            )
+        open_nodes.add(key)
+        for child in children:
+            n, d = _expanded_size(child, memo, open_nodes, source)
+            items, depth = items + n, max(depth, d + 1)
+        open_nodes.discard(key)
+    memo[key] = items, depth
+    return items, depth
 
 
 def _load_yaml(text: str, source: str) -> Any:
@@ -337,23 +411,23 @@ def apply_overrides(d: dict[str, Any], overrides: list[str] | None) -> dict[str,
     d = copy.deepcopy(d)
     for item in overrides or []:
         if "=" not in item:
-            raise ConfigError("expected KEY=VALUE, e.g. train.lr=0.02", source=f"--set {item!r}")
+            raise ConfigError("expected KEY=VALUE, e.g. train.lr=0.02", source=f"--set {short_repr(item)}")
         key, raw = item.split("=", 1)
         key = key.strip()
         parts = key.split(".")
         if not key or any(not p for p in parts):
-            raise ConfigError(f"malformed key {key!r}", source=f"--set {item!r}")
+            raise ConfigError(f"malformed key {short_repr(key)}", source=f"--set {short_repr(item)}")
         try:
-            value = _load_yaml(raw, f"--set {item!r}") if raw.strip() else ""
+            value = _load_yaml(raw, f"--set {short_repr(item)}") if raw.strip() else ""
         except yaml.YAMLError as exc:
-            raise ConfigError(f"value is not valid YAML ({exc})", source=f"--set {item!r}") from exc
+            raise ConfigError(f"value is not valid YAML ({exc})", source=f"--set {short_repr(item)}") from exc
         node = d
         for i, p in enumerate(parts[:-1]):
             nxt = node.get(p)
             if nxt is None:
                 nxt = node[p] = {}
             if not isinstance(nxt, dict):
-                raise ConfigError("not a section", ".".join(parts[: i + 1]), f"--set {item!r}")
+                raise ConfigError("not a section", ".".join(parts[: i + 1]), f"--set {short_repr(item)}")
             node = nxt
         node[parts[-1]] = value
     return d
@@ -377,7 +451,9 @@ def _base_path(value: Any, p: Path) -> Path:
     """Where ``_base_: value`` of file ``p`` points: a file relative to ``p``'s folder (``.yaml`` may be
     left out), else a packaged config name."""
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"expected a config name or a relative path, got {value!r}", "_base_", str(p))
+        raise ConfigError(
+            f"expected a config name or a relative path, got {short_repr(value)}", "_base_", str(p)
+        )
     for candidate in (p.parent / value, p.parent / f"{value}.yaml"):
         if candidate.is_file():
             return candidate
@@ -385,7 +461,7 @@ def _base_path(value: Any, p: Path) -> Path:
     if name in packaged_configs():
         return Path(str(resources.files("darkseg") / "configs" / f"{name}.yaml"))
     raise ConfigError(
-        f"no config {value!r} next to the file nor packaged ({', '.join(packaged_configs())})",
+        f"no config {short_repr(value)} next to the file nor packaged ({', '.join(packaged_configs())})",
         "_base_",
         str(p),
     )
@@ -402,6 +478,10 @@ def read_config_dict(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> 
     if p.resolve() in _chain:
         names = " -> ".join(str(f) for f in (*_chain, p.resolve()))
         raise ConfigError(f"_base_ cycle: {names}", source=str(p))
+    if len(_chain) >= MAX_BASE_DEPTH:
+        raise ConfigError(
+            f"_base_ chain longer than {MAX_BASE_DEPTH} files (started at {_chain[0]})", "_base_", str(p)
+        )
     try:
         raw = _load_yaml(p.read_text(encoding="utf-8"), str(p))
     except yaml.YAMLError as exc:
@@ -414,6 +494,11 @@ def read_config_dict(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> 
         return raw
     base = read_config_dict(_base_path(raw.pop("_base_"), p), (*_chain, p.resolve()))
     return _merge(base, raw)
+
+
+def _set_items(overrides: list[str]) -> str:
+    """The ``--set`` items for an error's source, each cut to a short prefix."""
+    return " ".join(cut_text(item) for item in overrides)
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -430,7 +515,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     raw = read_config_dict(p)
     if overrides:
         merged = apply_overrides(raw, overrides)
-        return ExperimentConfig.from_dict(merged, source=f"{p} with --set {' '.join(overrides)}")
+        return ExperimentConfig.from_dict(merged, source=f"{p} with --set {_set_items(overrides)}")
     return ExperimentConfig.from_dict(raw, source=str(p))
 
 
@@ -444,7 +529,8 @@ def load_synth_config(path: str | os.PathLike | None = None, overrides: list[str
     for item in overrides or []:
         if item.split("=", 1)[0].strip().split(".")[0] != "synth":
             raise ConfigError(
-                "darkseg synth reads only the synth section (synth.KEY=VALUE)", source=f"--set {item!r}"
+                "darkseg synth reads only the synth section (synth.KEY=VALUE)",
+                source=f"--set {short_repr(item)}",
             )
     if path is None:
         d, source = {"synth": {}}, "<defaults>"
@@ -453,7 +539,7 @@ def load_synth_config(path: str | os.PathLike | None = None, overrides: list[str
         d, source = {"synth": raw.get("synth")}, str(_resolve_path(path))
     if overrides:
         d = apply_overrides(d, overrides)
-        source = f"{source} with --set {' '.join(overrides)}"
+        source = f"{source} with --set {_set_items(overrides)}"
     return _synth_section(d["synth"], source)
 
 

@@ -8,7 +8,43 @@ all of them in one place and print their one-line message instead of a traceback
 
 from __future__ import annotations
 
-__all__ = ["DarkSegError", "ConfigError", "DeviceError", "RunFolderError"]
+import reprlib
+from typing import Any
+
+__all__ = [
+    "DarkSegError",
+    "ConfigError",
+    "DeviceError",
+    "RunFolderError",
+    "ECHO_LIMIT",
+    "cut_text",
+    "short_repr",
+]
+
+#: The most characters of a value that an error message repeats (:func:`short_repr`).
+ECHO_LIMIT = 80
+
+
+def cut_text(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` itself when at most ``limit`` characters, else its first ``limit - 3`` and ``...``."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def short_repr(value: Any, limit: int = ECHO_LIMIT) -> str:
+    """``repr(value)`` cut to at most ``limit`` characters (``...`` at the end when cut).
+
+    Built with :mod:`reprlib`, which looks at only the first few items and levels of a container, so a
+    huge or deeply nested value (a YAML alias bomb, a 100 MB string, a 10 000-level list) costs no more
+    than a short one. Every error message that repeats a value from a file uses it.
+    """
+    r = reprlib.Repr()
+    r.maxlevel, r.maxstring, r.maxother, r.maxlong = 3, limit, limit, limit
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = r.maxfrozenset = r.maxdeque = r.maxarray = 8
+    try:
+        text = r.repr(value)
+    except Exception:  # noqa: BLE001 - e.g. an int past Python's digit limit: name its type only
+        text = f"<{type(value).__name__}>"
+    return cut_text(text, limit)
 
 
 class DarkSegError(Exception):

@@ -45,6 +45,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from darkseg.data import polygons
+from darkseg.errors import short_repr
 from darkseg.utils.coco_checks import AnnotationError, validate_coco
 from darkseg.utils.io import ImageReadError, exif_orientation, load_json, read_image, stored_image_size
 
@@ -112,8 +113,8 @@ def match_categories(
 
     if isinstance(class_names, str):  # iterating "car" would look for the classes c, a, r
         raise AnnotationError(
-            f"{source}: class_names must be a list of names, got the string {class_names!r}; "
-            f"write [{class_names!r}]"
+            f"{source}: class_names must be a list of names, got the string {short_repr(class_names)}; "
+            f"write [{short_repr(class_names)}]"
         )
     ids: list[int] = []
     for name in class_names:
@@ -121,10 +122,12 @@ def match_categories(
         hits = [c for c in categories if normalize_name(c["name"]) in eq]
         if not hits:
             names = ", ".join(repr(c["name"]) for c in categories)
-            raise AnnotationError(f"{source}: no category matches class {name!r} (categories: {names})")
+            raise AnnotationError(
+                f"{source}: no category matches class {short_repr(name)} (categories: {names})"
+            )
         if len(hits) > 1:
-            found = ", ".join(f"{c['name']!r} (id {c['id']})" for c in hits)
-            raise AnnotationError(f"{source}: class {name!r} matches several categories: {found}")
+            found = ", ".join(f"{short_repr(c['name'])} (id {c['id']})" for c in hits)
+            raise AnnotationError(f"{source}: class {short_repr(name)} matches several categories: {found}")
         ids.append(int(hits[0]["id"]))
     if len(set(ids)) != len(ids):
         raise AnnotationError(f"{source}: two classes of {list(class_names)} map to the same category")
@@ -220,7 +223,7 @@ class CocoInstances(torch.utils.data.Dataset):
 
         self.intensity_ratio: float | str = parse_ratio(str(intensity_ratio))
         if image_ext is not None and not _is_suffix(image_ext):
-            raise ValueError(f"image_ext must be a file suffix such as '.png', got {image_ext!r}")
+            raise ValueError(f"image_ext must be a file suffix such as '.png', got {short_repr(image_ext)}")
         self.image_dir = Path(image_dir)
         self.ann_file = Path(ann_file)
         self.train = train

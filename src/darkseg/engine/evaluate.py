@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from darkseg.errors import DarkSegError
+from darkseg.errors import DarkSegError, short_repr
 
 __all__ = [
     "METRIC_NAMES",
@@ -96,20 +96,22 @@ def validate_results(
             raise ResultsError(f"{where} is not an object")
         for key in ("image_id", "category_id", "score"):
             if key not in r:
-                raise ResultsError(f"{where} has no {key!r}")
+                raise ResultsError(f"{where} has no {short_repr(key)}")
         try:
             known_image, known_category = r["image_id"] in img_ids, r["category_id"] in cat_ids
         except TypeError:  # unhashable: a list or an object
             raise ResultsError(f"{where}: image_id and category_id must be numbers") from None
         if not known_image:
-            raise ResultsError(f"{where}: image_id {r['image_id']!r} is not an image of the annotation file")
+            raise ResultsError(
+                f"{where}: image_id {short_repr(r['image_id'])} is not an image of the annotation file"
+            )
         if not known_category:
             raise ResultsError(
-                f"{where}: category_id {r['category_id']!r} is not a category of the annotation file "
-                f"(known: {sorted(cat_ids)})"
+                f"{where}: category_id {short_repr(r['category_id'])} is not a category of the annotation "
+                f"file (known: {sorted(cat_ids)})"
             )
         if not isinstance(r["score"], (int, float)) or not math.isfinite(r["score"]):
-            raise ResultsError(f"{where}: score {r['score']!r} is not a finite number")
+            raise ResultsError(f"{where}: score {short_repr(r['score'])} is not a finite number")
         if iou_type == "bbox" and "bbox" not in r and "segmentation" not in r:
             raise ResultsError(f"{where}: no 'bbox' (or 'segmentation') for bbox evaluation")
         if iou_type == "segm" and "segmentation" not in r:
@@ -120,7 +122,7 @@ def validate_results(
         if problem is None and "segmentation" in r:
             problem = segmentation_problem(r["segmentation"], width, height)
         if problem is not None:
-            raise ResultsError(f"{where} (image id {r['image_id']!r}): {problem}")
+            raise ResultsError(f"{where} (image id {short_repr(r['image_id'])}): {problem}")
 
 
 def _results_coco(gt, results: list[dict]):
@@ -188,7 +190,7 @@ def check_ground_truth(
             cats is not None and ann["category_id"] not in cats
         ):
             continue
-        where = f"{source}: annotation id {ann['id']!r} (image id {ann['image_id']!r})"
+        where = f"{source}: annotation id {short_repr(ann['id'])} (image id {short_repr(ann['image_id'])})"
         if "area" not in ann:
             raise AnnotationError(f"{where} has no 'area', which COCO evaluation needs")
         if "segm" in types and not ann.get("segmentation"):
@@ -244,7 +246,7 @@ def coco_evaluate_full(
     out: dict[str, dict[str, dict]] = {}
     for t in types:
         if t not in IOU_TYPES:
-            raise ValueError(f"iou type must be one of {IOU_TYPES}, got {t!r}")
+            raise ValueError(f"iou type must be one of {IOU_TYPES}, got {short_repr(t)}")
         validate_results(res, gt, t, source)
         dt = _results_coco(gt, res)
         ev = _run_cocoeval(gt, dt, t, img_ids, cat_ids)
@@ -285,7 +287,7 @@ def check_mask_threshold(value: float, name: str = "mask threshold") -> float:
     whole-image masks. Raises ``ValueError`` naming ``name``.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
-        raise ValueError(f"{name} must be a probability in (0, 1), got {value!r}")
+        raise ValueError(f"{name} must be a probability in (0, 1), got {short_repr(value)}")
     return float(value)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,19 @@ __all__ = [
     "read_checkpoint",
     "safe_torch_load",
     "check_finite_weights",
+    "check_tensor_storage",
+    "MAX_ALIASING",
 ]
 
 CHECKPOINT_FORMAT = "darkseg"
 CHECKPOINT_VERSION = 1
 _RESERVED = {"format", "format_version", "darkseg_version", "model_config", "fused", "state_dict"}
+#: The tensors of a file together may claim at most this many times the bytes it stores (plus 16 MiB):
+#: shared weights and views are fine, thousands of aliases of one big tensor are not.
+MAX_ALIASING = 4
+_ALIAS_SLACK = 16 << 20
+#: torch's wording for a global that a weights-only load refuses (two forms, torch >= 2.6).
+_FORBIDDEN = re.compile(r"unsupported (?:global: )?GLOBAL (\S+?)(?: |\.?$)", re.IGNORECASE | re.MULTILINE)
 
 
 class CheckpointError(DarkSegError, ValueError):
@@ -91,23 +100,81 @@ def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        msg = str(exc)
-        i = msg.find("Unsupported global:")
-        if i < 0:  # not a forbidden object: the bytes are not a pickle / torch file at all
+        found = _FORBIDDEN.search(str(exc))
+        if found is None and "Unsupported operand" in str(exc):  # an opcode the safe loader refuses
+            raise CheckpointError(
+                f"{path}: not a readable torch checkpoint (corrupt, or a pickle using instructions that a "
+                "safe weights-only load refuses)"
+            ) from None
+        if found is None:  # not a forbidden object: the bytes are not a pickle / torch file at all
             raise CheckpointError(
                 f"{path}: not a readable torch checkpoint (corrupt or not a torch file)"
             ) from None
-        detail = msg[i:].splitlines()[0].split(" was not")[0]
         raise UnsafeCheckpointError(
-            f"{path}: refused: the file holds Python objects that a safe (weights-only) load does not "
-            f"allow ({detail}); darkseg never unpickles arbitrary objects because that can run code"
+            f"{path}: refused: the file holds forbidden Python objects (GLOBAL {found.group(1)[:80]}) that "
+            "a safe (weights-only) load does not allow; darkseg never unpickles arbitrary objects because "
+            "that can run code"
         ) from None
     except Exception as exc:  # noqa: BLE001 - any other failure means the file is not a readable checkpoint
         raise CheckpointError(
-            f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc})"
-        ) from exc
+            f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+    check_tensor_storage(obj, path)
+    return obj
+
+
+def _tensor_problem(t: torch.Tensor) -> str | None:
+    """Why tensor ``t`` claims more values than its storage holds, or None (nothing is copied)."""
+    if t.layout != torch.strided:
+        return f"has the {t.layout} layout (only dense tensors are read)"
+    if any(st == 0 and sz > 1 for sz, st in zip(t.shape, t.stride())):
+        return f"is an expanded (stride-0) view of shape {tuple(t.shape)}"
+    if any(st < 0 for st in t.stride()):
+        return "has a negative stride"
+    stored = t.untyped_storage().nbytes() // max(t.element_size(), 1)
+    if t.numel() == 0:
+        return None
+    extent = t.storage_offset() + sum((sz - 1) * st for sz, st in zip(t.shape, t.stride())) + 1
+    if extent > stored or t.numel() > stored:
+        return f"claims {t.numel()} values of shape {tuple(t.shape)} from a storage of {stored}"
+    return None
+
+
+def check_tensor_storage(obj: Any, source: str | os.PathLike) -> None:
+    """Refuse tensors in a loaded file that claim more data than the file holds, before anything reads
+    or copies them: expanded (stride-0) or overlapping views, views past their storage, and, all
+    together, more than :data:`MAX_ALIASING` times the stored bytes (plus 16 MiB).
+
+    ``obj`` is walked without recursion (dicts, lists, tuples). Raises :class:`CheckpointError` naming
+    ``source`` and the entry.
+    """
+    stack: list[tuple[Any, str]] = [(obj, "")]
+    seen: set[int] = set()
+    storages: dict[tuple[int, int], int] = {}
+    claimed = 0
+    while stack:
+        x, where = stack.pop()
+        if isinstance(x, (dict, list, tuple)):
+            if id(x) in seen:
+                continue
+            seen.add(id(x))
+            items = x.items() if isinstance(x, dict) else enumerate(x)
+            stack.extend((v, f"{where}[{str(k)[:80]!r}]") for k, v in items)
+        elif isinstance(x, torch.Tensor):
+            problem = _tensor_problem(x)
+            if problem:
+                raise CheckpointError(f"{source}: refused: tensor {where or '(top level)'} {problem}")
+            st = x.untyped_storage()
+            storages[(st.data_ptr(), st.nbytes())] = st.nbytes()
+            claimed += x.numel() * x.element_size()
+    stored = sum(storages.values())
+    if claimed > MAX_ALIASING * stored + _ALIAS_SLACK:
+        raise CheckpointError(
+            f"{source}: refused: its tensors claim {claimed} bytes from {stored} stored bytes (views of "
+            f"the same data more than {MAX_ALIASING} times over)"
+        )
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

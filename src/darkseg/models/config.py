@@ -9,13 +9,22 @@ name of ``ConfigError``, kept for older imports.
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from darkseg.errors import ConfigError
+from darkseg.errors import ConfigError, short_repr
 from darkseg.utils.typed_config import Settings, load_value
 
-__all__ = ["ModelConfig", "DSLConfig", "ModelConfigError", "NORMALIZATION_PRESETS"]
+__all__ = [
+    "ModelConfig",
+    "DSLConfig",
+    "ModelConfigError",
+    "NORMALIZATION_PRESETS",
+    "MAX_CLASS_NAME_CHARS",
+    "MAX_IMAGE_SIDE",
+    "class_name_problem",
+]
 
 
 ModelConfigError = ConfigError  # the one settings error; the old name keeps older imports working
@@ -28,6 +37,29 @@ NORMALIZATION_PRESETS: dict[str, tuple[list[float], list[float]]] = {
     "imagenet": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
     "none": ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]),
 }
+
+
+#: Longest class name accepted (characters).
+MAX_CLASS_NAME_CHARS = 128
+#: Largest ``min_size`` / ``max_size`` (pixels): a bigger resize box only exhausts memory.
+MAX_IMAGE_SIDE = 8192
+_CONTROL_CATEGORIES = {"Cc", "Cs", "Zl", "Zp"}
+
+
+def class_name_problem(name: Any) -> str | None:
+    """What is wrong with a class name, or None: names must be strings of 1..``MAX_CLASS_NAME_CHARS``
+    characters, not only whitespace, without control characters (they end up in result files, plots
+    and terminal output)."""
+    if not isinstance(name, str):
+        return f"class names must be strings, got {short_repr(name)} ({type(name).__name__})"
+    if not name.strip():
+        return f"class name {short_repr(name)} is empty or only whitespace"
+    if len(name) > MAX_CLASS_NAME_CHARS:
+        return f"class name of {len(name)} characters (limit {MAX_CLASS_NAME_CHARS}): {short_repr(name)}"
+    bad = next((c for c in name if unicodedata.category(c) in _CONTROL_CATEGORIES), None)
+    if bad is not None:
+        return f"class name {short_repr(name)} holds the control character U+{ord(bad):04X}"
+    return None
 
 
 @dataclass
@@ -166,7 +198,7 @@ class ModelConfig(Settings):
         if isinstance(self.dsl, dict):
             self.dsl = load_value(self.dsl, DSLConfig, "dsl", type(self).__name__)
         if not isinstance(self.class_names, str):  # refused by validate: list("person") = six classes
-            self.class_names = [str(c) for c in self.class_names]
+            self.class_names = list(self.class_names)  # non-strings are refused by validate, not converted
         if self.scb_stages is not None:
             self.scb_stages = [int(s) for s in self.scb_stages]
         for name in ("stage_blocks", "stage_channels"):
@@ -178,8 +210,8 @@ class ModelConfig(Settings):
     def validate(self) -> None:
         if isinstance(self.class_names, str):
             raise ConfigError(
-                f"expected a list of names, got the string {self.class_names!r}; "
-                f"write [{self.class_names!r}]",
+                f"expected a list of names, got the string {short_repr(self.class_names)}; "
+                f"write [{short_repr(self.class_names)}]",
                 "class_names",
             )
         if self.backbone not in ("resnet", "convnext"):
@@ -212,6 +244,10 @@ class ModelConfig(Settings):
             raise self.invalid("scb_stages", "stage numbers must be in 1..4")
         if not self.class_names:
             raise self.invalid("class_names", "needs at least one class")
+        for i, name in enumerate(self.class_names):
+            problem = class_name_problem(name)
+            if problem:
+                raise ConfigError(problem, f"class_names[{i}]")
         if len(set(self.class_names)) != len(self.class_names):
             raise self.invalid("class_names", "names must be unique")
         if self.in_channels not in (3, 4):
@@ -222,6 +258,8 @@ class ModelConfig(Settings):
             )
         if not isinstance(self.max_size, int) or self.max_size < self.min_size:
             raise self.invalid("max_size", "must be an int >= min_size")
+        if self.max_size > MAX_IMAGE_SIDE:
+            raise self.invalid("max_size", f"must be <= {MAX_IMAGE_SIDE} pixels")
         if self.resize_interpolation not in ("nearest", "bilinear"):
             raise self.invalid("resize_interpolation", "must be 'nearest' or 'bilinear'")
         if self.size_divisible <= 0 or self.size_divisible % 32:

@@ -39,10 +39,10 @@ from typing import Any
 
 import torch
 
-from darkseg.errors import ConfigError
+from darkseg.errors import ConfigError, DarkSegError, short_repr
 
 from .checkpoint import CheckpointError, save_checkpoint
-from .config import ModelConfig
+from .config import ModelConfig, class_name_problem
 from .mmdet_config import ConfigTextError, parse_config_text, test_settings
 
 __all__ = [
@@ -62,7 +62,7 @@ _STANDARD_DEPTHS = {
 }
 
 
-class ConversionError(ValueError):
+class ConversionError(DarkSegError, ValueError):
     """The checkpoint cannot be converted; the message names the file and the key or setting."""
 
 
@@ -132,20 +132,47 @@ def read_mmdet_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tens
     if obj.get("format") == "darkseg":
         raise ConversionError(f"{path}: already a darkseg checkpoint; nothing to convert")
     if isinstance(obj.get("state_dict"), dict):
-        sd, meta = obj["state_dict"], obj.get("meta") or {}
+        sd, meta = obj["state_dict"], obj.get("meta")
     elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         sd, meta = obj, {}
     else:
         raise ConversionError(
             f"{path}: not an MMDetection checkpoint (no 'state_dict' entry and not a bare state dict)"
         )
-    if not isinstance(meta, dict):
-        meta = {}
+    meta = _checked_meta(meta, path)
     bad = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise ConversionError(f"{path}: state_dict entry {bad[0]!r} is not a tensor")
-    sd = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in sd.items()}
-    return sd, meta
+        raise ConversionError(f"{path}: state_dict entry {short_repr(bad[0])} is not a tensor")
+    out: dict[str, torch.Tensor] = {}
+    for k, v in sd.items():
+        name = k[len("module.") :] if k.startswith("module.") else k
+        if name in out:
+            raise ConversionError(
+                f"{path}: state_dict holds {name!r} both with and without the 'module.' prefix; "
+                "which one is meant is unknown"
+            )
+        out[name] = v
+    return out, meta
+
+
+def _checked_meta(meta: Any, path: Path) -> dict[str, Any]:
+    """``meta`` as a dict (``{}`` when absent); a ``meta`` (or its ``config`` / ``CLASSES``) of another
+    type is refused naming it, never ignored."""
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise ConversionError(f"{path}: 'meta' is a {type(meta).__name__}; expected a dict")
+    config = meta.get("config")
+    if config is not None and not isinstance(config, str):
+        raise ConversionError(
+            f"{path}: meta['config'] is a {type(config).__name__}; expected the config text"
+        )
+    classes = meta.get("CLASSES")
+    if classes is not None and not isinstance(classes, (list, tuple)):
+        raise ConversionError(
+            f"{path}: meta['CLASSES'] is a {type(classes).__name__}; expected a list of class names"
+        )
+    return meta
 
 
 # ------------------------------------------------------------------------------------------ inference
@@ -336,17 +363,19 @@ def infer_model_config(
 
 def _class_names(meta: dict[str, Any], given: list[str] | None, k: int, where: str) -> list[str]:
     if given is not None:
-        names = [str(c) for c in given]
-        source = "--class-names"
+        names, source = list(given), "--class-names"
     elif isinstance(meta.get("CLASSES"), (list, tuple)) and meta["CLASSES"]:
-        names = [str(c) for c in meta["CLASSES"]]
-        source = "meta['CLASSES']"
+        names, source = list(meta["CLASSES"]), "meta['CLASSES']"
     else:
         return [f"class_{i}" for i in range(k)]
     if len(names) != k:
         raise ConversionError(
             f"{where}: {source} lists {len(names)} class names; the weights have {k} classes"
         )
+    for i, name in enumerate(names):
+        problem = class_name_problem(name)
+        if problem:
+            raise ConversionError(f"{where}: {source}[{i}]: {problem}")
     return names
 
 
@@ -383,6 +412,15 @@ def _map_key(key: str, cfg: ModelConfig) -> str | None:
         if m:
             return target.format(*m.groups())
     raise KeyError(key)
+
+
+def _converted_shape(key: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Shape :func:`_convert_tensor` gives a tensor of ``shape`` (known before anything is copied)."""
+    if key.startswith("roi_head.bbox_head.fc_reg.") and shape:
+        return (shape[0] + 4, *shape[1:])
+    if key.startswith("roi_head.mask_head.conv_logits.") and shape:
+        return (shape[0] + 1, *shape[1:])
+    return shape
 
 
 def _convert_tensor(key: str, v: torch.Tensor) -> torch.Tensor:
@@ -423,12 +461,12 @@ def convert_mmdet_state_dict(
             else:
                 unknown.append(key)
             continue
-        t = _convert_tensor(key, v).to(own[new].dtype)
-        if tuple(t.shape) != tuple(own[new].shape):
+        if _converted_shape(key, tuple(v.shape)) != tuple(own[new].shape):  # checked before any copy
             raise ConversionError(
                 f"{where}: '{key}' has shape {tuple(v.shape)}; darkseg's '{new}' needs "
                 f"{tuple(own[new].shape)} after conversion"
             )
+        t = _convert_tensor(key, v).to(own[new].dtype)
         if not torch.isfinite(t).all():
             raise ConversionError(f"{where}: '{key}' holds NaN or Inf values")
         out[new] = t

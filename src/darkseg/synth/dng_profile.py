@@ -24,7 +24,7 @@ import numpy as np
 
 from darkseg.raw.tiff_tags import TAG, read_tiff_info
 from darkseg.synth.calibrate import fit_loglinear
-from darkseg.synth.noise import tukey_lambda_variance
+from darkseg.synth.noise import K_RANGE, tukey_lambda_variance
 
 __all__ = ["NEAR_GAUSSIAN_LAMBDA", "read_noise_profile", "profile_from_dngs"]
 
@@ -52,10 +52,10 @@ def read_noise_profile(path: str | os.PathLike) -> dict[str, Any]:
     rng = info.white_level - black
     if rng <= 0:
         raise ValueError(f"{path}: white level {info.white_level} <= black level {black}")
+    for i, (si, oi) in enumerate(pairs):
+        _check_pair(path, i, float(si), float(oi), rng)
     s = float(np.mean([p[0] for p in pairs]))
     o = float(np.mean([p[1] for p in pairs]))
-    if s <= 0 or o < 0:
-        raise ValueError(f"{path}: NoiseProfile S = {s}, O = {o}: need S > 0 and O >= 0")
     pattern = "RGGB"
     for ifd in info.ifds:
         cfa = ifd.get(TAG["CFAPattern"])
@@ -73,6 +73,24 @@ def read_noise_profile(path: str | os.PathLike) -> dict[str, Any]:
         "K": s * rng,
         "sigma_g": math.sqrt(o) * rng,
     }
+
+
+def _check_pair(path: Path, i: int, s: float, o: float, rng: float) -> None:
+    """Refuse a NoiseProfile pair that is not physical: ``K = S (white - black)`` must lie in
+    :data:`~darkseg.synth.noise.K_RANGE` DN/e- and ``O`` in ``[0, 1]`` (a read noise of at most the whole
+    range); NaN and infinity are refused too. Names the DNG, the pair and the range."""
+    where = f"{path}: NoiseProfile pair {i}"
+    if not (math.isfinite(s) and math.isfinite(o)):
+        raise ValueError(f"{where}: S = {s}, O = {o} is not a finite number")
+    k = s * rng
+    lo, hi = K_RANGE
+    if not lo <= k <= hi:
+        raise ValueError(
+            f"{where}: S = {s:.6g} gives the gain K = S x (white - black) = {k:.6g} DN/e-, outside "
+            f"[{lo:g}, {hi:g}] DN/e-"
+        )
+    if not 0.0 <= o <= 1.0:
+        raise ValueError(f"{where}: O = {o:.6g} is outside [0, 1] (read noise variance, normalised)")
 
 
 def profile_from_dngs(paths, name: str) -> tuple[dict[str, Any], list[str]]:

@@ -25,6 +25,7 @@ code ``"PG"`` would mean Poisson + Tukey); ``"none"`` = no noise. Any component 
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from darkseg.errors import short_repr
 from darkseg.synth.backend import backend_of, draws
 
 __all__ = [
@@ -48,9 +50,30 @@ __all__ = [
     "build_noise_model",
     "tukey_lambda_ppf",
     "tukey_lambda_variance",
+    "K_RANGE",
+    "LAMBDA_RANGE",
+    "SLOPE_RANGE",
+    "FIT_SIGMA_RANGE",
+    "MIN_READ_SCALE",
+    "MAX_WHITE_LEVEL",
 ]
 
 _FIT_KEYS = ("g_scale", "G_scale", "R_scale")
+
+# Physical ranges of a camera profile's parameters (docs/synthesis.md, "Camera profiles"); a value
+# outside is refused naming the file, the key and the range.
+#: System gain K (DN per electron): 0.001 is a 10-bit sensor with a 1M-electron well, 1000 a 16-bit
+#: sensor whose single electron spans a sixty-fifth of the range; real cameras lie within 0.05..100.
+K_RANGE = (1e-3, 1e3)
+#: Tukey-lambda shape (``G_shape``): the variance is infinite at -0.5; real sensors lie in -0.3..0.2.
+LAMBDA_RANGE = (-0.5, 0.5)
+#: Log-linear fits ``ln scale = slope ln K + bias + sigma N(0, 1)``: slope and the spread ``sigma``.
+SLOPE_RANGE = (-5.0, 5.0)
+FIT_SIGMA_RANGE = (0.0, 2.0)
+#: Smallest read-noise scale (DN) a fit may give at Kmin or Kmax; the largest is white - black.
+MIN_READ_SCALE = 1e-9
+#: Largest white level (DN): 24-bit integers, all exact in float32.
+MAX_WHITE_LEVEL = float(2**24)
 
 
 @dataclass(frozen=True)
@@ -83,29 +106,13 @@ class CameraProfile:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "<dict>") -> CameraProfile:
-        required = ("name", "Kmin", "Kmax", "G_shape", "profiles", "black_level", "white_level")
-        missing = [k for k in required if k not in d]
-        if missing:
-            raise ValueError(f"{where}: camera profile lacks {missing}")
-        for pname, prof in d["profiles"].items():
-            for k in _FIT_KEYS:
-                if k not in prof or not {"slope", "bias", "sigma"} <= set(prof[k]):
-                    raise ValueError(f"{where}: profile {pname!r} needs {k} with slope/bias/sigma")
-        bad = _non_finite_key(
-            {
-                k: d[k]
-                for k in ("Kmin", "Kmax", "G_shape", "profiles", "black_level", "white_level", "color_bias")
-                if k in d
-            }
-        )
-        if bad is not None:
-            raise ValueError(f"{where}: {bad} is not a finite number")
-        if not d["G_shape"]:
-            raise ValueError(f"{where}: G_shape is empty")
-        if not 0 < float(d["Kmin"]) <= float(d["Kmax"]):
-            raise ValueError(f"{where}: need 0 < Kmin <= Kmax")
-        if float(d["white_level"]) <= float(d["black_level"]):
-            raise ValueError(f"{where}: white_level must exceed black_level")
+        """Build from a profile's JSON data; every value is checked against its physical range.
+
+        Raises:
+            ValueError: naming ``where``, the key and the range of a missing, mistyped, non-finite or
+                out-of-range value (limits: :data:`K_RANGE`, :data:`LAMBDA_RANGE`, ...).
+        """
+        _check_profile(d, where)
         known = {f for f in cls.__dataclass_fields__ if f != "extra"}
         cb = d.get("color_bias")
         return cls(
@@ -127,21 +134,78 @@ class CameraProfile:
         )
 
 
+def _in_range(
+    value: Any, lo: float, hi: float, key: str, where: str, unit: str = "", open_lo: bool = False
+) -> float:
+    """``value`` as a float within ``[lo, hi]`` (``(lo, hi]`` with ``open_lo``), else a ValueError naming
+    ``where``, ``key`` and the range."""
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)):
+        raise ValueError(f"{where}: {key} is not a finite number (got {short_repr(value)})")
+    if not ((lo < value if open_lo else lo <= value) and value <= hi):
+        unit = f" {unit}" if unit else ""
+        bracket = "(" if open_lo else "["
+        raise ValueError(
+            f"{where}: {key} = {short_repr(value)} is outside its range {bracket}{lo:g}, {hi:g}]{unit}"
+        )
+    return float(value)
+
+
+def _check_profile(d: Any, where: str) -> None:
+    """Refuse a camera profile whose keys are missing or whose values are not physical (see the ranges
+    above ``CameraProfile``)."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: a camera profile must be a JSON object, got {type(d).__name__}")
+    required = ("name", "Kmin", "Kmax", "G_shape", "profiles", "black_level", "white_level")
+    missing = [k for k in required if k not in d]
+    if missing:
+        raise ValueError(f"{where}: camera profile lacks {missing}")
+    white = _in_range(d["white_level"], 1.0, MAX_WHITE_LEVEL, "white_level", where, "DN")
+    black = _in_range(d["black_level"], 0.0, white, "black_level", where, "DN")
+    if white <= black:
+        raise ValueError(f"{where}: white_level must exceed black_level")
+    k_min = _in_range(d["Kmin"], *K_RANGE, "Kmin", where, "DN/e-")
+    k_max = _in_range(d["Kmax"], *K_RANGE, "Kmax", where, "DN/e-")
+    if k_min > k_max:
+        raise ValueError(f"{where}: need Kmin <= Kmax (got {k_min:g} > {k_max:g})")
+    shapes = d["G_shape"]
+    if not isinstance(shapes, (list, tuple)) or not shapes:
+        raise ValueError(f"{where}: G_shape must be a non-empty list of Tukey-lambda shapes")
+    for i, lam in enumerate(shapes):
+        _in_range(lam, *LAMBDA_RANGE, f"G_shape[{i}]", where, open_lo=True)
+    if not isinstance(d["profiles"], dict) or not d["profiles"]:
+        raise ValueError(f"{where}: profiles must be a non-empty object of named fits")
+    for pname, prof in d["profiles"].items():
+        for k in _FIT_KEYS:
+            fit = prof.get(k) if isinstance(prof, dict) else None
+            if not isinstance(fit, dict) or not {"slope", "bias", "sigma"} <= set(fit):
+                raise ValueError(f"{where}: profile {short_repr(pname)} needs {k} with slope/bias/sigma")
+            at = f"profiles.{str(pname)[:80]}.{k}"
+            slope = _in_range(fit["slope"], *SLOPE_RANGE, f"{at}.slope", where)
+            bias = _in_range(fit["bias"], -1e3, 1e3, f"{at}.bias", where)
+            _in_range(fit["sigma"], *FIT_SIGMA_RANGE, f"{at}.sigma", where)
+            for name, kk in (("Kmin", k_min), ("Kmax", k_max)):
+                scale = math.exp(min(slope * math.log(kk) + bias, 700.0))
+                _in_range(
+                    scale,
+                    MIN_READ_SCALE,
+                    white - black,
+                    f"{at} at {name} (exp(slope ln K + bias))",
+                    where,
+                    "DN",
+                )
+    cb = d.get("color_bias")
+    if cb is not None:
+        if not isinstance(cb, (list, tuple)) or not cb:
+            raise ValueError(f"{where}: color_bias must be null or a non-empty list of [R, G1, B, G2] rows")
+        for i, row in enumerate(cb):
+            if not isinstance(row, (list, tuple)) or len(row) != 4:
+                raise ValueError(f"{where}: color_bias[{i}] must be 4 numbers [R, G1, B, G2]")
+            for j, v in enumerate(row):
+                _in_range(v, -(white - black), white - black, f"color_bias[{i}][{j}]", where, "DN")
+
+
 def _camera_dir():
     return resources.files("darkseg.synth") / "cameras"
-
-
-def _non_finite_key(obj: Any, path: str = "") -> str | None:
-    """Dotted path of the first number in nested dicts / lists that is NaN or infinite (JSON allows
-    ``NaN`` and ``Infinity``), or None."""
-    if isinstance(obj, dict):
-        items = ((f"{path}.{k}" if path else str(k), v) for k, v in obj.items())
-    elif isinstance(obj, (list, tuple)):
-        items = ((f"{path}[{i}]", v) for i, v in enumerate(obj))
-    else:
-        is_bad = isinstance(obj, float) and not math.isfinite(obj)
-        return path if is_bad else None
-    return next((bad for key, value in items if (bad := _non_finite_key(value, key)) is not None), None)
 
 
 def available_cameras() -> list[str]:
@@ -168,7 +232,7 @@ def load_camera(name_or_path: str | os.PathLike | CameraProfile) -> CameraProfil
         where = f"darkseg/synth/cameras/{s}.json"
     from darkseg.utils.io import parse_json
 
-    d = parse_json(text, where)  # malformed JSON and repeated keys are errors naming the file
+    d = parse_json(text, where, max_depth=16)  # malformed, repeated keys, too deep: errors naming the file
     return CameraProfile.from_dict(d, where)
 
 

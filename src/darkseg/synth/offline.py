@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from darkseg.errors import short_repr
 from darkseg.synth.pipeline import LowLightSynthesizer, SynthConfig
 
 __all__ = [
@@ -107,7 +108,7 @@ def load_coco_images(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{path}: the 'images' list is empty")
     for key in ("annotations", "categories"):
         if not isinstance(coco.get(key, []), list) or any(not isinstance(e, dict) for e in coco.get(key, [])):
-            raise ValueError(f"{path}: {key!r} must be a list of objects")
+            raise ValueError(f"{path}: {short_repr(key)} must be a list of objects")
     if any(not isinstance(im, dict) for im in coco["images"]):
         raise ValueError(f"{path}: every entry of 'images' must be an object")
     images = check_images(coco["images"], str(path))
@@ -115,8 +116,8 @@ def load_coco_images(path: str | os.PathLike) -> dict[str, Any]:
         name = Path(im["file_name"])
         if name.is_absolute() or ".." in name.parts:
             raise ValueError(
-                f"{path}: image id {im['id']!r}: file_name {im['file_name']!r} must be a relative path "
-                "inside the image folder (no '..', not absolute)"
+                f"{path}: image id {short_repr(im['id'])}: file_name {short_repr(im['file_name'])} must be "
+                "a relative path inside the image folder (no '..', not absolute)"
             )
     category_ids = check_categories(coco["categories"], str(path)) if "categories" in coco else None
     check_annotations(coco.get("annotations", []), images, category_ids, str(path))
@@ -132,7 +133,7 @@ def image_rng(seed: int, image_id: Any) -> np.random.Generator:
 def output_relpath(file_name: str, fmt: str) -> str:
     """Relative output path of an input ``file_name``: same folders and stem, suffix of ``fmt``."""
     if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+        raise ValueError(f"format must be one of {FORMATS}, got {short_repr(fmt)}")
     return str(Path(file_name).with_suffix(".npy" if fmt == "npy" else ".png"))
 
 
@@ -274,7 +275,7 @@ def run_synth_folder(job: SynthJob, progress: bool = True) -> SynthReport:
     from darkseg.utils.io import atomic_write_json, remove_stale_temporaries
 
     if job.fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {job.fmt!r}")
+        raise ValueError(f"format must be one of {FORMATS}, got {short_repr(job.fmt)}")
     if job.fmt in _PNG_SCALE and job.cfg.output == "packed":
         raise ValueError("packed 4-channel output cannot be stored as an RGB PNG; use --format npy")
     if not Path(job.images).is_dir():
@@ -290,7 +291,8 @@ def run_synth_folder(job: SynthJob, progress: bool = True) -> SynthReport:
         if rel in rel_of.values():
             other = next(k for k, v in rel_of.items() if v == rel)
             raise ValueError(
-                f"{job.annotations}: {im['file_name']!r} and {other!r} map to the same output {rel}"
+                f"{job.annotations}: {short_repr(im['file_name'])} and {short_repr(other)} map to the same "
+                f"output {rel}"
             )
         rel_of[im["file_name"]] = rel
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from darkseg.errors import DarkSegError
+from darkseg.errors import DarkSegError, cut_text, short_repr
 
 __all__ = [
     "EDGE_TOLERANCE",
@@ -72,9 +72,9 @@ def _positive_int(v: Any) -> bool:
 def box_problem(box: Any, width: float, height: float) -> str | None:
     """What is wrong with a COCO ``[x, y, w, h]`` box (pixels) of a ``width x height`` image, or None."""
     if not isinstance(box, (list, tuple)) or len(box) != 4:
-        return f"bbox must be [x, y, w, h], got {box!r}"
+        return f"bbox must be [x, y, w, h], got {short_repr(box)}"
     if not _all_finite(box):
-        return f"bbox {list(box)!r} has a value that is not a finite number"
+        return f"bbox {short_repr(list(box))} has a value that is not a finite number"
     x, y, w, h = (float(v) for v in box)
     if w < 0 or h < 0:
         return f"bbox {list(box)} has a negative width or height"
@@ -124,7 +124,7 @@ def _rle_problem(seg: Mapping[str, Any], width: int, height: int) -> str | None:
     if size is None or counts is None:
         return "RLE segmentation needs 'size' and 'counts'"
     if not isinstance(size, (list, tuple)) or [v for v in size] != [height, width]:
-        return f"RLE size {size!r} is not the image's [height, width] = [{height}, {width}]"
+        return f"RLE size {short_repr(size)} is not the image's [height, width] = [{height}, {width}]"
     if isinstance(counts, bytes):
         counts = counts.decode("ascii", errors="replace")
     if isinstance(counts, str):
@@ -174,11 +174,11 @@ def check_unique_ids(entries: Sequence[Mapping[str, Any]], kind: str, path: str)
             repeated = key in seen
         except TypeError:  # unhashable: a list or an object
             raise AnnotationError(
-                f"{path}: {kind}s[{i}] has an id that is not a number or string: {key!r}"
+                f"{path}: {kind}s[{i}] has an id that is not a number or string: {short_repr(key)}"
             ) from None
         if repeated:
             raise AnnotationError(
-                f"{path}: {kind} id {key!r} appears twice ({kind}s[{seen[key]}] and {kind}s[{i}])"
+                f"{path}: {kind} id {short_repr(key)} appears twice ({kind}s[{seen[key]}] and {kind}s[{i}])"
             )
         seen[key] = i
     return seen
@@ -188,14 +188,14 @@ def check_images(images: Sequence[Mapping[str, Any]], path: str) -> dict[Hashabl
     """Check the ``images`` list; returns ``{image id: entry}``."""
     check_unique_ids(images, "image", path)
     for im in images:
-        where = f"{path}: image id {im['id']!r}"
+        where = f"{path}: image id {short_repr(im['id'])}"
         if not isinstance(im.get("file_name"), str) or not im["file_name"]:
             raise AnnotationError(f"{where} has no 'file_name'")
         for key in ("width", "height"):
             if key not in im:
-                raise AnnotationError(f"{where} has no {key!r}")
+                raise AnnotationError(f"{where} has no {short_repr(key)}")
             if not _positive_int(im[key]):
-                raise AnnotationError(f"{where}: {key} must be a positive integer, got {im[key]!r}")
+                raise AnnotationError(f"{where}: {key} must be a positive integer, got {short_repr(im[key])}")
     return {im["id"]: im for im in images}
 
 
@@ -214,9 +214,9 @@ def _annotation_problem(ann: Mapping[str, Any], image: Mapping[str, Any]) -> str
     if problem is None and ann.get("segmentation") is not None:
         problem = segmentation_problem(ann["segmentation"], width, height)
     if problem is None and "area" in ann and not (_finite(ann["area"]) and ann["area"] >= 0):
-        problem = f"area {ann['area']!r} is not a finite number >= 0"
+        problem = f"area {short_repr(ann['area'])} is not a finite number >= 0"
     if problem is None and ann.get("iscrowd", 0) not in (0, 1):
-        problem = f"iscrowd must be 0 or 1, got {ann['iscrowd']!r}"
+        problem = f"iscrowd must be 0 or 1, got {short_repr(ann['iscrowd'])}"
     return problem
 
 
@@ -232,29 +232,27 @@ def check_annotations(
     """
     check_unique_ids(annotations, "annotation", path)
     for i, ann in enumerate(annotations):
+        entry = f"{path}: annotations[{i}] (id {cut_text(str(ann['id']))})"
         for key in ("image_id", "category_id", "bbox"):
             if key not in ann:
-                raise AnnotationError(f"{path}: annotations[{i}] (id {ann['id']}) has no {key!r}")
+                raise AnnotationError(f"{entry} has no {short_repr(key)}")
         try:
             known_image = ann["image_id"] in images
             known_category = category_ids is None or ann["category_id"] in category_ids
         except TypeError:  # unhashable: a list or an object
             raise AnnotationError(
-                f"{path}: annotations[{i}] (id {ann['id']}) has image_id {ann['image_id']!r} / category_id "
-                f"{ann['category_id']!r}; both must be numbers or strings"
+                f"{entry} has image_id {short_repr(ann['image_id'])} / "
+                f"category_id {short_repr(ann['category_id'])}; both must be numbers or strings"
             ) from None
         if not known_image:
-            raise AnnotationError(
-                f"{path}: annotations[{i}] (id {ann['id']}) refers to unknown image_id {ann['image_id']!r}"
-            )
+            raise AnnotationError(f"{entry} refers to unknown image_id {short_repr(ann['image_id'])}")
         if not known_category:
-            raise AnnotationError(
-                f"{path}: annotations[{i}] (id {ann['id']}) has unknown category_id {ann['category_id']!r}"
-            )
+            raise AnnotationError(f"{entry} has unknown category_id {short_repr(ann['category_id'])}")
         problem = _annotation_problem(ann, images[ann["image_id"]])
         if problem is not None:
             raise AnnotationError(
-                f"{path}: annotation id {ann['id']!r} (image id {ann['image_id']!r}): {problem}"
+                f"{path}: annotation id {short_repr(ann['id'])} (image id {short_repr(ann['image_id'])}): "
+                f"{problem}"
             )
 
 
@@ -264,11 +262,11 @@ def validate_coco(data: Any, path: str) -> None:
         raise AnnotationError(f"{path}: not a COCO annotation file (top level is {type(data).__name__})")
     for key in ("images", "annotations", "categories"):
         if key not in data:
-            raise AnnotationError(f"{path}: missing key {key!r} (COCO instance format)")
+            raise AnnotationError(f"{path}: missing key {short_repr(key)} (COCO instance format)")
         if not isinstance(data[key], list):
-            raise AnnotationError(f"{path}: {key!r} must be a list")
+            raise AnnotationError(f"{path}: {short_repr(key)} must be a list")
         if any(not isinstance(e, Mapping) for e in data[key]):
-            raise AnnotationError(f"{path}: every entry of {key!r} must be an object")
+            raise AnnotationError(f"{path}: every entry of {short_repr(key)} must be an object")
     if not data["images"]:
         raise AnnotationError(f"{path}: no images")
     if not data["categories"]:

@@ -37,6 +37,7 @@ __all__ = [
     "is_atomic_temporary",
     "remove_stale_temporaries",
     "parse_json",
+    "json_depth",
 ]
 
 #: Names of darkseg's own temporary files: ``.<final name>.<8 mkstemp characters | link | partial>.tmp``.
@@ -141,25 +142,48 @@ def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def parse_json(text: str, where: str) -> Any:
-    """Parse JSON ``text``; raise ``ValueError`` naming ``where`` for malformed JSON (line and column)
-    and for an object that repeats a key (named, with the object's ``id`` when it has one)."""
+def json_depth(obj: Any, limit: int) -> int:
+    """Nesting depth of parsed JSON ``obj`` (a scalar is 0, ``[]`` is 1), counted without recursion and
+    stopping as soon as it passes ``limit`` (then ``limit + 1`` is returned)."""
+    deepest, stack = 0, [(obj, 0)]
+    while stack:
+        x, depth = stack.pop()
+        if isinstance(x, (dict, list)):
+            depth += 1
+            if depth > limit:
+                return depth
+            stack.extend((v, depth) for v in (x.values() if isinstance(x, dict) else x))
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def parse_json(text: str, where: str, max_depth: int | None = None) -> Any:
+    """Parse JSON ``text``; raise ``ValueError`` naming ``where`` for malformed JSON (line and column),
+    for an object that repeats a key (named, with the object's ``id`` when it has one), and for nesting
+    deeper than Python's parser allows (about 1000 levels) or than ``max_depth`` when given."""
     try:
-        return json.loads(text, object_pairs_hook=_unique_object)
+        data = json.loads(text, object_pairs_hook=_unique_object)
     except json.JSONDecodeError as exc:
         position = f"line {exc.lineno} column {exc.colno}"
         raise ValueError(f"{where}: malformed JSON at {position}: {exc.msg}") from exc
     except _DuplicateKeyError as exc:
         raise ValueError(f"{where}: {exc}") from exc
+    except RecursionError:
+        raise ValueError(
+            f"{where}: JSON nested too deeply to read (lists / objects inside each other)"
+        ) from None
+    if max_depth is not None and json_depth(data, max_depth) > max_depth:
+        raise ValueError(f"{where}: JSON nested deeper than {max_depth} levels")
+    return data
 
 
-def load_json(path: str | os.PathLike) -> Any:
+def load_json(path: str | os.PathLike, max_depth: int | None = None) -> Any:
     """Load a JSON file; raise ``ValueError`` naming the file and position when it is malformed, and
     naming the key when an object repeats one (see :func:`parse_json`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    return parse_json(path.read_text(encoding="utf-8"), str(path))
+    return parse_json(path.read_text(encoding="utf-8"), str(path), max_depth)
 
 
 def read_image(path: str | os.PathLike, *, unchanged: bool = False) -> np.ndarray:

@@ -24,7 +24,7 @@ import types
 import typing
 from typing import Any, TypeVar
 
-from darkseg.errors import ConfigError
+from darkseg.errors import ConfigError, cut_text, short_repr
 
 __all__ = ["Settings", "load_dataclass", "load_value", "check_keys"]
 
@@ -50,7 +50,7 @@ class Settings:
 
     def invalid(self, name: str, problem: str) -> ConfigError:
         """The error for field ``name``: ``problem`` followed by the value it has."""
-        return ConfigError(f"{problem} (got {getattr(self, name)!r})", name)
+        return ConfigError(f"{problem} (got {short_repr(getattr(self, name))})", name)
 
     @classmethod
     def from_dict(cls: type[T], data: Any, source: str = "", where: str = "") -> T:
@@ -68,7 +68,9 @@ def check_keys(cls: type, data: dict[Any, Any], where: str = "", source: str = "
     known = sorted(f.name for f in dataclasses.fields(cls) if f.init)
     unknown = sorted((k for k in data if k not in known), key=str)
     if unknown:
-        names = ", ".join(f"'{_join(where, str(k))}'" for k in unknown)
+        names = ", ".join(f"'{_join(where, cut_text(str(k)))}'" for k in unknown[:5])
+        if len(unknown) > 5:
+            names += f" and {len(unknown) - 5} more"
         of = f" of {where}" if where else ""
         raise ConfigError(f"unknown key {names}; known keys{of}: {known}", source=source or cls.__name__)
 
@@ -82,7 +84,7 @@ def load_dataclass(cls: type[T], data: Any, where: str = "", source: str = "") -
     """
     source = source or cls.__name__
     if not isinstance(data, dict):
-        raise ConfigError(f"must be a mapping, got {data!r}", where, source)
+        raise ConfigError(f"must be a mapping, got {short_repr(data)}", where, source)
     check_keys(cls, data, where, source)
     hints = typing.get_type_hints(cls)
     kwargs = {k: load_value(v, hints[k], _join(where, k), source) for k, v in data.items()}
@@ -114,7 +116,9 @@ def load_value(value: Any, tp: Any, where: str, source: str) -> Any:
                 errors.append(exc)
         if len(errors) == 1:
             raise errors[0]
-        raise ConfigError(f"{value!r} is not a valid {str(tp).replace('typing.', '')}", where, source)
+        raise ConfigError(
+            f"{short_repr(value)} is not a valid {str(tp).replace('typing.', '')}", where, source
+        )
     if dataclasses.is_dataclass(tp):
         return value if isinstance(value, tp) else load_dataclass(tp, value, where, source)
     if tp is Any:
@@ -123,29 +127,29 @@ def load_value(value: Any, tp: Any, where: str, source: str) -> Any:
         return _load_sequence(value, tp, where, source)
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"expected a mapping, got {value!r}", where, source)
+            raise ConfigError(f"expected a mapping, got {short_repr(value)}", where, source)
         _, a = typing.get_args(tp) or (Any, Any)
         return {str(k): load_value(v, a, f"{where}.{k}", source) for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"expected true/false, got {value!r}", where, source)
+            raise ConfigError(f"expected true/false, got {short_repr(value)}", where, source)
         return value
     if tp is int:
         if isinstance(value, numbers.Integral) and not isinstance(value, bool):
             return int(value)
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(f"expected an integer, got {value!r}", where, source)
+        raise ConfigError(f"expected an integer, got {short_repr(value)}", where, source)
     if tp is float:
         number = _as_float(value)
         if number is None:
-            raise ConfigError(f"expected a number, got {value!r}", where, source)
+            raise ConfigError(f"expected a number, got {short_repr(value)}", where, source)
         if not math.isfinite(number):
-            raise ConfigError(f"expected a finite number, got {value!r}", where, source)
+            raise ConfigError(f"expected a finite number, got {short_repr(value)}", where, source)
         return number
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"expected a string, got {value!r}", where, source)
+            raise ConfigError(f"expected a string, got {short_repr(value)}", where, source)
         return value
     return value
 
@@ -172,18 +176,19 @@ def _load_sequence(value: Any, tp: Any, where: str, source: str) -> list | tuple
     ``--set model.class_names=person``) would otherwise become the six classes p, e, r, s, o, n.
     """
     if isinstance(value, str):
+        item = cut_text(value)
         raise ConfigError(
-            f"expected a list, got the string {value!r}; write [{value}] for a one-element list",
+            f"expected a list, got the string {short_repr(value)}; write [{item}] for a one-element list",
             where,
             source,
         )
     if not isinstance(value, (list, tuple)):
-        raise ConfigError(f"expected a list, got {value!r}", where, source)
+        raise ConfigError(f"expected a list, got {short_repr(value)}", where, source)
     args = typing.get_args(tp) or (Any,)
     if typing.get_origin(tp) is list:
         return [load_value(v, args[0], f"{where}[{i}]", source) for i, v in enumerate(value)]
     if len(args) == 2 and args[1] is Ellipsis:
         return tuple(load_value(v, args[0], f"{where}[{i}]", source) for i, v in enumerate(value))
     if len(value) != len(args):
-        raise ConfigError(f"expected a list of {len(args)} values, got {value!r}", where, source)
+        raise ConfigError(f"expected a list of {len(args)} values, got {short_repr(value)}", where, source)
     return tuple(load_value(v, a, f"{where}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
