@@ -34,6 +34,7 @@ __all__ = [
     "read_image",
     "write_image",
     "load_json",
+    "atomic_temporary_target",
     "is_atomic_temporary",
     "remove_stale_temporaries",
     "parse_json",
@@ -74,6 +75,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def atomic_temporary_target(path: str | os.PathLike) -> str | None:
+    """The final file name whose temporary ``path`` is (see the module docstring), or None when ``path``
+    is not named like a temporary of darkseg's atomic writers."""
+    m = _TEMPORARY_NAME.match(Path(path).name)
+    return m.group("final") if m is not None else None
 
 
 def is_atomic_temporary(path: str | os.PathLike, final_names: set[str] | None = None) -> bool:
