@@ -175,8 +175,16 @@ def run(args: argparse.Namespace) -> int:
     from darkseg.engine.runfolder import check_run_folder
     from darkseg.utils.outputs import claim_file
 
-    try:
+    sources, missing = expand_sources(args.inputs, recursive=args.recursive)
+    sources += [Source("webcam", camera=n) for n in args.webcam]
+    if not sources and not missing:
+        print("darkseg predict: no image, camera RAW, video or webcam inputs", file=sys.stderr)
+        return 2
+    out_dir: Path = args.out
+    overlay_names, stems, planned = _plan_outputs(args, sources)
+    try:  # the outputs first: nothing is loaded for a run that would write where it must not
         record = check_run_folder(args.out, "predict", resume=False, overwrite=args.overwrite)
+        _check_outputs(args, sources, planned, stems, record)
         predictor = Predictor(
             args.checkpoint,
             device=args.device,
@@ -186,19 +194,7 @@ def run(args: argparse.Namespace) -> int:
             linear_images=args.linear_images,
             dtype=args.dtype,
         )
-    except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:  # incl. RunFolderError
-        print(f"darkseg predict: {exc}", file=sys.stderr)
-        return 2
-    sources, missing = expand_sources(args.inputs, recursive=args.recursive)
-    sources += [Source("webcam", camera=n) for n in args.webcam]
-    if not sources and not missing:
-        print("darkseg predict: no image, camera RAW, video or webcam inputs", file=sys.stderr)
-        return 2
-    out_dir: Path = args.out
-    overlay_names, stems, planned = _plan_outputs(args, sources)
-    try:
-        _check_outputs(args, sources, planned, stems, record)
-    except ValueError as exc:  # OutputError
+    except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:  # incl. OutputError
         print(f"darkseg predict: {exc}", file=sys.stderr)
         return 2
     if args.overwrite:  # the files the previous prediction wrote (its record), nothing else
