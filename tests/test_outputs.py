@@ -119,6 +119,8 @@ def test_record_replaces_and_removes_only_what_the_job_wrote(tmp_path):
     assert sorted(rec.remove_recorded()) == [tmp_path / "last.pth", tmp_path / "tb/events.out.tfevents.run"]
     _assert_unchanged({**user, tmp_path / ".epoch_9.pth.abcd1234.tmp": b"user's hidden file"})
     assert not (tmp_path / RECORD_NAME).exists()  # nothing recorded any more
+    with pytest.raises(OutputError, match="record of the files written"):
+        rec.claim([RECORD_NAME])  # an output named like the record would destroy it
 
 
 def test_concurrent_claims_keep_every_entry(tmp_path):

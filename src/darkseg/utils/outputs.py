@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import posixpath
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
@@ -48,13 +49,29 @@ def resolved(path: PathLike) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if a == b:
-        return True
+class _Resolver:
+    """:func:`resolved` as strings for many paths: the real path of each folder is looked up once (a
+    COCO set's 100k images share a few folders), a path that is itself a link is followed."""
+
+    def __init__(self) -> None:
+        self._folders: dict[str, str] = {}
+
+    def __call__(self, path: PathLike) -> str:
+        p = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        if os.path.islink(p):
+            return os.path.realpath(p)
+        head, tail = os.path.split(p)
+        if head not in self._folders:
+            self._folders[head] = os.path.realpath(head)
+        return os.path.join(self._folders[head], tail) if tail else self._folders[head]
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
     try:
-        return os.path.samefile(a, b)  # hard links, bind mounts
+        st = os.stat(path)
     except OSError:
-        return False
+        return None
+    return st.st_dev, st.st_ino
 
 
 def check_paths(
@@ -73,24 +90,26 @@ def check_paths(
     Raises:
         OutputError: one line naming the output (and the input it meets).
     """
-    ins = [(Path(p), resolved(p)) for p in inputs if p is not None]
-    for f in (Path(f) for f in files if f is not None):
-        rf = resolved(f)
-        if rf.is_dir():
+    res = _Resolver()
+    ins = [(p, res(p)) for p in inputs if p is not None]
+    for f in (f for f in files if f is not None):
+        rf = res(f)
+        if os.path.isdir(rf):
             raise OutputError(f"{f}: is a folder; darkseg {job} writes a file here: give a file name")
+        fid = _file_id(rf)  # an existing output may be an input under another name (a hard link)
         for p, rp in ins:
-            if _same_file(rf, rp):
+            if rp == rf or (fid is not None and _file_id(rp) == fid):
                 raise OutputError(
                     f"{f}: is the input {p}; darkseg {job} never writes over an input: choose another output"
                 )
-    for d in (Path(d) for d in folders if d is not None):
-        rd = resolved(d)
-        if rd == Path(rd.anchor):
+    for d in (d for d in folders if d is not None):
+        rd = res(d)
+        if os.path.dirname(rd) == rd:
             raise OutputError(f"{d}: the file-system root cannot be an output folder")
-        if rd.exists() and not rd.is_dir():
+        if os.path.exists(rd) and not os.path.isdir(rd):
             raise OutputError(f"{d}: is a file, not a folder; darkseg {job} writes a folder of files here")
         for p, rp in ins:
-            if rp == rd or rd in rp.parents:
+            if rp == rd or rp.startswith(rd + os.sep):
                 what = "is the input" if rp == rd else "contains the input"
                 raise OutputError(
                     f"{d}: the output folder {what} {p}; darkseg {job} never writes among its inputs: "
@@ -99,11 +118,13 @@ def check_paths(
 
 
 def _relative(rel: PathLike) -> str:
-    """A record key: a relative POSIX path inside the folder."""
-    p = PurePosixPath(Path(rel).as_posix())
-    if p.is_absolute() or ".." in p.parts or str(p) in ("", "."):
+    """A record key: a normalised relative POSIX path inside the folder."""
+    key = posixpath.normpath(os.fspath(rel).replace(os.sep, "/"))
+    if key.startswith(("/", "../")) or key in (".", ".."):
         raise ValueError(f"{rel}: not a relative path inside the output folder")
-    return str(p)
+    if posixpath.basename(key) == RECORD_NAME:
+        raise OutputError(f"{rel}: is darkseg's record of the files written in its folder: use another name")
+    return key
 
 
 @contextlib.contextmanager
@@ -159,10 +180,11 @@ class OutputRecord:
 
     # ---------------------------------------------------------------- checking and recording
     def _refuse_foreign(self, rels: Iterable[str], files: dict[str, str]) -> None:
+        folder = os.fspath(self.folder)
         for rel in rels:
-            p = self.folder / rel
             owner = files.get(rel)
-            if owner != self.job and (p.exists() or p.is_symlink()):
+            if owner != self.job and os.path.lexists(os.path.join(folder, rel)):
+                p = self.folder / rel
                 by = f" (written by darkseg {owner})" if owner else ""
                 raise OutputError(
                     f"{p}: exists and was not written by darkseg {self.job}{by}; darkseg never writes over "
