@@ -241,7 +241,7 @@ def test_predict_never_writes_among_its_inputs(ckpt, tmp_path, capsys, monkeypat
     _one_line(capsys, "contains the input")
     # the root: refused before the checkpoint is even read (a missing one here)
     assert _predict(tmp_path / "none.pt", str(x), "--out", "/") != 0
-    _one_line(capsys, "root")
+    _one_line(capsys, "file-system root")
     _assert_unchanged(snap)
     from darkseg.utils.outputs import RECORD_NAME
 
@@ -401,3 +401,21 @@ def test_demo_keeps_user_files_in_its_folders(tmp_path, capsys):
     _assert_unchanged(user)
     assert main([*argv, "--resume"]) == 0
     _assert_unchanged(user)
+
+
+# ------------------------------------------------------------------------------------- --out /
+def test_the_root_is_never_an_output_folder(scenes, tmp_path, capsys):
+    """``--out /`` is refused before any work by every job that writes a folder. (Each case also fails
+    early for another reason that the refusal must come before: a missing annotation file, a missing
+    CUDA device, an unreadable DNG, so that no version of darkseg ever writes into / here.)"""
+    argv = _train_argv(scenes, Path("/"), f"data.train.ann_file={tmp_path / 'missing.json'}")
+    assert main(argv) != 0
+    _one_line(capsys, "file-system root")
+    assert main(["demo", "--quick", "--out", "/", "--no-progress", "--device", "cuda:99"]) != 0
+    _one_line(capsys, "file-system root")
+    dng = tmp_path / "a.dng"
+    dng.write_bytes(b"DNG bytes")
+    assert (
+        main(["calibrate", "--dng-profile", str(dng), "--out", str(tmp_path / "p.json"), "--plots", "/"]) != 0
+    )
+    _one_line(capsys, "file-system root")
