@@ -293,6 +293,7 @@ def test_cli_refuses_a_previous_prediction_unless_overwrite(ckpt, tmp_path, caps
     """Rerunning into a folder with a previous prediction is refused (exit 2, one line naming the
     folder and --overwrite); --overwrite removes that run's overlays and JSON files, nothing else."""
     from darkseg.cli import main
+    from darkseg.utils.outputs import RECORD_NAME
 
     d = tmp_path / "in"
     d.mkdir()
@@ -302,6 +303,7 @@ def test_cli_refuses_a_previous_prediction_unless_overwrite(ckpt, tmp_path, caps
     base = ["predict", "--checkpoint", str(ckpt), "--out", str(out), "--no-progress", "--score-thr", "0"]
     assert main([*base, str(d)]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
+        RECORD_NAME,  # the record of the files the run wrote
         "a_overlay.png",
         "b_overlay.png",
         "images.json",
@@ -315,5 +317,5 @@ def test_cli_refuses_a_previous_prediction_unless_overwrite(ckpt, tmp_path, caps
     assert (out / "b_overlay.png").is_file()
     assert main([*base, str(d / "a.png"), "--overwrite"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "a_overlay.png", "images.json", "mine_overlay.png", "results.json"
+        RECORD_NAME, "a_overlay.png", "images.json", "mine_overlay.png", "results.json"
     ]  # fmt: skip

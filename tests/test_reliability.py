@@ -69,7 +69,8 @@ def test_torchvision_state_dict_with_nan_is_refused(tmp_path):
 
 
 def test_os_errors_end_in_one_line_not_a_traceback(tmp_path, capsys):
-    """An --out that is a file (an OS error deep inside a job) prints one line with the file name."""
+    """An --out below a file (an OS error deep inside a job) prints one line with the file name. (An
+    --out that is a file itself is refused before any work: tests/test_outputs.py.)"""
     model = build_model(ModelConfig.tiny(["person"], min_size=64, max_size=96))
     save_checkpoint(tmp_path / "m.pth", model)
     from darkseg.utils.io import write_image
@@ -77,7 +78,7 @@ def test_os_errors_end_in_one_line_not_a_traceback(tmp_path, capsys):
     write_image(tmp_path / "x.png", torch.zeros((40, 50, 3), dtype=torch.uint8).numpy())
     (tmp_path / "taken").write_text("a file, not a folder")
     argv = ["predict", "--checkpoint", str(tmp_path / "m.pth"), str(tmp_path / "x.png"),
-            "--out", str(tmp_path / "taken"), "--no-progress"]  # fmt: skip
+            "--out", str(tmp_path / "taken" / "sub"), "--no-progress"]  # fmt: skip
     assert main(argv) == 1
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == [err] and err.startswith("darkseg predict: ") and "taken" in err

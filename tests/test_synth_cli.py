@@ -92,8 +92,10 @@ def test_resume_after_kill_gives_identical_files(tiny, reference_run, tmp_path):
     assert len(finished) >= 3
     for p in finished:  # whatever survived under a final name is a complete, identical file
         assert p.read_bytes() == (reference_run / "images" / p.name).read_bytes()
-    # a killed writer leaves at most a temporary file; plant one to check it is cleaned up
-    (out / "images" / ".stale.png.abc_1234.tmp").write_bytes(b"partial")  # mkstemp-style name
+    # a killed writer leaves at most a temporary file of one of its outputs; plant one to check it is
+    # cleaned up (mkstemp-style name)
+    victim = sorted(p.name for p in (reference_run / "images").iterdir())[-1]
+    (out / "images" / f".{victim}.abc_1234.tmp").write_bytes(b"partial")
     rc = main(_synth_args(images, ann, out, "--seed", "0"))
     assert rc == 0
     assert _files(out / "images") == _files(reference_run / "images")

@@ -15,6 +15,7 @@ __all__ = [
     "DarkSegError",
     "ConfigError",
     "DeviceError",
+    "OutputError",
     "RunFolderError",
     "ECHO_LIMIT",
     "cut_text",
@@ -55,7 +56,13 @@ class DeviceError(DarkSegError, RuntimeError):
     """The requested compute device does not exist on this machine (e.g. ``cuda`` without a GPU)."""
 
 
-class RunFolderError(DarkSegError, ValueError):
+class OutputError(DarkSegError, ValueError):
+    """An output path would write over an input, over a file the job did not write, or is no place to
+    write (the file-system root, a folder given as a file); the message names the path
+    (:mod:`darkseg.utils.outputs`)."""
+
+
+class RunFolderError(OutputError):
     """An output folder already holds a run that the job would mix with or overwrite."""
 
 

@@ -52,8 +52,16 @@ def _print_summary(results, profile) -> None:
 def run(args: argparse.Namespace) -> int:
     from darkseg.synth.calibrate import CalibrationError
     from darkseg.utils.io import atomic_write_json
+    from darkseg.utils.outputs import check_file, check_paths, claim_file
 
     name = args.name or args.out.stem
+    inputs = [args.dark, args.flat, *(args.dng_profile or [])]
+    try:  # before any work: never over an input, never over a file no calibrate run wrote
+        check_file(args.out, "calibrate", inputs)
+        check_paths("calibrate", inputs, folders=[args.plots])
+    except ValueError as exc:
+        print(f"darkseg calibrate: error: {exc}", file=sys.stderr)
+        return 2
     if args.dng_profile:
         if args.dark or args.flat:
             print(
@@ -69,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         except (ValueError, OSError) as exc:
             print(f"darkseg calibrate: error: {exc}", file=sys.stderr)
             return 2
+        claim_file(args.out, "calibrate", inputs)
         atomic_write_json(args.out, profile, indent=1)
         for line in lines:
             print(line)
@@ -95,11 +104,19 @@ def run(args: argparse.Namespace) -> int:
     except (CalibrationError, FileNotFoundError, ValueError) as exc:
         print(f"darkseg calibrate: error: {exc}", file=sys.stderr)
         return 2
+    from darkseg.synth.calibrate_plots import plot_names, write_plots
+    from darkseg.utils.outputs import OutputRecord
+
+    try:
+        if args.plots:
+            OutputRecord(args.plots, "calibrate").claim(plot_names(results))
+        claim_file(args.out, "calibrate", inputs)
+    except ValueError as exc:  # OutputError: a file in the way of a plot
+        print(f"darkseg calibrate: error: {exc}", file=sys.stderr)
+        return 2
     atomic_write_json(args.out, profile, indent=1)
     _print_summary(results, profile)
     if args.plots:
-        from darkseg.synth.calibrate_plots import write_plots
-
         written = write_plots(results, fits, args.plots)
         print(f"darkseg calibrate: {len(written)} plots in {args.plots}")
     print(

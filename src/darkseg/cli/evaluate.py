@@ -165,16 +165,23 @@ def _run_checkpoint(args: argparse.Namespace) -> dict:
     }
 
 
-def _remove_leftovers(outputs: list[Path | None]) -> None:
-    """Remove the temporaries a killed evaluation left next to its output files (and say so)."""
-    from darkseg.utils.io import remove_stale_temporaries
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Before any work: ``--json`` and ``--results-out`` are no input, not the same file, and no existing
+    file that no ``evaluate`` run wrote (``OutputError``); then both are recorded in their folders'
+    records and the temporaries a killed evaluation left of them are removed (and reported)."""
+    from darkseg.errors import OutputError
+    from darkseg.utils.outputs import check_file, claim_file, resolved
 
-    for out in outputs:
+    config = Path(args.config) if args.config and Path(args.config).is_file() else None
+    inputs = [args.annotations, args.results, args.checkpoint, args.images, config]
+    for out in (args.json_out, args.results_out):
         if out is not None:
-            for p in remove_stale_temporaries(out.parent, final_names={out.name}):
-                print(
-                    f"darkseg evaluate: removed {p} (temporary file of an interrupted write)", file=sys.stderr
-                )
+            check_file(out, "evaluate", inputs)
+    if args.json_out and args.results_out and resolved(args.json_out) == resolved(args.results_out):
+        raise OutputError(f"{args.json_out}: --json and --results-out name the same file")
+    for out in (args.json_out, args.results_out):
+        for p in claim_file(out, "evaluate", inputs) if out is not None else []:
+            print(f"darkseg evaluate: removed {p} (temporary file of an interrupted write)", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -184,8 +191,8 @@ def run(args: argparse.Namespace) -> int:
     if (args.results is None) == (args.checkpoint is None):
         print("darkseg evaluate: error: give exactly one of --results or --checkpoint", file=sys.stderr)
         return 2
-    _remove_leftovers([args.json_out, args.results_out])
     try:
+        _check_outputs(args)
         report = _run_results(args) if args.results is not None else _run_checkpoint(args)
     except (ValueError, FileNotFoundError, ImageReadError, RuntimeError) as exc:
         print(f"darkseg evaluate: error: {exc}", file=sys.stderr)

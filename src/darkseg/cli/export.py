@@ -71,13 +71,15 @@ def _report_check(check) -> int:
 def run(args: argparse.Namespace) -> int:
     from darkseg.engine.export import ExportError, check_export, check_images, export_model
     from darkseg.models import CheckpointError, load_model
-    from darkseg.utils.io import remove_stale_temporaries
+    from darkseg.utils.outputs import check_file, claim_file
 
-    for p in remove_stale_temporaries(args.out.parent, final_names={args.out.name}):
-        print(f"darkseg export: removed {p} (temporary file of an interrupted export)", file=sys.stderr)
+    read = [args.checkpoint, *(args.check_image or [])]
     try:
+        check_file(args.out, "export", read)  # never over an input or a file no export run wrote
         model, _ = load_model(args.checkpoint, map_location="cpu")
         inputs = check_images(model, args.check_image) if args.check else []  # bad images fail first
+        for p in claim_file(args.out, "export", read):
+            print(f"darkseg export: removed {p} (temporary file of an interrupted export)", file=sys.stderr)
         path = export_model(
             model, args.format, args.out, example_size=tuple(args.example_size), opset=args.opset
         )

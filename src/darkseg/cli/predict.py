@@ -18,8 +18,12 @@ sources, sizes), categories, videos and per-file errors; ``--export-coco FILE`` 
 file for annotation tools. A bad file or frame is reported and skipped; the exit status is 1 when any
 input or frame failed. Throughput (images/s, frames/s) is printed at the end.
 A missing input is reported on stderr and in ``images.json``. A DIR that holds a previous prediction
-(``images.json``/``results.json``) is refused unless ``--overwrite`` is given, which first removes that
-prediction's JSON files and overlays.
+is refused unless ``--overwrite`` is given, which first removes the files that prediction wrote (JSON
+files, overlays, per-frame results, saved frames: the ones DIR's ``.darkseg-outputs.json`` records) and
+nothing else. Before any work, a DIR that is or contains an input (``--out`` equal to an input folder,
+``--out .`` next to the inputs), the file-system root, an ``--export-coco`` FILE that is an input, and
+any existing file in the way of an output that no ``predict`` run wrote (a user's ``x_overlay.png``, an
+existing ``--export-coco`` file) are refused with one line naming it (:mod:`darkseg.utils.outputs`).
 """
 
 from __future__ import annotations
@@ -98,47 +102,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-#: ``darkseg predict``'s output folder; overlays are owned through the previous ``images.json``.
-PREDICT_LAYOUT_MARKERS = ("images.json", "results.json")
+def _plan_outputs(args: argparse.Namespace, sources: list) -> tuple[list[str], list[str], list[str]]:
+    """Names of the files the run writes into the output folder, decided before any work: ``(overlay
+    name per image source, file stem per video / webcam source, every planned file)``. Saved video
+    frames (``frames/<stem>/NNNNNN.png``) are recorded as they come, their number being unknown."""
+    used: set[str] = set()
+    images = [s for s in sources if s.kind == "image"]
+    overlays = [_unique_name(Path(s.path).stem, used) for s in images]
+    stems = [
+        _unique_stem(f"cam{s.camera}" if s.kind == "webcam" else Path(s.name).stem, used)
+        for s in sources
+        if s.kind != "image"
+    ]
+    planned = ["results.json", "images.json"]
+    if not args.no_overlay:
+        planned += overlays + [f"{stem}_overlay.avi" for stem in stems]
+    planned += [f"{stem}_frames.jsonl" for stem in stems]
+    return overlays, stems, planned
 
 
-def _previous_overlays(out_dir: Path) -> list[Path]:
-    """Files a previous prediction in ``out_dir`` wrote, as its ``images.json`` lists them: image
-    overlays (``*_overlay.png``), video overlays (``*_overlay.avi``) and per-frame results
-    (``*_frames.jsonl``). Saved video frames (``frames/``) are left alone."""
-    from darkseg.utils.io import load_json
+def _check_outputs(args: argparse.Namespace, sources: list, planned: list[str], stems: list[str], record):
+    """Before any work: no output over an input (or the root), no existing file that no ``predict`` run
+    wrote in the way of an output (``--export-coco`` included). Raises ``OutputError``."""
+    from darkseg.errors import OutputError
+    from darkseg.utils.outputs import OutputRecord, check_paths, resolved
 
-    try:
-        info = load_json(out_dir / "images.json")
-    except (FileNotFoundError, ValueError):
-        return []
-    if not isinstance(info, dict):
-        return []
-    names = [im.get("overlay") for im in info.get("images") or [] if isinstance(im, dict)]
-    for v in info.get("videos") or []:
-        if isinstance(v, dict):
-            names += [v.get("overlay"), v.get("frames_jsonl")]
-    ours = ("_overlay.png", "_overlay.avi", "_frames.jsonl")
-    return [out_dir / n for n in names if isinstance(n, str) and Path(n).name == n and n.endswith(ours)]
-
-
-def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Raise ``RunFolderError`` when ``out_dir`` holds a previous prediction and ``overwrite`` is off."""
-    from darkseg.engine.runfolder import RunLayout, check_run_folder
-
-    layout = RunLayout("predict", PREDICT_LAYOUT_MARKERS, PREDICT_LAYOUT_MARKERS)
-    check_run_folder(out_dir, layout, resume=False, overwrite=overwrite)
-
-
-def _clear_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Remove a previous prediction (with ``overwrite``) and stale temporary files from ``out_dir``."""
-    from darkseg.utils.io import remove_stale_temporaries
-
-    if overwrite:
-        for p in [*_previous_overlays(out_dir), *(out_dir / n for n in PREDICT_LAYOUT_MARKERS)]:
-            p.unlink(missing_ok=True)
-    for p in remove_stale_temporaries(out_dir):
-        print(f"darkseg predict: removed {p} (temporary file of an interrupted write)", file=sys.stderr)
+    given = [Path(i[1:] if i.startswith("@") else i) for i in args.inputs]
+    inputs = [args.checkpoint, *(p for p in given if p.exists()), *(s.path for s in sources if s.path)]
+    check_paths("predict", inputs, files=[args.export_coco], folders=[args.out])
+    frames = [p for stem in stems for p in (args.out / "frames" / stem).glob("[0-9]" * 6 + ".png")]
+    record.check([*planned, *(p.relative_to(args.out) for p in frames)])
+    if args.export_coco is not None:
+        if resolved(args.export_coco) in {resolved(args.out / n) for n in planned}:
+            raise OutputError(f"{args.export_coco}: is one of the prediction's own files in {args.out}")
+        OutputRecord(args.export_coco.parent, "predict").check([args.export_coco.name])
 
 
 def _unique_name(stem: str, used: set[str]) -> str:
@@ -175,8 +172,19 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.gain_ema < 1.0:
         print(f"darkseg predict: --gain-ema must be in [0, 1), got {args.gain_ema}", file=sys.stderr)
         return 2
-    try:
-        _check_out_dir(args.out, args.overwrite)
+    from darkseg.engine.runfolder import check_run_folder
+    from darkseg.utils.outputs import claim_file
+
+    sources, missing = expand_sources(args.inputs, recursive=args.recursive)
+    sources += [Source("webcam", camera=n) for n in args.webcam]
+    if not sources and not missing:
+        print("darkseg predict: no image, camera RAW, video or webcam inputs", file=sys.stderr)
+        return 2
+    out_dir: Path = args.out
+    overlay_names, stems, planned = _plan_outputs(args, sources)
+    try:  # the outputs first: nothing is loaded for a run that would write where it must not
+        record = check_run_folder(args.out, "predict", resume=False, overwrite=args.overwrite)
+        _check_outputs(args, sources, planned, stems, record)
         predictor = Predictor(
             args.checkpoint,
             device=args.device,
@@ -186,24 +194,24 @@ def run(args: argparse.Namespace) -> int:
             linear_images=args.linear_images,
             dtype=args.dtype,
         )
-    except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:  # incl. RunFolderError
+    except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:  # incl. OutputError
         print(f"darkseg predict: {exc}", file=sys.stderr)
         return 2
-    sources, missing = expand_sources(args.inputs, recursive=args.recursive)
-    sources += [Source("webcam", camera=n) for n in args.webcam]
-    if not sources and not missing:
-        print("darkseg predict: no image, camera RAW, video or webcam inputs", file=sys.stderr)
-        return 2
-    out_dir: Path = args.out
-    _clear_out_dir(out_dir, args.overwrite)
+    if args.overwrite:  # the files the previous prediction wrote (its record), nothing else
+        record.remove_recorded()
     out_dir.mkdir(parents=True, exist_ok=True)
+    for p in record.remove_stale_temporaries(planned):
+        print(f"darkseg predict: removed {p} (temporary file of an interrupted write)", file=sys.stderr)
+    record.claim(planned)
+    if args.export_coco is not None:
+        claim_file(args.export_coco, "predict")
+    next_overlay = iter(overlay_names)  # results come one per image, in input order
     images: list[dict] = []
     results: list[dict] = []
     videos: list[dict] = []
     errors: list[dict] = [{"file": m.split(": ")[0], "error": m} for m in missing]
     for m in missing:
         print(f"darkseg predict: skipped {m}", file=sys.stderr)
-    used: set[str] = set()
     coco = CocoInstancesWriter(predictor.class_names, args.coco_masks) if args.export_coco else None
 
     def add_image(pred, file_name: str, **extra) -> int:
@@ -226,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
         return image_id
 
     def on_result(res: PredictResult) -> None:
+        name = next(next_overlay)
         if not res.ok:
             errors.append({"file": res.source, "error": res.error})
             tqdm.write(f"darkseg predict: skipped {res.error}", file=sys.stderr)
@@ -235,7 +244,6 @@ def run(args: argparse.Namespace) -> int:
         if orientation != 1:
             extra["exif_orientation"] = orientation  # reported, not applied: results are in stored pixels
         if not args.no_overlay:
-            name = _unique_name(Path(res.source).stem, used)
             write_image(out_dir / name, draw_instances(res.preview, res.prediction))
             extra["overlay"] = name
         add_image(res.prediction, res.source, **extra)
@@ -253,8 +261,8 @@ def run(args: argparse.Namespace) -> int:
         )
         dt = time.perf_counter() - t0
         throughput.append(f"images: {len(files)} in {dt:.2f} s, {len(files) / max(dt, 1e-9):.2f} images/s")
-    for src in (s for s in sources if s.kind != "image"):
-        rc = _run_video(args, predictor, src, out_dir, used, add_image, videos, errors, throughput)
+    for src, stem in zip((s for s in sources if s.kind != "image"), stems, strict=True):
+        rc = _run_video(args, predictor, src, stem, record, add_image, videos, errors, throughput)
         if rc == 2:
             return rc
         if rc == 130:  # Ctrl-C: write what was done, skip the remaining inputs
@@ -286,11 +294,10 @@ def run(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
-def _run_video(
-    args, predictor, src, out_dir: Path, used: set[str], add_image, videos, errors, throughput
-) -> int:
-    """Predict one video / webcam; appends to ``videos`` / ``errors``; returns 2 on a setup error, 130
-    when interrupted with Ctrl-C, else 0."""
+def _run_video(args, predictor, src, stem: str, record, add_image, videos, errors, throughput) -> int:
+    """Predict one video / webcam into ``<stem>_*`` files of the output folder (saved frames recorded in
+    its ``record`` before they are written); appends to ``videos`` / ``errors``; returns 2 on a setup
+    error, 130 when interrupted with Ctrl-C, else 0."""
     import json
 
     from tqdm.auto import tqdm
@@ -305,9 +312,10 @@ def _run_video(
         errors.append({"file": src.name, "error": str(exc)})
         tqdm.write(f"darkseg predict: skipped {exc}", file=sys.stderr)
         return 0
-    stem = _unique_stem(f"cam{src.camera}" if src.kind == "webcam" else Path(src.name).stem, used)
+    out_dir: Path = args.out
     jsonl = out_dir / f"{stem}_frames.jsonl"
     frames_dir = out_dir / "frames" / stem
+    claimed = [0]  # frames recorded so far: in blocks, so the record is not rewritten for every frame
 
     with open(jsonl, "w", encoding="utf-8") as fh:
 
@@ -315,6 +323,9 @@ def _run_video(
             file_name = f"{src.name}#{index}"
             if args.save_frames:
                 path = frames_dir / f"{index:06d}.png"
+                if index >= claimed[0]:
+                    claimed[0] = index + 256
+                    record.claim(f"frames/{stem}/{i:06d}.png" for i in range(index, claimed[0]))
                 write_image(path, frame)
                 file_name = str(path)
             image_id = add_image(pred, file_name, video=src.name, frame_index=index)

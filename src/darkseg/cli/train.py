@@ -68,7 +68,17 @@ def run(args: argparse.Namespace) -> int:
     from darkseg.engine.train import TrainingError, train
 
     try:
-        train(cfg, out, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
+        from pathlib import Path
+
+        config_file = [args.config] if Path(args.config).is_file() else []  # else a packaged config
+        train(
+            cfg,
+            out,
+            resume=args.resume,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
+            inputs=config_file,
+        )
     except TrainingInterrupted as exc:
         print(f"darkseg train: {exc}", file=sys.stderr)
         return 130 if exc.signame == "SIGINT" else 143

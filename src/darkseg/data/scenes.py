@@ -38,6 +38,7 @@ __all__ = [
     "resolve_occlusion",
     "shape_mask",
     "generate_scenes",
+    "scene_outputs",
 ]
 
 #: Object classes, in category-id order (category id = index + 1).
@@ -479,7 +480,9 @@ def generate_scenes(
 
     Returns:
         ``(image_dir, ann_file)``. Every file is written atomically; the JSON is written last, so a
-        present annotation file means a complete dataset.
+        present annotation file means a complete dataset. Files of an earlier scene set in ``out_dir``
+        are replaced; an existing file of the same name that no scene set wrote is refused
+        (:class:`darkseg.errors.OutputError`, :mod:`darkseg.utils.outputs`).
     """
     from tqdm import tqdm
 
@@ -489,19 +492,24 @@ def generate_scenes(
     unknown = [c for c in classes if c not in ALL_SCENE_CLASSES]
     if unknown or not classes or len(set(classes)) != len(classes):
         raise ValueError(f"classes must be distinct names from {ALL_SCENE_CLASSES}, got {classes}")
-    fmt = image_format.lower().lstrip(".")
-    if fmt not in ("png", "jpg", "jpeg"):
-        raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
-    ext = "png" if fmt == "png" else "jpg"
+    from darkseg.utils.outputs import OutputRecord, check_paths
+
+    planned = scene_outputs(num_images, image_format)
+    ext = Path(planned[0]).suffix[1:]
     out_dir = Path(out_dir)
+    check_paths("scenes", [], folders=[out_dir])
+    record = OutputRecord(out_dir, "scenes")  # files of earlier scene sets are replaced, no other file
+    record.check(planned)
     image_dir = out_dir / "images"
     image_dir.mkdir(parents=True, exist_ok=True)
+    record.remove_stale_temporaries(planned)
+    record.claim(planned)
     cat_ids = {name: i + 1 for i, name in enumerate(classes)}
     images, annotations = [], []
     for i in tqdm(range(num_images), desc=f"scenes -> {out_dir}", unit="img", disable=not progress):
         rng = np.random.default_rng([int(seed), i])
         scene = render_scene(rng, size, classes, cfg)
-        file_name = f"{i:06d}.{ext}"
+        file_name = Path(planned[i]).name
         if ext == "png":
             write_image(image_dir / file_name, scene.image)
         else:
@@ -524,6 +532,16 @@ def generate_scenes(
     ann_file = out_dir / "annotations.json"
     atomic_write_json(ann_file, coco)
     return image_dir, ann_file
+
+
+def scene_outputs(num_images: int, image_format: str = "png") -> list[str]:
+    """The files :func:`generate_scenes` writes, relative to its folder: ``images/NNNNNN.<ext>`` for
+    ``num_images`` scenes, then ``annotations.json``."""
+    fmt = image_format.lower().lstrip(".")
+    if fmt not in ("png", "jpg", "jpeg"):
+        raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
+    ext = "png" if fmt == "png" else "jpg"
+    return [f"images/{i:06d}.{ext}" for i in range(num_images)] + ["annotations.json"]
 
 
 def _write_jpeg(path: Path, image: np.ndarray) -> None:

@@ -6,6 +6,6 @@
 * :mod:`darkseg.demo.job` - :class:`DemoSettings` and :func:`run_demo`, composed of the stages.
 """
 
-from darkseg.demo.job import DEMO_LAYOUT, QUICK_OVERRIDES, DemoSettings, run_demo
+from darkseg.demo.job import QUICK_OVERRIDES, DemoSettings, run_demo
 
-__all__ = ["DEMO_LAYOUT", "DemoSettings", "QUICK_OVERRIDES", "run_demo"]
+__all__ = ["DemoSettings", "QUICK_OVERRIDES", "run_demo"]

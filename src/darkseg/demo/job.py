@@ -29,9 +29,11 @@ Layout of ``out_dir``::
     metrics.json  report.md  report.html  loss_curve.png
 
 A folder that already holds a demo run is refused unless ``resume`` (continue the training from
-``train/last.pth``; the data are regenerated identically from the seed) or ``overwrite`` (the previous
-run's report, evaluation results, overlays and training files are removed first; ``data/`` is
-regenerated in place, other files are left alone).
+``train/last.pth``; the data are regenerated identically from the seed) or ``overwrite`` (the files the
+previous run wrote - report, evaluation results, overlays, training files - are removed first; ``data/``
+is regenerated in place). Every folder keeps the record of the files its job wrote
+(``.darkseg-outputs.json``, :mod:`darkseg.utils.outputs`): only those are ever replaced or removed, and
+a file in the way of an output that the job did not write is refused by name before any stage runs.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from typing import Any
 from darkseg.demo.report import plot_loss_curve, write_overlays, write_report
 from darkseg.demo.stages import evaluate_views, make_dark_test_set, make_scene_sets, train_stage
 
-__all__ = ["DEMO_LAYOUT", "DemoSettings", "QUICK_OVERRIDES", "run_demo"]
+__all__ = ["DemoSettings", "QUICK_OVERRIDES", "run_demo"]
 
 #: Config overrides of ``--quick``: a tiny model and a few iterations (seconds, for tests).
 QUICK_OVERRIDES: tuple[str, ...] = (
@@ -70,23 +72,45 @@ QUICK_OVERRIDES: tuple[str, ...] = (
 )
 
 
-def _demo_layout():
-    from darkseg.engine.runfolder import TRAIN_LAYOUT, RunLayout
-
-    report = ("metrics.json", "report.md", "report.html", "loss_curve.png")
-    train = tuple(f"train/{p}" for p in TRAIN_LAYOUT.owned)
-    return RunLayout(
-        job="demo",
-        markers=report + tuple(f"train/{p}" for p in TRAIN_LAYOUT.markers),
-        owned=report
-        + train
-        + ("eval/results_dark.json", "eval/results_clean.json", "overlays/[0-9][0-9][0-9].png"),
-        resumable=True,
-    )
+#: the demo's own files in its folder (``overlays/NNN.png`` come on top, see :func:`_demo_outputs`);
+#: the stages' folders ``data/*`` and ``train/`` hold the records of their own jobs
+REPORT_FILES = (
+    "metrics.json",
+    "report.md",
+    "report.html",
+    "loss_curve.png",
+    "eval/results_dark.json",
+    "eval/results_clean.json",
+)
 
 
-#: The files a demo run writes (``data/`` is regenerated in place and not listed).
-DEMO_LAYOUT = _demo_layout()
+def _demo_outputs(settings: DemoSettings) -> list[str]:
+    """The files the demo itself writes into its folder, relative to it."""
+    return [
+        *REPORT_FILES,
+        *(f"overlays/{n:03d}.png" for n in range(min(settings.overlays, settings.test_images))),
+    ]
+
+
+def _check_stage_outputs(out: Path, settings: DemoSettings) -> None:
+    """Refuse, before any stage runs, a file in the way of a stage's outputs that the stage's job did not
+    write (:class:`darkseg.errors.OutputError` naming it): scenes, dark test set, training run."""
+    from darkseg.data.scenes import scene_outputs
+    from darkseg.engine.train import RUN_FILES
+    from darkseg.synth.offline import output_relpath, synth_outputs
+    from darkseg.utils.outputs import OutputRecord
+
+    data = out / "data"
+    test = scene_outputs(settings.test_images)
+    dark = synth_outputs([output_relpath(Path(r).name, "png8") for r in test[:-1]], "annotations.json", True)
+    stages = [
+        (data / "train", "scenes", scene_outputs(settings.train_images)),
+        (data / "test", "scenes", test),
+        (data / "test_dark", "synth", dark),
+        (out / "train", "train", list(RUN_FILES)),
+    ]
+    for folder, job, names in stages:
+        OutputRecord(folder, job).check(names)
 
 
 @dataclass
@@ -154,7 +178,8 @@ def run_demo(
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
         progress: stage headers and tqdm bars.
         resume: continue the training of the run in ``out_dir`` from ``train/last.pth``.
-        overwrite: remove the previous run's files (:data:`DEMO_LAYOUT`) and start afresh.
+        overwrite: remove the files the previous run wrote (as the folders' records list them) and
+            start afresh; other files stay.
 
     Returns:
         The summary written to ``out_dir/metrics.json``: ``metrics`` (``{"dark"|"clean": {"bbox"|"segm":
@@ -165,14 +190,19 @@ def run_demo(
     from darkseg.config import load_config
     from darkseg.engine.evaluate import format_metrics
     from darkseg.engine.logger import read_jsonl
-    from darkseg.engine.runfolder import check_run_folder, clear_run_folder
+    from darkseg.engine.runfolder import check_run_folder
     from darkseg.models import load_model
-    from darkseg.utils.io import atomic_write_json, load_json, remove_stale_temporaries
+    from darkseg.utils.io import atomic_write_json, load_json
+    from darkseg.utils.outputs import check_paths
     from darkseg.utils.runtime import resolve_device
 
     settings = settings or (DemoSettings.quick() if quick else DemoSettings())
     out = Path(out_dir).resolve()
-    check_run_folder(out, DEMO_LAYOUT, resume=resume, overwrite=overwrite)
+    config_file = [settings.config] if Path(settings.config).is_file() else []  # else a packaged config
+    check_paths("demo", config_file, folders=[out])
+    record = check_run_folder(out, "demo", resume, overwrite, resumable=True)
+    if not (resume or overwrite):  # a run killed during training has no report yet: its train/ counts
+        check_run_folder(out / "train", "train", resume, overwrite, resumable=True)
     resolve_device(device)  # DeviceError now, not after the data stages
     data = out / "data"
     timings: dict[str, float] = {}
@@ -197,15 +227,19 @@ def run_demo(
         )
     if cfg.synth is None:
         raise ValueError(f"config {settings.config}: the demo needs a synth section (low-light synthesis)")
-    if overwrite:
-        removed = clear_run_folder(out, DEMO_LAYOUT)
+    planned = _demo_outputs(settings)
+    record.check(planned)
+    _check_stage_outputs(out, settings)
+    if overwrite:  # the demo's own files; the stages replace theirs (train --overwrite, synth, scenes)
+        removed = record.remove_recorded()
         if removed and progress:
             print(
                 f"--overwrite: removed {len(removed)} file(s) of the previous demo run in {out}", flush=True
             )
     out.mkdir(parents=True, exist_ok=True)
-    for p in remove_stale_temporaries(out, recursive=True):
+    for p in record.remove_stale_temporaries(planned):
         print(f"removed {p} (temporary file of an interrupted write)", flush=True)
+    record.claim(planned)
 
     # 1. scenes
     _stage(

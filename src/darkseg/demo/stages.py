@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,13 +94,16 @@ def make_dark_test_set(
 
     Args:
         reuse: keep a finished set (annotation file and ``synth_config.json`` present, ``clean/`` too when
-            asked for); without it the set's previous files are removed and it is written afresh, so that
-            new scenes under the same file names never meet old renderings.
+            asked for); without it the files a previous synth run wrote there (as its record lists them)
+            are removed and the set is written afresh, so that new scenes under the same file names never
+            meet old renderings. Other files in ``out_dir`` are never touched; one in the way of an
+            output is refused (:class:`darkseg.errors.OutputError`).
 
     Raises:
         ValueError: bad settings (packed output, ...) or images that could not be synthesised (named).
     """
     from darkseg.synth.offline import CONFIG_NAME, SynthJob, run_synth_folder
+    from darkseg.utils.outputs import OutputRecord
 
     out = Path(out_dir)
     ann_out = out / Path(ann_file).name
@@ -109,11 +111,8 @@ def make_dark_test_set(
     done = ann_out.is_file() and (out / CONFIG_NAME).is_file()
     if reuse and done and (result.clean is None or result.clean.is_dir()):
         return result
-    if not reuse:
-        for sub in ("images", "clean"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-        for f in (ann_out, out / CONFIG_NAME):
-            f.unlink(missing_ok=True)
+    if not reuse:  # only the files a synth run wrote there (its record); any other file stays
+        OutputRecord(out, "synth").remove_recorded()
     job = SynthJob(Path(images), Path(ann_file), out, synth_cfg, seed=seed, fmt="png8", save_clean=save_clean)
     report = run_synth_folder(job, progress=progress)
     if not report.ok:

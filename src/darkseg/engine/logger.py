@@ -19,7 +19,10 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from darkseg.utils.outputs import OutputRecord
 
 __all__ = ["TrainLogger", "truncate_logs", "read_jsonl"]
 
@@ -78,6 +81,8 @@ class TrainLogger:
         enabled: False on ranks other than 0.
         progress: show a tqdm bar.
         tensorboard: write TensorBoard scalars if the package is importable.
+        record: the run folder's record of written files; the TensorBoard event file (named by
+            TensorBoard when it is created) is added to it.
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class TrainLogger:
         enabled: bool = True,
         progress: bool = True,
         tensorboard: bool = True,
+        record: OutputRecord | None = None,
     ) -> None:
         self.enabled = enabled
         self.out_dir = Path(out_dir)
@@ -106,9 +112,15 @@ class TrainLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(str(self.out_dir / "tb"))
+                tb = self.out_dir / "tb"
+                before = set(tb.glob("events.out.tfevents.*"))
+                self._tb = SummaryWriter(str(tb))
             except Exception:  # noqa: BLE001 - tensorboard not installed or broken: skip it
                 self._tb = None
+            if self._tb is not None and record is not None:
+                self._tb.flush()
+                new = set(tb.glob("events.out.tfevents.*")) - before
+                record.claim(p.relative_to(self.out_dir) for p in new)
         if progress:
             from tqdm import tqdm
 

@@ -26,8 +26,10 @@ exactly as an uninterrupted run (bit-identical on CPU with deterministic kernels
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,22 @@ def _init_weights(model: nn.Module, path: str, log) -> None:
     log(f"init_from {path}: {len(sd)}/{len(own)} tensors loaded (others keep their initialisation)")
 
 
+#: the files every run writes into its folder (epoch checkpoints, evaluation results and TensorBoard's
+#: event file come on top, depending on the settings)
+RUN_FILES = ("config.yaml", "log.jsonl", "log.csv", LAST, "final.pth", "summary.json")
+
+
+def _config_inputs(cfg: ExperimentConfig) -> list[str]:
+    """The files and folders a run reads by the config: datasets, ``train.init_from``, a camera profile
+    file (a packaged camera name is no path and is left out)."""
+    sets = [cfg.data.train, *([cfg.data.val] if cfg.data.val is not None else [])]
+    paths = [p for ds in sets for p in (ds.image_dir, ds.ann_file)]
+    paths.append(cfg.train.init_from)
+    if cfg.synth is not None:
+        paths.append(cfg.synth.camera)
+    return [p for p in paths if p and os.path.exists(p)]
+
+
 def _synthesizer(cfg: ExperimentConfig):
     """A ``LowLightSynthesizer`` of ``cfg.synth``, or None without synthesis."""
     if cfg.synth is None:
@@ -122,9 +140,11 @@ class Trainer:
         resume: bool = False,
         progress: bool = True,
         overwrite: bool = False,
+        inputs: Sequence[str | os.PathLike] = (),
     ) -> None:
-        from darkseg.engine.runfolder import TRAIN_LAYOUT, check_run_folder
+        from darkseg.engine.runfolder import check_run_folder
         from darkseg.models import build_model, param_groups
+        from darkseg.utils.outputs import check_paths
         from darkseg.utils.runtime import keep_freed_memory, seed_everything
 
         self.cfg, self.out_dir, self.resume = cfg, Path(out_dir), resume
@@ -135,7 +155,8 @@ class Trainer:
         self.main = self.rank == 0
         # every rank checks before rank 0 writes anything into the folder; a refused folder fails fast,
         # an overwritten one is cleared only once the model and the data have been set up
-        check_run_folder(self.out_dir, TRAIN_LAYOUT, resume=resume, overwrite=overwrite)
+        check_paths("train", [*inputs, *_config_inputs(cfg)], folders=[self.out_dir])
+        self.record = check_run_folder(self.out_dir, "train", resume, overwrite, resumable=True)
         du.barrier()
         seed_everything(t.seed, deterministic=t.deterministic)
         if self.device.type == "cpu":
@@ -201,13 +222,16 @@ class Trainer:
 
         # resume
         self.start_iter = 0
+        planned = self._planned_outputs()
+        self.record.check(planned)  # a file of that name the job did not write: refused before any write
         if resume:
             self._load_resume()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.main:
             from darkseg.utils.io import atomic_open
 
-            self._tidy_out_dir(overwrite)
+            self._tidy_out_dir(overwrite, planned)
+            self.record.claim(planned)
             with atomic_open(self.out_dir / "config.yaml", "w") as fh:
                 fh.write(config_to_yaml(cfg))
         du.barrier()
@@ -217,15 +241,30 @@ class Trainer:
         if self.main:
             print(text, flush=True)
 
-    def _tidy_out_dir(self, overwrite: bool) -> None:
-        """Remove a killed run's temporary files and, with ``overwrite``, the previous run's files."""
-        from darkseg.engine.runfolder import TRAIN_LAYOUT, clear_run_folder
-        from darkseg.utils.io import remove_stale_temporaries
+    def _planned_outputs(self) -> list[str]:
+        """Every file this run may write into the run folder (TensorBoard's event file aside: its name
+        is known only once it exists, and the logger records it then)."""
+        t, ipe = self.cfg.train, self.iters_per_epoch
+        names = list(RUN_FILES)
+        if t.keep_epoch_checkpoints and t.checkpoint_every_epochs:
+            step = t.checkpoint_every_epochs
+            names += [f"epoch_{e}.pth" for e in range(step, self.total_iters // ipe + 1, step)]
+        if self.cfg.data.val is not None:
+            if t.eval_every:
+                names += [
+                    f"results_iter_{i}.json" for i in range(t.eval_every, self.total_iters, t.eval_every)
+                ]
+            if t.eval_at_end:
+                names.append("results_final.json")
+        return names
 
-        for p in remove_stale_temporaries(self.out_dir):
+    def _tidy_out_dir(self, overwrite: bool, planned: list[str]) -> None:
+        """Remove a killed run's temporary files and, with ``overwrite``, the previous run's files (those
+        the folder's record lists as written by ``train``; nothing else)."""
+        for p in self.record.remove_stale_temporaries(planned):
             self._print(f"removed {p} (temporary file of an interrupted write)")
         if overwrite:
-            removed = clear_run_folder(self.out_dir, TRAIN_LAYOUT)
+            removed = self.record.remove_recorded()
             if removed:
                 self._print(
                     f"--overwrite: removed {len(removed)} file(s) of the previous run in {self.out_dir}"
@@ -399,7 +438,12 @@ class Trainer:
         if self.main and self.start_iter > 0:
             truncate_logs(self.out_dir, self.start_iter)
         logger = TrainLogger(
-            self.out_dir, self.total_iters, self.start_iter, enabled=self.main, progress=self.progress
+            self.out_dir,
+            self.total_iters,
+            self.start_iter,
+            enabled=self.main,
+            progress=self.progress,
+            record=self.record,
         )
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         history: list[float] = []
@@ -555,12 +599,17 @@ def train(
     resume: bool = False,
     progress: bool = True,
     overwrite: bool = False,
+    inputs: Sequence[str | os.PathLike] = (),
 ) -> dict[str, Any]:
     """Train ``cfg`` into ``out_dir`` (default ``cfg.output_dir``); ``resume`` continues ``out_dir/last.pth``.
 
-    A folder that already holds a run (checkpoints, logs, summary) is refused with
-    :class:`darkseg.errors.RunFolderError` unless ``resume`` continues it or ``overwrite`` replaces it
-    (the previous run's checkpoints, logs, results and summary are removed first; other files stay).
+    A folder that already holds a run (files the folder's record lists as written by ``train``) is
+    refused with :class:`darkseg.errors.RunFolderError` unless ``resume`` continues it or ``overwrite``
+    replaces it (the files the previous run wrote are removed first; other files stay). An output folder
+    that is or contains an input (the config's data, ``train.init_from``, a camera profile, ``inputs``:
+    e.g. the config file), the file-system root, or one holding a file of a name the run writes
+    (``config.yaml``, ``last.pth``, ...) that no ``train`` run wrote is refused before anything is
+    written (:class:`darkseg.errors.OutputError`; :mod:`darkseg.utils.outputs`).
 
     Runs as one process, or as one of ``torchrun``'s processes (DDP). Returns the summary dict (also
     written to ``out_dir/summary.json``): iterations, timing, first/last mean loss, final AP, paths.
@@ -568,5 +617,5 @@ def train(
     out = out_dir if out_dir is not None else cfg.output_dir
     if out is None:
         raise ValueError("train: no output folder (pass out_dir / --out or set output_dir in the config)")
-    trainer = Trainer(cfg, out, resume=resume, progress=progress, overwrite=overwrite)
+    trainer = Trainer(cfg, out, resume=resume, progress=progress, overwrite=overwrite, inputs=inputs)
     return trainer.run()

@@ -497,7 +497,9 @@ def convert_mmdet_checkpoint(
 
     Args:
         src: MMDetection 2.x checkpoint or bare state dict.
-        dst: output path; ``None`` = only check and report.
+        dst: output path; ``None`` = only check and report. Refused before any work
+            (:class:`darkseg.errors.OutputError`) when it is ``src`` (or a link to it), a folder, or an
+            existing file that no ``convert`` run wrote (:mod:`darkseg.utils.outputs`).
         class_names: override ``meta["CLASSES"]`` (must match the number of classes).
         img_scale: test resize box ``(long, short)``, overriding the config text's.
         config_overrides: any other :class:`ModelConfig` fields to set (e.g. ``resize_interpolation``).
@@ -505,9 +507,13 @@ def convert_mmdet_checkpoint(
     Returns:
         A :class:`ConversionReport`; :meth:`ConversionReport.summary` describes it in a few lines.
     """
+    from darkseg.utils.outputs import check_file, claim_file
+
     from .detector import build_model
 
     where = str(src)
+    if dst is not None:  # never over the source, never over a file no convert run wrote
+        check_file(dst, "convert", [src])
     sd, meta = read_mmdet_checkpoint(src)
     report = ConversionReport(config=ModelConfig(), source_keys=len(sd))
     cfg = infer_model_config(sd, meta, class_names, img_scale, where, report)
@@ -522,5 +528,6 @@ def convert_mmdet_checkpoint(
         model = build_model(cfg)
         model.load_state_dict(new_sd, strict=True)
         extra = {"converted_from": str(Path(src).name), "mmdet_meta_classes": list(cfg.class_names)}
+        claim_file(dst, "convert", [src])
         save_checkpoint(dst, model, extra=extra)
     return report

@@ -22,6 +22,12 @@ def _save(fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def plot_names(results) -> list[str]:
+    """The files :func:`write_plots` writes for ``results``: ``ptc_ISO<n>.png`` per ISO with measured
+    photon-transfer points, then ``noise_vs_K.png``."""
+    return [f"ptc_ISO{r.iso:g}.png" for r in results if r.gain.points] + ["noise_vs_K.png"]
+
+
 def write_plots(results, fits, out: str | os.PathLike) -> list[Path]:
     """``ptc_ISO<n>.png`` per ISO with measured K and ``noise_vs_K.png``; returns the files written."""
     import matplotlib

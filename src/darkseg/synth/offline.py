@@ -19,7 +19,10 @@ Output layout under ``out``::
 * Deterministic: image ``i`` uses ``numpy.random.default_rng([seed, image_id])``, so the result does
   not depend on order, worker count, or interruptions.
 * Resumable: every file is written atomically (temporary file + rename); a rerun skips outputs that
-  exist and deletes the stale temporary files of a killed run (darkseg's own temporaries only).
+  exist and deletes the stale temporary files of a killed run (temporaries of this job's outputs only).
+* Safe: an output folder that is or contains an input (the image folder, an image, the annotation
+  file) is refused, and so is an existing output file that no ``synth`` run wrote (the folder's
+  ``.darkseg-outputs.json`` records what was written: :mod:`darkseg.utils.outputs`), before any work.
 * Robust: an unreadable image is reported with its file name and the job goes on; the report lists
   the failures.
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 import copy
 import os
 import zlib
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -47,6 +51,7 @@ __all__ = [
     "image_rng",
     "output_relpath",
     "run_synth_folder",
+    "synth_outputs",
     "half_resolution_annotations",
 ]
 
@@ -135,6 +140,13 @@ def output_relpath(file_name: str, fmt: str) -> str:
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {short_repr(fmt)}")
     return str(Path(file_name).with_suffix(".npy" if fmt == "npy" else ".png"))
+
+
+def synth_outputs(rels: Iterable[str], annotation_name: str, save_clean: bool) -> list[str]:
+    """The files the folder job writes, relative to its folder: ``images/<rel>`` (and ``clean/<rel>``)
+    for every output path ``rel`` (:func:`output_relpath`), the annotation file and ``synth_config.json``."""
+    subs = ("images", "clean") if save_clean else ("images",)
+    return [f"{sub}/{rel}" for rel in rels for sub in subs] + [annotation_name, CONFIG_NAME]
 
 
 def _encode(arr: np.ndarray, fmt: str, name: str) -> bytes:
@@ -272,7 +284,8 @@ def run_synth_folder(job: SynthJob, progress: bool = True) -> SynthReport:
     arguments before any image is processed; per-image problems go to the report."""
     from tqdm import tqdm
 
-    from darkseg.utils.io import atomic_write_json, remove_stale_temporaries
+    from darkseg.utils.io import atomic_write_json
+    from darkseg.utils.outputs import OutputRecord, check_paths
 
     if job.fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {short_repr(job.fmt)}")
@@ -283,7 +296,6 @@ def run_synth_folder(job: SynthJob, progress: bool = True) -> SynthReport:
     LowLightSynthesizer(job.cfg)  # validate the configuration before doing anything
     coco = load_coco_images(job.annotations)
     out = Path(job.out)
-    out.mkdir(parents=True, exist_ok=True)
 
     rel_of: dict[str, str] = {}
     for im in coco["images"]:
@@ -296,6 +308,16 @@ def run_synth_folder(job: SynthJob, progress: bool = True) -> SynthReport:
             )
         rel_of[im["file_name"]] = rel
 
+    # never over an input, never over a file no synth run wrote; files a synth run wrote are reused
+    images_in = [Path(job.images) / im["file_name"] for im in coco["images"]]
+    check_paths("synth", [job.images, job.annotations, *images_in], folders=[out])
+    record = OutputRecord(out, "synth")
+    planned = synth_outputs(rel_of.values(), Path(job.annotations).name, job.save_clean)
+    record.check(planned)
+    out.mkdir(parents=True, exist_ok=True)
+    report = SynthReport()
+    report.removed_temporaries = record.remove_stale_temporaries(planned)
+    record.claim(planned)
     meta = {
         "config": job.cfg.to_dict(),
         "seed": int(job.seed),
@@ -303,8 +325,6 @@ def run_synth_folder(job: SynthJob, progress: bool = True) -> SynthReport:
         "save_clean": job.save_clean,
     }
     _check_run_config(out, meta)
-    report = SynthReport()
-    report.removed_temporaries = remove_stale_temporaries(out, recursive=True)
 
     todo = []
     for im in coco["images"]:

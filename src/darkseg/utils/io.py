@@ -4,8 +4,9 @@ All writers are *atomic*: data goes to a temporary file in the destination folde
 fsynced, then renamed over the destination. A run killed mid-write therefore never leaves a partial
 file under the final name; it can leave the temporary file, which is hidden and named
 ``.<final name>.<tag>.tmp`` (``tag``: 8 random characters of ``mkstemp``, or ``link`` / ``partial``
-for checkpoint hard links and ONNX exports). :func:`remove_stale_temporaries` removes exactly such
-files, and every job calls it on its output folder when it starts.
+for checkpoint hard links and ONNX exports). :func:`atomic_temporary_target` names the file a temporary
+belongs to; every job removes the temporaries of the files it writes when it starts
+(:meth:`darkseg.utils.outputs.OutputRecord.remove_stale_temporaries`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ __all__ = [
     "read_image",
     "write_image",
     "load_json",
-    "is_atomic_temporary",
-    "remove_stale_temporaries",
+    "atomic_temporary_target",
     "parse_json",
     "json_depth",
 ]
@@ -77,34 +77,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
         raise
 
 
-def is_atomic_temporary(path: str | os.PathLike, final_names: set[str] | None = None) -> bool:
-    """Whether ``path`` is named like a temporary file of darkseg's atomic writers.
-
-    With ``final_names``, only temporaries of those destination names count.
-    """
+def atomic_temporary_target(path: str | os.PathLike) -> str | None:
+    """The final file name whose temporary ``path`` is (see the module docstring), or None when ``path``
+    is not named like a temporary of darkseg's atomic writers."""
     m = _TEMPORARY_NAME.match(Path(path).name)
-    return m is not None and (final_names is None or m.group("final") in final_names)
-
-
-def remove_stale_temporaries(
-    folder: str | os.PathLike, recursive: bool = False, final_names: set[str] | None = None
-) -> list[Path]:
-    """Delete the temporary files a killed darkseg process left in ``folder``; returns what was removed.
-
-    Only regular files named like darkseg's own temporaries (see the module docstring) are touched,
-    optionally only those of ``final_names``; every other file stays. Call it before the job writes,
-    never while another process writes into the same folder.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        return []
-    found = root.rglob(".*.tmp") if recursive else root.glob(".*.tmp")
-    removed = []
-    for p in sorted(found):
-        if p.is_file() and not p.is_symlink() and is_atomic_temporary(p, final_names):
-            p.unlink(missing_ok=True)
-            removed.append(p)
-    return removed
+    return m.group("final") if m is not None else None
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
