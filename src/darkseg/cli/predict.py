@@ -28,7 +28,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from darkseg.cli.argtypes import open_probability, probability, ratio_or_auto
+from darkseg.cli.argtypes import open_probability, probability, ratio_or_auto, webcam_index
 
 HELP = "instance masks for images, camera RAW files, videos and webcams"
 
@@ -40,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="INPUT",
         help="image / camera RAW / video files, folders, glob patterns, @list.txt files, cam:N webcams",
     )
-    parser.add_argument("--webcam", type=int, action="append", default=[], metavar="N", help="webcam index")
+    parser.add_argument(
+        "--webcam", type=webcam_index, action="append", default=[], metavar="N", help="webcam index, 0..99"
+    )
     parser.add_argument("--checkpoint", required=True, type=Path, help="darkseg checkpoint (.pt)")
     parser.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
     parser.add_argument("--score-thr", type=probability, default=0.5, help="drop detections below this score")

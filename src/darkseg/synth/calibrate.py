@@ -25,8 +25,9 @@ Per ISO (every array here is *packed*: ``(h, w, 4)`` planes R, G1, B, G2, in DN 
   ``n_i`` pixels still carries is subtracted; ``s_i^2`` = within-row variance). ``Y = X - m_i`` (rows
   removed). The probability plots use **all** values of ``Y`` pooled over the ISO's frames and channels:
   they are sorted once and :data:`PPCC_POINTS` evenly spaced order statistics (every one of them when
-  there are fewer) are plotted against the quantiles at their plotting positions (Filliben's, as
-  ``scipy.stats.probplot``), so the fit has no random subsample and gives the same result on every run.
+  there are fewer) between the :data:`TAIL_TRIM` and ``1 - TAIL_TRIM`` quantiles are plotted against the
+  quantiles at their plotting positions (Filliben's, as ``scipy.stats.probplot``), so the fit has no
+  random subsample and gives the same result on every run.
   The Tukey shape ``lam`` maximises the correlation of that plot (bounded Brent search over
   :data:`LAMBDA_RANGE`); ``sigma_TL`` = its slope, ``sigma_g`` = the slope of the normal plot. Both scales
   are corrected for the row-mean removal (factor ``sqrt(n / (n - 1))``) and for the integer quantisation
@@ -37,7 +38,9 @@ Per ISO (every array here is *packed*: ``(h, w, 4)`` planes R, G1, B, G2, in DN 
   the centre ``b_c`` is the median (the clip level when half or more is clipped), the row offsets a row
   quantile above the clipped mass (their own read-noise share measured on the values shuffled across
   rows), and the probability plots use the values above the centre with their mirror images
-  (symmetric read noise assumed). Frames with no noise (all values equal: all-zero frames) or with
+  (symmetric read noise assumed), rows not removed: the row variance ``sigma_r^2`` is subtracted from
+  the plots' variances instead. Clipped frames whose noise is below :data:`MIN_CLIPPED_NOISE` are
+  refused. Frames with no noise (all values equal: all-zero frames) or with
   :data:`MAX_CLIPPED_DARK` or more clipped are refused.
 * **Cross-ISO fits** (one point per calibrated ISO): ordinary least squares ``ln s = slope ln K + bias``
   for ``s`` in ``g_scale`` (sigma_g), ``G_scale`` (sigma_TL), ``R_scale`` (sigma_r); ``sigma`` = RMS
@@ -96,12 +99,19 @@ MIN_TILE = 4
 PPCC_POINTS = 200_000
 #: the same for the per-frame diagnostic scales
 FRAME_POINTS = 20_000
+#: the probability plots leave out this fraction of the values at each end: the few most extreme values of
+#: heavy-tailed read noise swing the fit (at lambda -0.24 the spread between shoots is 4x smaller without
+#: them; docs/calibration.md)
+TAIL_TRIM = 1e-4
 #: the Tukey shapes searched (below -0.5 the variance is infinite)
 LAMBDA_RANGE = (-0.49, 1.0)
 #: dark frames with more than this fraction of values at a minimum at or above black are "clipped at black"
 CLIPPED_DARK = 0.01
 #: ... and with this fraction or more there is too little noise left to measure
 MAX_CLIPPED_DARK = 0.9
+#: clipped dark frames need this read-noise standard deviation (DN): below it the integer steps dominate
+#: the half above the clip (measured: sigma_TL 5 % high at 1.8 DN, 1.4 % at 2.7 DN; docs/calibration.md)
+MIN_CLIPPED_NOISE = 2.0
 
 
 class CalibrationError(ValueError):
@@ -390,11 +400,13 @@ def clipped_fraction(frame: np.ndarray) -> float:
 
 
 def _order_statistics(y: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray]:
-    """``points`` evenly spaced order statistics of all of ``y`` and their plotting positions (Filliben's,
-    as ``scipy.stats.probplot``): ``(positions (M,), values (M,))``."""
+    """``points`` evenly spaced order statistics of all of ``y`` between the :data:`TAIL_TRIM` and
+    ``1 - TAIL_TRIM`` quantiles, and their plotting positions (Filliben's, as ``scipy.stats.probplot``):
+    ``(positions (M,), values (M,))``."""
     s = np.sort(np.asarray(y, dtype=np.float32).ravel())
     n = s.size
-    rank = np.unique(np.rint(np.linspace(1, n, min(points, n))).astype(np.int64))
+    cut = int(TAIL_TRIM * n)
+    rank = np.unique(np.rint(np.linspace(1 + cut, n - cut, min(points, n - 2 * cut))).astype(np.int64))
     pos = (rank - 0.3175) / (n + 0.365)
     pos[rank == n] = 0.5 ** (1.0 / n)
     pos[rank == 1] = 1.0 - 0.5 ** (1.0 / n)
@@ -441,7 +453,7 @@ def _rows_clipped(x: np.ndarray, g: np.ndarray, lo: float, rng: np.random.Genera
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows (every pixel bad): not used
         off = np.nanquantile(np.where(g, x, np.nan), level, axis=1) - np.quantile(x[g], level)
     off = np.where(rows, off, 0.0)
-    vals = (x - off[:, None])[g]
+    vals = x[g]  # integer values like the rows' own (the quantisation is part of the estimator's noise)
     width = max(2, int(np.median(cnt[rows])))
     k = vals.size // width
     shuffled = vals[rng.permutation(vals.size)[: k * width]].reshape(k, width)
@@ -513,7 +525,9 @@ def analyse_darks(
             rows = cnt >= 2
             if clipped:
                 off, rows, read_share = _rows_clipped(f[:, :, c], g, lo_clip, shuffle_rng)
-                y = (f[:, :, c] - off[:, None] - bias[c]).astype(np.float32)
+                # rows are not removed: a row quantile of clipped values is too noisy an offset; the row
+                # variance is taken out of the scales below instead
+                y = (f[:, :, c] - bias[c]).astype(np.float32)
                 unc = g & (f[:, :, c] > lo_clip + 0.5)
                 y = _mirrored(y, unc, bias[c] <= lo_clip + 0.5)
                 m = off[rows]
@@ -535,25 +549,35 @@ def analyse_darks(
     y_all = np.concatenate(ys)
     if not np.ptp(y_all) > 0:
         raise CalibrationError("the dark frames have no noise (every row-removed value is the same)")
-    # rows of n pixels lose a fraction 1/n of their variance when their mean is subtracted
-    row_corr = math.sqrt(np.mean(w_eff) / (np.mean(w_eff) - 1.0))
+    if clipped and float(np.std(y_all)) < MIN_CLIPPED_NOISE:
+        raise CalibrationError(
+            f"the dark frames are clipped at black ({100 * clip:.0f} % of the values) and their read noise, "
+            f"{float(np.std(y_all)):.2f} DN, is too small to measure from the half above the clip (need "
+            f"{MIN_CLIPPED_NOISE:g} DN or more): leave this ISO out or keep the camera's black-level offset"
+        )
+    # row noise: pooled over frames and channels, the read-noise share of the row means removed
+    var_m = float(np.mean([np.var(m, ddof=1) for m in row_means]))
+    row_scale = math.sqrt(max(var_m - float(np.mean(row_var_read)), 0.0))
+
+    def scale(slope: float, ref_var: float) -> float:
+        if clipped:  # the values still hold the row noise: take its variance out
+            return _sheppard(math.sqrt(max(slope * slope - row_scale**2 / ref_var, 0.0)), ref_var)
+        # rows of n pixels lose a fraction 1/n of their variance when their mean is subtracted
+        return _sheppard(slope * math.sqrt(np.mean(w_eff) / (np.mean(w_eff) - 1.0)), ref_var)
 
     pos, vals = _order_statistics(y_all, points)
     lam = _ppcc_lambda(pos, vals)
     slope_tl, r_tl = _probplot_fit(pos, vals, lam)
     var_tl = tukey_lambda_variance(lam)
-    tl_scale = _sheppard(slope_tl * row_corr, var_tl)
+    tl_scale = scale(slope_tl, var_tl)
     slope_g, r_g = _probplot_fit(pos, vals, None)
-    g_scale = _sheppard(slope_g * row_corr, 1.0)
+    g_scale = scale(slope_g, 1.0)
     frame_tl = []
     for y in ys:  # per-frame-channel Tukey scales at the pooled lam (diagnostics)
         s, _ = _probplot_fit(*_order_statistics(y, FRAME_POINTS), lam)
-        frame_tl.append(_sheppard(s * row_corr, var_tl))
+        frame_tl.append(scale(s, var_tl))
     frame_tl = [float(np.mean(frame_tl[i : i + 4])) for i in range(0, len(frame_tl), 4)]
 
-    # row noise: pooled over frames and channels, the read-noise share of the row means removed
-    var_m = float(np.mean([np.var(m, ddof=1) for m in row_means]))
-    row_scale = math.sqrt(max(var_m - float(np.mean(row_var_read)), 0.0))
     m_all = np.concatenate([m - m.mean() for m in row_means])
     _, r_row = _probplot_fit(*_order_statistics(m_all, points), None)
     read_total = float(np.sqrt(np.mean([np.var(f[good]) for f in frames])))
