@@ -406,7 +406,10 @@ def _order_statistics(y: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarra
     s = np.sort(np.asarray(y, dtype=np.float32).ravel())
     n = s.size
     cut = int(TAIL_TRIM * n)
-    rank = np.unique(np.rint(np.linspace(1 + cut, n - cut, min(points, n - 2 * cut))).astype(np.int64))
+    if points >= n - 2 * cut:
+        rank = np.arange(1 + cut, n - cut + 1, dtype=np.int64)
+    else:  # steps of more than one rank: distinct
+        rank = np.rint(np.linspace(1 + cut, n - cut, points)).astype(np.int64)
     pos = (rank - 0.3175) / (n + 0.365)
     pos[rank == n] = 0.5 ** (1.0 / n)
     pos[rank == 1] = 1.0 - 0.5 ** (1.0 / n)
