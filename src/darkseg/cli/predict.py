@@ -28,7 +28,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from darkseg.cli.argtypes import open_probability, probability, ratio_or_auto, webcam_index
+from darkseg.cli.argtypes import open_probability, positive_float, probability, ratio_or_auto, webcam_index
 
 HELP = "instance masks for images, camera RAW files, videos and webcams"
 
@@ -67,6 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
         "--batch-size", type=int, default=1, help="images / frames per model call (same-grid inputs batched)"
+    )
+    parser.add_argument(
+        "--batch-memory",
+        type=positive_float,
+        default=2.0,
+        metavar="GB",
+        help="memory one batched model call may use, GiB (caps --batch-size by the input size; default 2)",
     )
     parser.add_argument(
         "--dtype",
@@ -177,6 +184,13 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.gain_ema < 1.0:
         print(f"darkseg predict: --gain-ema must be in [0, 1), got {args.gain_ema}", file=sys.stderr)
         return 2
+    if args.export_coco is not None:
+        from darkseg.utils.io import output_file_problem
+
+        problem = output_file_problem(args.export_coco)
+        if problem is not None:
+            print(f"darkseg predict: --export-coco {problem}", file=sys.stderr)
+            return 2
     try:
         _check_out_dir(args.out, args.overwrite)
         predictor = Predictor(
@@ -187,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
             ratio=args.ratio,
             linear_images=args.linear_images,
             dtype=args.dtype,
+            batch_memory=max(1, int(args.batch_memory * 1024**3)),
         )
     except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:  # incl. RunFolderError
         print(f"darkseg predict: {exc}", file=sys.stderr)
@@ -307,6 +322,15 @@ def _run_video(
         errors.append({"file": src.name, "error": str(exc)})
         tqdm.write(f"darkseg predict: skipped {exc}", file=sys.stderr)
         return 0
+    cap = predictor.max_batch(source.height, source.width) if source.height and source.width else None
+    if cap is not None and args.batch_size > cap:
+        mb = predictor.input_memory(source.height, source.width) / 1024**2
+        tqdm.write(
+            f"darkseg predict: {src.name}: --batch-size {args.batch_size} capped to {cap} for "
+            f"{source.width}x{source.height} frames (about {mb:.0f} MB each, --batch-memory "
+            f"{args.batch_memory:g} GiB)",
+            file=sys.stderr,
+        )
     stem = _unique_stem(f"cam{src.camera}" if src.kind == "webcam" else Path(src.name).stem, used)
     jsonl = out_dir / f"{stem}_frames.jsonl"
     frames_dir = out_dir / "frames" / stem
