@@ -168,3 +168,14 @@ def test_only_the_results_cocoeval_reads_reach_pycocotools(monkeypatch):
     top = [results[i] for i in sorted(order)]
     assert coco_evaluate(data, top, "bbox")["bbox"] == full
     assert 0 < full["AP"] < 1
+
+
+def test_webcam_option_and_sources_share_one_limit():
+    import argparse
+
+    from darkseg.cli.argtypes import webcam_index
+    from darkseg.engine.video import MAX_WEBCAM_INDEX
+
+    assert webcam_index(str(MAX_WEBCAM_INDEX)) == MAX_WEBCAM_INDEX
+    with pytest.raises(argparse.ArgumentTypeError):
+        webcam_index(str(MAX_WEBCAM_INDEX + 1))

@@ -19,7 +19,7 @@ value that differs from a sidecar's value for the same file is refused (:class:`
 both claim to describe the file, and silently preferring either would calibrate the wrong levels.
 
 ISO: the file's metadata; otherwise the nearest folder named ``ISO<n>``, ``ISO_<n>``, ``ISO <n>`` (or
-just ``<n>``) above it, ``n > 0``; a folder named ``ISO...`` that is not such a name (``ISO0``,
+just ``<n>``) above it, ``n > 0``; a folder whose name means an ISO but gives none (``ISO0``,
 ``ISO-400``) makes its files skipped with the folder named. When metadata and folder both exist and
 disagree, the metadata wins and the file is reported as misfiled.
 
@@ -71,6 +71,8 @@ DARK_OUTLIER_LOG = 0.15
 #: smallest usable central crop, packed pixels per side (row statistics and tiles need room)
 MIN_CROP = 16
 _ISO_DIR = re.compile(r"^(?:iso[ _]?)?(\d+(?:\.\d+)?)$", re.IGNORECASE)
+#: a name that means an ISO but is not a valid one (``ISO-400``, ``ISO +100``, ``ISO_0.``)
+_ISO_LIKE = re.compile(r"^iso[\s_+-]*[+-]?\d", re.IGNORECASE)
 _CFA_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 
 
@@ -139,15 +141,15 @@ class FrameSet:
 def _folder_iso(name: str) -> float | None:
     """ISO of a folder name ``ISO<n>`` / ``ISO_<n>`` / ``ISO <n>`` / ``<n>``; None for other names.
 
-    Raises :class:`FrameMetadataError` for a name that claims to be an ISO folder but gives no ISO > 0
-    (``ISO0``, ``ISO-400``, ``ISOabc``, ``0``)."""
+    Raises :class:`FrameMetadataError` for a name that means an ISO but gives no ISO > 0 (``ISO0``,
+    ``ISO-400``, ``0``); other names (``isolated``) are not ISO folders."""
     m = _ISO_DIR.match(name)
     if m:
         iso = float(m.group(1))
         if iso > 0:
             return iso
         raise FrameMetadataError(f"folder {name!r}: an ISO must be > 0")
-    if name.lower().startswith("iso"):
+    if _ISO_LIKE.match(name):
         raise FrameMetadataError(
             f"folder {name!r}: not an ISO folder name (ISO<n>, ISO_<n> or <n> with n > 0)"
         )
@@ -269,8 +271,9 @@ def _check_conflicts(
             a, b = np.atleast_1d(np.asarray(given, np.float64)), np.atleast_1d(np.asarray(own, np.float64))
             same = bool(np.all(np.broadcast_to(a, (4,)) == np.broadcast_to(b, (4,))))
         if not same:
+            shown = " ".join(f"{v:g}" for v in given) if isinstance(given, (list, tuple)) else given
             raise LevelConflictError(
-                f"{flag} {given} conflicts with {key} {own} in {origin[key]} (for {path}): remove the flag "
+                f"{flag} {shown} conflicts with {key} {own} in {origin[key]} (for {path}): remove the flag "
                 "or fix the sidecar"
             )
 
