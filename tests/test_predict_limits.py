@@ -63,6 +63,15 @@ def test_zero_frame_video_is_an_error_not_a_silent_success(ckpt, tmp_path, capsy
     assert any("no frame could be read" in e["error"] for e in info["errors"])
 
 
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_max_frames_below_one_is_an_argument_error(ckpt, tmp_path, capsys, value):
+    """--max-frames 0 or -5 would read no frame and end as a zero-frame video."""
+    with pytest.raises(SystemExit) as exc:
+        _predict(ckpt, str(tmp_path / "v.avi"), "--out", str(tmp_path / "o"), "--max-frames", value)
+    assert exc.value.code == 2
+    assert f"argument --max-frames: must be an integer >= 1, got {value}" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------- batches by memory
 
 

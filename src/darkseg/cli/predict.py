@@ -28,7 +28,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from darkseg.cli.argtypes import open_probability, positive_float, probability, ratio_or_auto, webcam_index
+from darkseg.cli.argtypes import (
+    open_probability,
+    positive_float,
+    positive_int,
+    probability,
+    ratio_or_auto,
+    webcam_index,
+)
 
 HELP = "instance masks for images, camera RAW files, videos and webcams"
 
@@ -94,7 +101,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="M",
         help="video: smooth the exposure gains over frames, EMA momentum in [0, 1) (0.9 ~ 10 frames)",
     )
-    parser.add_argument("--max-frames", type=int, help="video / webcam: stop after this many frames")
+    parser.add_argument(
+        "--max-frames", type=positive_int, help="video / webcam: stop after this many frames (>= 1)"
+    )
     parser.add_argument(
         "--save-frames",
         action="store_true",
