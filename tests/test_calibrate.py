@@ -438,7 +438,7 @@ def test_single_dark_frame_heavy_tails_and_hot_pixels():
     rng = np.random.default_rng(21)
     m = simulate_raw_frame(0.0, SHAPE, 3.5, -0.1, 7.5, 0.9, rng)
     m[rng.integers(0, SHAPE[0], 20), rng.integers(0, SHAPE[1], 20)] = 4000
-    res, mask = analyse_darks([pack_bayer(m.astype(np.float64) - BLACK)], rng)
+    res, mask = analyse_darks([pack_bayer(m.astype(np.float64) - BLACK)])
     assert 18 <= res.bad_pixels <= 22
     assert abs(res.lam + 0.1) <= 0.02
     assert abs(res.tl_scale / 7.5 - 1) <= 0.05

@@ -16,6 +16,7 @@ __all__ = [
     "probability",
     "open_probability",
     "positive_float",
+    "webcam_index",
     "add_set_option",
 ]
 
@@ -80,6 +81,15 @@ def ratio_or_auto(text: str) -> float | str:
         return parse_ratio(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def webcam_index(text: str) -> int:
+    """A webcam index, 0..99 (``darkseg.engine.video.MAX_WEBCAM_INDEX``: OpenCV reads larger numbers as a
+    capture backend plus an index, and some backends crash on a negative one)."""
+    value = _number(text, int)
+    if not 0 <= value <= 99:
+        raise argparse.ArgumentTypeError(f"must be a webcam index 0..99, got {value}")
+    return value
 
 
 def add_set_option(parser: argparse.ArgumentParser, example: str, dest: str = "set") -> None:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from darkseg.cli.argtypes import non_negative_int, positive_int
+
 HELP = "calibrate a camera's noise profile from dark frames + flat fields (or a DNG NoiseProfile)"
 
 
@@ -23,14 +25,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="camera name stored in the profile (default: the --out file stem)")
     parser.add_argument("--plots", type=Path, help="folder for the photon-transfer and noise-fit plots")
     parser.add_argument(
-        "--crop", type=int, default=512, help="central crop in packed pixels per side (0 = whole frame)"
+        "--crop",
+        type=_crop,
+        default=512,
+        help=f"central crop in packed pixels per side, 0 (whole frame) or >= {_MIN_CROP}",
     )
-    parser.add_argument("--tile", type=int, default=32, help="photon-transfer tile size in packed pixels")
-    parser.add_argument("--black", type=float, nargs="+", help="black level for PNG/TIFF mosaics (1 or 4)")
+    parser.add_argument(
+        "--tile", type=_tile, default=32, help=f"photon-transfer tile size in packed pixels, >= {_MIN_TILE}"
+    )
+    parser.add_argument(
+        "--black", type=float, nargs="+", help="black level for PNG/TIFF mosaics (1 or 4 values R G1 B G2)"
+    )
     parser.add_argument("--white", type=float, help="white level for PNG/TIFF mosaics")
     parser.add_argument("--cfa", default=None, help="CFA pattern for PNG/TIFF mosaics (default RGGB)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the read-noise subsample")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+# the limits of darkseg.synth.calibrate_frames.MIN_CROP / calibrate.MIN_TILE (kept here so that
+# `darkseg calibrate --help` does not import NumPy and SciPy); tests check they agree
+_MIN_CROP = 16
+_MIN_TILE = 4
+
+
+def _crop(text: str) -> int:
+    value = non_negative_int(text)
+    if 0 < value < _MIN_CROP:
+        raise argparse.ArgumentTypeError(f"must be 0 (whole frame) or >= {_MIN_CROP}, got {value}")
+    return value
+
+
+def _tile(text: str) -> int:
+    value = positive_int(text)
+    if value < _MIN_TILE:
+        raise argparse.ArgumentTypeError(
+            f"must be >= {_MIN_TILE} (a variance from fewer than {_MIN_TILE**2} pixels is noise), got {value}"
+        )
+    return value
+
+
+def _check_options(args: argparse.Namespace) -> str | None:
+    """What is wrong with the level options, ``--tile`` against ``--crop`` and ``--plots``, or None."""
+    from darkseg.raw.reader import RawFormatError
+    from darkseg.synth.calibrate_frames import check_levels
+
+    black = args.black[0] if args.black and len(args.black) == 1 else args.black
+    levels = {"black_level": black, "white_level": args.white, "cfa_pattern": args.cfa}
+    try:
+        check_levels(
+            levels, "options", {"black_level": "--black", "white_level": "--white", "cfa_pattern": "--cfa"}
+        )
+    except RawFormatError as exc:
+        return str(exc)
+    if args.black is not None and args.white is not None and max(args.black) >= args.white:
+        return f"--black {max(args.black):g} must be below --white {args.white:g}"
+    if args.crop and args.tile > args.crop:
+        return f"--tile {args.tile} is larger than --crop {args.crop}"
+    if args.plots is not None:
+        for p in (args.plots, *args.plots.parents):
+            if p.exists() and not p.is_dir():
+                return f"--plots {args.plots}: {p} is a file, not a folder"
+    return None
 
 
 def _print_summary(results, profile) -> None:
@@ -86,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
     if args.dark is None or args.flat is None:
         print("darkseg calibrate: error: give --dark and --flat (or --dng-profile FILE...)", file=sys.stderr)
         return 2
+    problem = _check_options(args)
+    if problem is not None:
+        print(f"darkseg calibrate: error: {problem}", file=sys.stderr)
+        return 2
 
     from darkseg.synth.calibrate_frames import calibrate_frameset, load_frames
     from darkseg.synth.noise import CameraProfile
@@ -96,10 +154,12 @@ def run(args: argparse.Namespace) -> int:
                          progress=not args.no_progress)  # fmt: skip
         for path, why in fs.skipped:
             print(f"  skipped: {path}: {why}", file=sys.stderr)
-        profile, results, fits = calibrate_frameset(fs, name, tile=args.tile, seed=args.seed,
-                                                    progress=not args.no_progress)  # fmt: skip
-        CameraProfile.from_dict(profile, str(args.out))  # the schema darkseg loads
         for note in fs.notes:
+            print(f"  note: {note}", file=sys.stderr)
+        n_notes = len(fs.notes)
+        profile, results, fits = calibrate_frameset(fs, name, tile=args.tile, progress=not args.no_progress)
+        CameraProfile.from_dict(profile, str(args.out))  # the schema darkseg loads
+        for note in fs.notes[n_notes:]:  # added by the analysis (interpolated K, ...)
             print(f"  note: {note}", file=sys.stderr)
     except (CalibrationError, FileNotFoundError, ValueError) as exc:
         print(f"darkseg calibrate: error: {exc}", file=sys.stderr)

@@ -32,7 +32,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from darkseg.cli.argtypes import open_probability, probability, ratio_or_auto
+from darkseg.cli.argtypes import (
+    open_probability,
+    positive_float,
+    positive_int,
+    probability,
+    ratio_or_auto,
+    webcam_index,
+)
 
 HELP = "instance masks for images, camera RAW files, videos and webcams"
 
@@ -44,7 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="INPUT",
         help="image / camera RAW / video files, folders, glob patterns, @list.txt files, cam:N webcams",
     )
-    parser.add_argument("--webcam", type=int, action="append", default=[], metavar="N", help="webcam index")
+    parser.add_argument(
+        "--webcam", type=webcam_index, action="append", default=[], metavar="N", help="webcam index, 0..99"
+    )
     parser.add_argument("--checkpoint", required=True, type=Path, help="darkseg checkpoint (.pt)")
     parser.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
     parser.add_argument("--score-thr", type=probability, default=0.5, help="drop detections below this score")
@@ -71,6 +80,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=1, help="images / frames per model call (same-grid inputs batched)"
     )
     parser.add_argument(
+        "--batch-memory",
+        type=positive_float,
+        default=2.0,
+        metavar="GB",
+        help="memory one batched model call may use, GiB (caps --batch-size by the input size; default 2)",
+    )
+    parser.add_argument(
         "--dtype",
         default="float32",
         choices=["float32", "bfloat16", "float16"],
@@ -89,7 +105,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="M",
         help="video: smooth the exposure gains over frames, EMA momentum in [0, 1) (0.9 ~ 10 frames)",
     )
-    parser.add_argument("--max-frames", type=int, help="video / webcam: stop after this many frames")
+    parser.add_argument(
+        "--max-frames", type=positive_int, help="video / webcam: stop after this many frames (>= 1)"
+    )
     parser.add_argument(
         "--save-frames",
         action="store_true",
@@ -180,6 +198,13 @@ def run(args: argparse.Namespace) -> int:
     if not sources and not missing:
         print("darkseg predict: no image, camera RAW, video or webcam inputs", file=sys.stderr)
         return 2
+    if args.export_coco is not None:  # a path no file can be written at, before anything is planned
+        from darkseg.utils.io import output_file_problem
+
+        problem = output_file_problem(args.export_coco)
+        if problem is not None:
+            print(f"darkseg predict: --export-coco {problem}", file=sys.stderr)
+            return 2
     out_dir: Path = args.out
     overlay_names, stems, planned = _plan_outputs(args, sources)
     try:  # the outputs first: nothing is loaded for a run that would write where it must not
@@ -193,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
             ratio=args.ratio,
             linear_images=args.linear_images,
             dtype=args.dtype,
+            batch_memory=max(1, int(args.batch_memory * 1024**3)),
         )
     except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:  # incl. OutputError
         print(f"darkseg predict: {exc}", file=sys.stderr)
@@ -313,6 +339,15 @@ def _run_video(args, predictor, src, stem: str, record, add_image, videos, error
         tqdm.write(f"darkseg predict: skipped {exc}", file=sys.stderr)
         return 0
     out_dir: Path = args.out
+    cap = predictor.max_batch(source.height, source.width) if source.height and source.width else None
+    if cap is not None and args.batch_size > cap:
+        mb = predictor.input_memory(source.height, source.width) / 1024**2
+        tqdm.write(
+            f"darkseg predict: {src.name}: --batch-size {args.batch_size} capped to {cap} for "
+            f"{source.width}x{source.height} frames (about {mb:.0f} MB each, --batch-memory "
+            f"{args.batch_memory:g} GiB)",
+            file=sys.stderr,
+        )
     jsonl = out_dir / f"{stem}_frames.jsonl"
     frames_dir = out_dir / "frames" / stem
     claimed = [0]  # frames recorded so far: in blocks, so the record is not rewritten for every frame

@@ -228,7 +228,7 @@ def export_model(
     Returns:
         ``Path(out)``.
     """
-    from darkseg.utils.io import atomic_open
+    from darkseg.utils.io import atomic_open, atomic_save
 
     if format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
@@ -250,8 +250,7 @@ def export_model(
                 scripted = torch.jit.script(shell)
         except Exception as exc:  # noqa: BLE001 - report the scripting error verbatim
             raise ExportError(f"TorchScript export failed: {type(exc).__name__}: {exc}") from exc
-        with atomic_open(out, "wb") as fh:
-            torch.jit.save(scripted, fh)
+        atomic_save(out, lambda fh: torch.jit.save(scripted, fh))
         return out
     example = _example_input(m, *example_size)
     wrapper = _OnnxWrapper(m).eval()

@@ -117,14 +117,16 @@ def predict_video(
         predictor: the model.
         source: an open :class:`VideoSource` (closed on return).
         out_video: annotated video path (``None``: no video).
-        batch_size: frames per model call.
+        batch_size: frames per model call; fewer when their memory reaches the predictor's
+            ``batch_memory`` (:meth:`~darkseg.engine.predictor.Predictor.max_batch`).
         gain_ema: exposure gain smoothing (:class:`FrameLoader`).
         on_frame: ``f(frame_index, prediction, frame_rgb)`` after each predicted frame, in order.
         progress: tqdm bar (total = the header's frame count when known).
 
     A frame whose prediction fails is reported in ``problems`` and the annotated video gets the
     brightened frame without instances, so the video keeps its timing. Ctrl-C stops the loop and returns
-    the report (``interrupted``); the frames of an unfinished batch are dropped.
+    the report (``interrupted``); the frames of an unfinished batch are dropped. A source that yields no
+    frame at all is a problem of the report ("no frame could be read").
     """
     from tqdm.auto import tqdm
 
@@ -174,9 +176,11 @@ def predict_video(
             except Exception as exc:  # noqa: BLE001
                 report.problems.append(f"{source.name}: frame {index}: {exc}")
                 continue
-            if len(batch) >= batch_size:
+            if len(batch) >= min(batch_size, predictor.max_batch(*frame.shape[:2])):
                 flush(batch)
         flush(batch)
+        if source.frames_read == 0:
+            report.problems.append(f"{source.name}: no frame could be read (no decodable frame in it)")
     except KeyboardInterrupt:  # Ctrl-C ends a webcam run: keep what was done, let the caller finish up
         report.interrupted = True
         report.problems.append(f"{source.name}: interrupted after {report.frames} frame(s)")

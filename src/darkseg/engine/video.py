@@ -24,6 +24,7 @@ from darkseg.engine.predictor import InputFormatError
 
 __all__ = [
     "VIDEO_EXTENSIONS",
+    "MAX_WEBCAM_INDEX",
     "VideoOpenError",
     "VideoSource",
     "VideoSink",
@@ -39,6 +40,9 @@ VIDEO_EXTENSIONS = frozenset(
 
 #: default frame rate when a source does not report one (webcams often report 0)
 DEFAULT_FPS = 25.0
+#: largest webcam index: OpenCV reads ``index // 100`` as a capture backend (200 = V4L2 + 0), a negative
+#: index crashes some backends and a number past 32 bits overflows
+MAX_WEBCAM_INDEX = 99
 
 _CAM = re.compile(r"^cam:(\d+)$", re.IGNORECASE)
 
@@ -82,6 +86,8 @@ class VideoSource:
         self.is_camera = isinstance(source, int)
         self.name = f"cam:{source}" if self.is_camera else str(source)
         if self.is_camera:
+            if not 0 <= source <= MAX_WEBCAM_INDEX:
+                raise VideoOpenError(f"{self.name}: a webcam index must be 0..{MAX_WEBCAM_INDEX}")
             cap = cv2.VideoCapture(int(source))
             if not cap.isOpened():
                 raise VideoOpenError(

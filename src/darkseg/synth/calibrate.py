@@ -23,12 +23,25 @@ Per ISO (every array here is *packed*: ``(h, w, 4)`` planes R, G1, B, G2, in DN 
   colour bias ``b_c`` = mean of ``M`` over the good pixels. Per frame ``X = frame - b_c``; row means
   ``m_i``; row noise ``sigma_r^2 = var(m_i) - mean_i(s_i^2 / n_i)`` (the read noise that a row mean of
   ``n_i`` pixels still carries is subtracted; ``s_i^2`` = within-row variance). ``Y = X - m_i`` (rows
-  removed); the Tukey shape ``lam = scipy.stats.ppcc_max(Y)`` on a subsample pooled over the ISO's
-  frames and channels; ``sigma_TL`` = slope of ``scipy.stats.probplot(Y, (lam,), dist="tukeylambda")``,
-  ``sigma_g`` = slope of the normal probability plot of ``Y``. Both scales are corrected for the
-  row-mean removal (factor ``sqrt(n / (n - 1))``) and for the integer quantisation of the file
-  (Sheppard: ``1/12`` DN^2 removed from the variance in units of the reference distribution), so they
-  are the continuous scales darkseg's sampler draws.
+  removed). The probability plots use **all** values of ``Y`` pooled over the ISO's frames and channels:
+  they are sorted once and :data:`PPCC_POINTS` evenly spaced order statistics (every one of them when
+  there are fewer) between the :data:`TAIL_TRIM` and ``1 - TAIL_TRIM`` quantiles are plotted against the
+  quantiles at their plotting positions (Filliben's, as ``scipy.stats.probplot``), so the fit has no
+  random subsample and gives the same result on every run.
+  The Tukey shape ``lam`` maximises the correlation of that plot (bounded Brent search over
+  :data:`LAMBDA_RANGE`); ``sigma_TL`` = its slope, ``sigma_g`` = the slope of the normal plot. Both scales
+  are corrected for the row-mean removal (factor ``sqrt(n / (n - 1))``) and for the integer quantisation
+  of the file (Sheppard: ``1/12`` DN^2 removed from the variance in units of the reference
+  distribution), so they are the continuous scales darkseg's sampler draws.
+* **Dark frames clipped at black** (some cameras subtract the black level and clip the negative half;
+  detected when more than :data:`CLIPPED_DARK` of a frame's values sit at a minimum at or above black):
+  the centre ``b_c`` is the median (the clip level when half or more is clipped), the row offsets a row
+  quantile above the clipped mass (their own read-noise share measured on the values shuffled across
+  rows), and the probability plots use the values above the centre with their mirror images
+  (symmetric read noise assumed), rows not removed: the row variance ``sigma_r^2`` is subtracted from
+  the plots' variances instead. Clipped frames whose noise is below :data:`MIN_CLIPPED_NOISE` are
+  refused. Frames with no noise (all values equal: all-zero frames) or with
+  :data:`MAX_CLIPPED_DARK` or more clipped are refused.
 * **Cross-ISO fits** (one point per calibrated ISO): ordinary least squares ``ln s = slope ln K + bias``
   for ``s`` in ``g_scale`` (sigma_g), ``G_scale`` (sigma_TL), ``R_scale`` (sigma_r); ``sigma`` = RMS
   residual, as the shipped profiles store. ``Kmin``/``Kmax`` = the extreme per-ISO K, ``G_shape`` = the
@@ -42,6 +55,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -79,6 +93,25 @@ SINGLE_FRAME_SIGMAS = 20.0
 SATURATION_FRACTION = 0.9
 #: at least this many usable tiles per channel for a photon-transfer fit
 MIN_PTC_POINTS = 8
+#: smallest photon-transfer tile (packed pixels per side): a tile variance from fewer than 16 values is noise
+MIN_TILE = 4
+#: order statistics of all row-removed dark values that the Tukey-lambda / normal probability plots use
+PPCC_POINTS = 200_000
+#: the same for the per-frame diagnostic scales
+FRAME_POINTS = 20_000
+#: the probability plots leave out this fraction of the values at each end: the few most extreme values of
+#: heavy-tailed read noise swing the fit (at lambda -0.24 the spread between shoots is 4x smaller without
+#: them; docs/calibration.md)
+TAIL_TRIM = 1e-4
+#: the Tukey shapes searched (below -0.5 the variance is infinite)
+LAMBDA_RANGE = (-0.49, 1.0)
+#: dark frames with more than this fraction of values at a minimum at or above black are "clipped at black"
+CLIPPED_DARK = 0.01
+#: ... and with this fraction or more there is too little noise left to measure
+MAX_CLIPPED_DARK = 0.9
+#: clipped dark frames need this read-noise standard deviation (DN): below it the integer steps dominate
+#: the half above the clip (measured: sigma_TL 5 % high at 1.8 DN, 1.4 % at 2.7 DN; docs/calibration.md)
+MIN_CLIPPED_NOISE = 2.0
 
 
 class CalibrationError(ValueError):
@@ -356,23 +389,120 @@ class DarkResult:
         return asdict(self)
 
 
+def clipped_fraction(frame: np.ndarray) -> float:
+    """Fraction of a dark frame's values (DN above black, any shape) at its minimum when that minimum is
+    at or above the black level: the pixels a camera that clips at black has clipped (0 when any value
+    lies below black, as in an unclipped dark frame)."""
+    lo = float(np.min(frame))
+    if lo < -0.5:
+        return 0.0
+    return float(np.mean(frame <= lo + 0.5))
+
+
+def _order_statistics(y: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray]:
+    """``points`` evenly spaced order statistics of all of ``y`` between the :data:`TAIL_TRIM` and
+    ``1 - TAIL_TRIM`` quantiles, and their plotting positions (Filliben's, as ``scipy.stats.probplot``):
+    ``(positions (M,), values (M,))``."""
+    s = np.sort(np.asarray(y, dtype=np.float32).ravel())
+    n = s.size
+    cut = int(TAIL_TRIM * n)
+    if points >= n - 2 * cut:
+        rank = np.arange(1 + cut, n - cut + 1, dtype=np.int64)
+    else:  # steps of more than one rank: distinct
+        rank = np.rint(np.linspace(1 + cut, n - cut, points)).astype(np.int64)
+    pos = (rank - 0.3175) / (n + 0.365)
+    pos[rank == n] = 0.5 ** (1.0 / n)
+    pos[rank == 1] = 1.0 - 0.5 ** (1.0 / n)
+    return pos, s[rank - 1].astype(np.float64)
+
+
+def _probplot_fit(pos: np.ndarray, vals: np.ndarray, lam: float | None) -> tuple[float, float]:
+    """Slope and correlation of the probability plot of ``vals`` against the Tukey-lambda (``lam``) or,
+    with ``lam=None``, the normal quantiles at ``pos``."""
+    from scipy.special import ndtri
+
+    q = ndtri(pos) if lam is None else tukey_lambda_ppf(pos, lam)
+    qc, vc = q - q.mean(), vals - vals.mean()
+    sqq, svv = float(qc @ qc), float(vc @ vc)
+    slope = float(qc @ vc) / sqq
+    return slope, float(qc @ vc) / math.sqrt(sqq * svv) if svv > 0 else 0.0
+
+
+def _ppcc_lambda(pos: np.ndarray, vals: np.ndarray) -> float:
+    """The Tukey shape in [-0.49, 1] whose probability plot is straightest (maximum correlation)."""
+    from scipy.optimize import minimize_scalar
+
+    res = minimize_scalar(
+        lambda lam: -_probplot_fit(pos, vals, lam)[1],
+        bounds=(LAMBDA_RANGE[0], LAMBDA_RANGE[1]),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
+    return float(res.x)
+
+
+def _rows_clipped(x: np.ndarray, g: np.ndarray, lo: float, rng: np.random.Generator):
+    """Row offsets of a clipped dark plane ``x`` (DN above black, ``g`` good pixels, clip level ``lo``).
+
+    A row quantile above the clipped mass (level ``(1 + p0) / 2``, at least the median) minus the same
+    quantile of the plane; the read noise such a row statistic still carries is measured on the same
+    values shuffled across rows. Returns ``(offsets (h,), rows with 2+ pixels (h,) bool, read share)``.
+    """
+    p0 = float(np.mean(x[g] <= lo + 0.5))
+    level = max(0.5, (1.0 + p0) / 2.0)
+    cnt = g.sum(1)
+    rows = cnt >= 2
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows (every pixel bad): not used
+        off = np.nanquantile(np.where(g, x, np.nan), level, axis=1) - np.quantile(x[g], level)
+    off = np.where(rows, off, 0.0)
+    vals = x[g]  # integer values like the rows' own (the quantisation is part of the estimator's noise)
+    width = max(2, int(np.median(cnt[rows])))
+    k = vals.size // width
+    shuffled = vals[rng.permutation(vals.size)[: k * width]].reshape(k, width)
+    read_share = float(np.var(np.quantile(shuffled, level, axis=1), ddof=1)) if k >= 2 else 0.0
+    return off, rows, read_share
+
+
+def _mirrored(y: np.ndarray, uncensored: np.ndarray, centre_censored: bool) -> np.ndarray:
+    """A symmetric sample from the upper half of clipped noise ``y`` (centred): the values above the
+    centre, their mirror images and the centre's own mass (when the centre itself is clipped, taken as
+    the count of the smallest value above it)."""
+    u = y[uncensored & (y > 0)]
+    n0 = int(np.count_nonzero(uncensored & (y == 0)))
+    if centre_censored and u.size:
+        n0 = int(np.count_nonzero(u == u.min()))
+    return np.concatenate([u, -u, np.zeros(n0, u.dtype)])
+
+
 def analyse_darks(
     frames: list[np.ndarray],
-    rng: np.random.Generator,
     mask: np.ndarray | None = None,
-    sample: int = 200_000,
+    points: int = PPCC_POINTS,
 ) -> tuple[DarkResult, np.ndarray]:
     """Colour bias, bad pixels, row noise, Tukey-lambda and Gaussian read noise from dark frames.
 
     ``frames``: packed ``(h, w, 4)`` dark frames of one ISO in DN above the nominal black (float).
     ``mask``: extra bad pixels (True = bad) to ignore besides the ones found here.
-    Returns the result and the bad-pixel mask used.
+    ``points``: order statistics of all the row-removed values the probability-plot fits use.
+    Frames clipped at the black level (:func:`clipped_fraction` above :data:`CLIPPED_DARK`) are measured
+    from the half of the noise above its centre (module docstring).
+    Returns the result and the bad-pixel mask used. Raises :class:`CalibrationError` for frames without
+    noise (all values equal, e.g. all-zero frames) or clipped on more than :data:`MAX_CLIPPED_DARK`.
     """
-    from scipy import stats
-
     n = len(frames)
     if n < 1:
         raise CalibrationError("no dark frames")
+    clip = max(clipped_fraction(f) for f in frames)
+    if clip >= MAX_CLIPPED_DARK:
+        lo = float(np.min(frames[0]))
+        raise CalibrationError(
+            f"the dark frames have no usable noise: {100 * clip:.1f} % of the values are at their minimum "
+            f"({lo:g} DN above black): all-zero or noise-free frames, frames clipped at black with too "
+            "little noise above it, or a wrong black level"
+        )
+    clipped = clip > CLIPPED_DARK
+    lo_clip = min(float(np.min(f)) for f in frames)
     master = np.zeros(frames[0].shape, np.float64)
     for f in frames:
         master += f
@@ -381,52 +511,78 @@ def analyse_darks(
     if mask is not None:
         bad |= mask
     good = ~bad
-    bias = np.array([float(master[:, :, c][good[:, :, c]].mean()) for c in range(4)])
+    if clipped:  # the centre of symmetric noise: the median, or the clip level when half or more is clipped
+        pooled = [np.concatenate([f[:, :, c][good[:, :, c]] for f in frames]) for c in range(4)]
+        bias = np.maximum([float(np.median(v)) for v in pooled], lo_clip)
+    else:
+        bias = np.array([float(master[:, :, c][good[:, :, c]].mean()) for c in range(4)])
+    shuffle_rng = np.random.default_rng(0)  # fixed: only the read share of clipped row statistics uses it
 
-    per_frame = max(1000, sample // (4 * n))
-    ys, row_means, frame_row, frame_std, frame_tl = [], [], [], [], []
+    ys, row_means, frame_row, frame_std = [], [], [], []
     row_var_read, w_eff = [], []
     for f in frames:
         rs = []
         for c in range(4):
-            x = f[:, :, c] - bias[c]
             g = good[:, :, c]
             cnt = g.sum(1).astype(np.float64)
-            m = np.where(g, x, 0.0).sum(1) / np.maximum(cnt, 1.0)
-            d = x - m[:, None]
-            s2 = np.where(g, d * d, 0.0).sum(1) / np.maximum(cnt - 1.0, 1.0)
             rows = cnt >= 2
-            read_share = float(np.mean(s2[rows] / cnt[rows]))  # read noise left in a row mean
-            row_means.append(m[rows])
+            if clipped:
+                off, rows, read_share = _rows_clipped(f[:, :, c], g, lo_clip, shuffle_rng)
+                # rows are not removed: a row quantile of clipped values is too noisy an offset; the row
+                # variance is taken out of the scales below instead
+                y = (f[:, :, c] - bias[c]).astype(np.float32)
+                unc = g & (f[:, :, c] > lo_clip + 0.5)
+                y = _mirrored(y, unc, bias[c] <= lo_clip + 0.5)
+                m = off[rows]
+            else:
+                x = f[:, :, c] - bias[c]
+                m = np.where(g, x, 0.0).sum(1) / np.maximum(cnt, 1.0)
+                d = x - m[:, None]
+                s2 = np.where(g, d * d, 0.0).sum(1) / np.maximum(cnt - 1.0, 1.0)
+                read_share = float(np.mean(s2[rows] / cnt[rows]))  # read noise left in a row mean
+                y = d[g].astype(np.float32)
+                m = m[rows]
+            row_means.append(m)
             row_var_read.append(read_share)
-            rs.append(math.sqrt(max(float(np.var(m[rows], ddof=1)) - read_share, 0.0)))
+            rs.append(math.sqrt(max(float(np.var(m, ddof=1)) - read_share, 0.0)))
             w_eff.append(float(np.mean(cnt[rows])))
-            y = d[g]
             frame_std.append(float(np.std(y)))
-            take = rng.choice(y.size, size=min(per_frame, y.size), replace=False)
-            ys.append(y[take])
+            ys.append(y)
         frame_row.append(float(np.mean(rs)))
     y_all = np.concatenate(ys)
-    # rows of n pixels lose a fraction 1/n of their variance when their mean is subtracted
-    row_corr = math.sqrt(np.mean(w_eff) / (np.mean(w_eff) - 1.0))
-
-    lam = float(stats.ppcc_max(y_all, brack=(-0.1, 0.1), dist="tukeylambda"))
-    lam = float(np.clip(lam, -0.49, 1.0))
-    _, (slope_tl, _, r_tl) = stats.probplot(y_all, sparams=(lam,), dist="tukeylambda")
-    var_tl = tukey_lambda_variance(lam)
-    tl_scale = _sheppard(slope_tl * row_corr, var_tl)
-    _, (slope_g, _, r_g) = stats.probplot(y_all, dist="norm")
-    g_scale = _sheppard(slope_g * row_corr, 1.0)
-    for y in ys:  # per-frame-channel Tukey scales at the pooled lam (diagnostics)
-        _, (s, _, _) = stats.probplot(y, sparams=(lam,), dist="tukeylambda")
-        frame_tl.append(_sheppard(s * row_corr, var_tl))
-    frame_tl = [float(np.mean(frame_tl[i : i + 4])) for i in range(0, len(frame_tl), 4)]
-
+    if not np.ptp(y_all) > 0:
+        raise CalibrationError("the dark frames have no noise (every row-removed value is the same)")
+    if clipped and float(np.std(y_all)) < MIN_CLIPPED_NOISE:
+        raise CalibrationError(
+            f"the dark frames are clipped at black ({100 * clip:.0f} % of the values) and their read noise, "
+            f"{float(np.std(y_all)):.2f} DN, is too small to measure from the half above the clip (need "
+            f"{MIN_CLIPPED_NOISE:g} DN or more): leave this ISO out or keep the camera's black-level offset"
+        )
     # row noise: pooled over frames and channels, the read-noise share of the row means removed
     var_m = float(np.mean([np.var(m, ddof=1) for m in row_means]))
     row_scale = math.sqrt(max(var_m - float(np.mean(row_var_read)), 0.0))
+
+    def scale(slope: float, ref_var: float) -> float:
+        if clipped:  # the values still hold the row noise: take its variance out
+            return _sheppard(math.sqrt(max(slope * slope - row_scale**2 / ref_var, 0.0)), ref_var)
+        # rows of n pixels lose a fraction 1/n of their variance when their mean is subtracted
+        return _sheppard(slope * math.sqrt(np.mean(w_eff) / (np.mean(w_eff) - 1.0)), ref_var)
+
+    pos, vals = _order_statistics(y_all, points)
+    lam = _ppcc_lambda(pos, vals)
+    slope_tl, r_tl = _probplot_fit(pos, vals, lam)
+    var_tl = tukey_lambda_variance(lam)
+    tl_scale = scale(slope_tl, var_tl)
+    slope_g, r_g = _probplot_fit(pos, vals, None)
+    g_scale = scale(slope_g, 1.0)
+    frame_tl = []
+    for y in ys:  # per-frame-channel Tukey scales at the pooled lam (diagnostics)
+        s, _ = _probplot_fit(*_order_statistics(y, FRAME_POINTS), lam)
+        frame_tl.append(scale(s, var_tl))
+    frame_tl = [float(np.mean(frame_tl[i : i + 4])) for i in range(0, len(frame_tl), 4)]
+
     m_all = np.concatenate([m - m.mean() for m in row_means])
-    _, (_, _, r_row) = stats.probplot(m_all, dist="norm")
+    _, r_row = _probplot_fit(*_order_statistics(m_all, points), None)
     read_total = float(np.sqrt(np.mean([np.var(f[good]) for f in frames])))
     res = DarkResult(
         n_frames=n,

@@ -11,13 +11,24 @@ Accepted files:
   ``iso`` and ``camera``), or from the command-line defaults; a TIFF's own ISO and make/model tags are
   used when the sidecar does not give them.
 
-ISO: the file's metadata; otherwise the nearest folder named ``ISO<n>`` (or just ``<n>``) above it. When
-both exist and disagree, the metadata wins and the file is reported as misfiled.
+Sidecars are checked when read: a JSON object; ``black_level`` one finite number >= 0 or four;
+``white_level`` a finite number > 0; ``cfa_pattern`` one of RGGB, BGGR, GRBG, GBRG; ``iso`` a finite number
+> 0; ``camera`` a string. A sidecar that breaks a rule (or is not JSON) makes the files it describes
+skipped, each with the reason naming the sidecar; the other files go on. A ``--black/--white/--cfa``
+value that differs from a sidecar's value for the same file is refused (:class:`LevelConflictError`):
+both claim to describe the file, and silently preferring either would calibrate the wrong levels.
+
+ISO: the file's metadata; otherwise the nearest folder named ``ISO<n>``, ``ISO_<n>``, ``ISO <n>`` (or
+just ``<n>``) above it, ``n > 0``; a folder whose name means an ISO but gives none (``ISO0``,
+``ISO-400``) makes its files skipped with the folder named. When metadata and folder both exist and
+disagree, the metadata wins and the file is reported as misfiled.
 
 Checks (the file is named and left out, the rest goes on): unreadable; another camera (its model, mosaic
 size, CFA or levels differ from the majority of the files); no ISO; a flat with more than 1 % clipped
 pixels (saturated); a dark frame whose noise or mean is unlike the other dark frames of its ISO (a frame
-of another ISO, or light leaking in; needs 3 or more frames to tell).
+of another ISO, or light leaking in; needs 3 or more frames to tell; the noise is measured as the spread of
+the upper half, ``q84 - q50``, so dark frames clipped at the black level, as some cameras store them,
+compare like any others); a crop smaller than :data:`MIN_CROP` packed pixels per side.
 
 Only a central crop of ``crop x crop`` packed pixels is kept (vignetting and amplifier glow are worst at
 the edges; the crop also keeps memory at 2 bytes per kept pixel).
@@ -25,7 +36,7 @@ the edges; the crop also keeps memory at 2 bytes per kept pixel).
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import re
 from collections import Counter
@@ -38,15 +49,39 @@ import numpy as np
 from darkseg.raw.bayer import pack_bayer
 from darkseg.raw.reader import CAMERA_RAW_EXTENSIONS, RawFormatError
 from darkseg.raw.tiff_tags import read_tiff_info
+from darkseg.synth.calibrate import MIN_PTC_POINTS, CalibrationError
 
-__all__ = ["CalFrame", "FrameSet", "IMAGE_EXTENSIONS", "load_frames", "iso_from_path", "group_levels"]
+__all__ = [
+    "CalFrame",
+    "FrameSet",
+    "IMAGE_EXTENSIONS",
+    "MIN_CROP",
+    "LevelConflictError",
+    "load_frames",
+    "iso_from_path",
+    "check_levels",
+    "group_levels",
+]
 
 IMAGE_EXTENSIONS = frozenset({".png", ".tif", ".tiff", ".pgm"})
 #: a flat with more clipped pixels than this fraction is left out as saturated
 MAX_CLIPPED = 0.01
 #: a dark frame whose robust noise differs from its ISO's median by more than this (log ratio) is left out
 DARK_OUTLIER_LOG = 0.15
-_ISO_DIR = re.compile(r"^(?:iso[ _-]?)?(\d+(?:\.\d+)?)$", re.IGNORECASE)
+#: smallest usable central crop, packed pixels per side (row statistics and tiles need room)
+MIN_CROP = 16
+_ISO_DIR = re.compile(r"^(?:iso[ _]?)?(\d+(?:\.\d+)?)$", re.IGNORECASE)
+#: a name that means an ISO but is not a valid one (``ISO-400``, ``ISO +100``, ``ISO_0.``)
+_ISO_LIKE = re.compile(r"^iso[\s_+-]*[+-]?\d", re.IGNORECASE)
+_CFA_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
+
+
+class FrameMetadataError(RawFormatError):
+    """A file's levels, ISO or sidecar are unusable (the file is skipped with this reason)."""
+
+
+class LevelConflictError(CalibrationError):
+    """A command-line level (``--black/--white/--cfa``) differs from a sidecar's for the same file."""
 
 
 @dataclass
@@ -91,6 +126,8 @@ class FrameSet:
     flats: dict[float, list[CalFrame]] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    found: dict[str, int] = field(default_factory=dict)  # "dark"/"flat" -> calibration files found
+    roots: dict[str, str] = field(default_factory=dict)  # "dark"/"flat" -> the folder given
     camera: str | None = None
     pattern: str = "RGGB"
     black: np.ndarray = field(default_factory=lambda: np.zeros(4))
@@ -101,18 +138,75 @@ class FrameSet:
         return sorted(set(self.darks) | set(self.flats))
 
 
+def _folder_iso(name: str) -> float | None:
+    """ISO of a folder name ``ISO<n>`` / ``ISO_<n>`` / ``ISO <n>`` / ``<n>``; None for other names.
+
+    Raises :class:`FrameMetadataError` for a name that means an ISO but gives no ISO > 0 (``ISO0``,
+    ``ISO-400``, ``0``); other names (``isolated``) are not ISO folders."""
+    m = _ISO_DIR.match(name)
+    if m:
+        iso = float(m.group(1))
+        if iso > 0:
+            return iso
+        raise FrameMetadataError(f"folder {name!r}: an ISO must be > 0")
+    if _ISO_LIKE.match(name):
+        raise FrameMetadataError(
+            f"folder {name!r}: not an ISO folder name (ISO<n>, ISO_<n> or <n> with n > 0)"
+        )
+    return None
+
+
 def iso_from_path(path: Path, root: Path) -> float | None:
-    """ISO of the nearest folder named ``ISO<n>`` / ``<n>`` between ``path`` and ``root``."""
+    """ISO of the nearest folder named ``ISO<n>`` / ``<n>`` between ``path`` and ``root`` (or ``root``
+    itself); raises :class:`FrameMetadataError` naming a folder like ``ISO0`` or ``ISO-400``."""
     try:
         parts = path.resolve().relative_to(root.resolve()).parts[:-1]
     except ValueError:
         parts = path.parent.parts
-    for name in reversed(parts):
-        m = _ISO_DIR.match(name)
-        if m:
-            return float(m.group(1))
-    m = _ISO_DIR.match(root.name)
-    return float(m.group(1)) if m else None
+    for name in [*reversed(parts), root.name]:
+        iso = _folder_iso(name)
+        if iso is not None:
+            return iso
+    return None
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_levels(meta: dict[str, Any], where: str, names: dict[str, str] | None = None) -> None:
+    """Check the level / ISO / camera entries of calibration metadata (a sidecar or the command line).
+
+    ``black_level``: a finite number >= 0, or 4 of them (R, G1, B, G2); ``white_level``: a finite number
+    > 0; ``cfa_pattern``: RGGB, BGGR, GRBG or GBRG; ``iso``: a finite number > 0; ``camera``: a string.
+    Absent or None entries are not checked. ``names`` renames keys in the messages (``--black``).
+    Raises :class:`FrameMetadataError` starting with ``where``.
+    """
+    names = names or {}
+
+    def bad(key: str, rule: str) -> FrameMetadataError:
+        value = meta[key]
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        return FrameMetadataError(f"{where}: {names.get(key, key)} must be {rule}, got {shown}")
+
+    black = meta.get("black_level")
+    if black is not None:
+        values = black if isinstance(black, (list, tuple)) else [black]
+        ok = all(_is_number(v) and math.isfinite(v) and v >= 0 for v in values)
+        if len(values) not in (1, 4) or not ok:
+            raise bad("black_level", "one finite number >= 0 or 4 of them (R, G1, B, G2)")
+    white = meta.get("white_level")
+    if white is not None and not (_is_number(white) and math.isfinite(white) and white > 0):
+        raise bad("white_level", "a finite number > 0")
+    cfa = meta.get("cfa_pattern")
+    if cfa is not None and not (isinstance(cfa, str) and cfa.upper() in _CFA_PATTERNS):
+        raise bad("cfa_pattern", f"one of {', '.join(_CFA_PATTERNS)}")
+    iso = meta.get("iso")
+    if iso is not None and not (_is_number(iso) and math.isfinite(iso) and iso > 0):
+        raise bad("iso", "a finite number > 0")
+    camera = meta.get("camera")
+    if camera is not None and not isinstance(camera, str):
+        raise bad("camera", "a string")
 
 
 def _find_files(root: Path) -> list[Path]:
@@ -124,8 +218,25 @@ def _find_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts)
 
 
-def _sidecar(path: Path, root: Path) -> dict[str, Any]:
-    """Merged sidecar metadata: ``raw.json`` files from ``root`` down, then ``<stem>.json``."""
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    """One sidecar JSON file, checked (:func:`check_levels`); raises :class:`FrameMetadataError` naming it."""
+    from darkseg.utils.io import parse_json
+
+    try:
+        data = parse_json(path.read_text(encoding="utf-8"), f"sidecar {path}")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FrameMetadataError(f"sidecar {path}: cannot be read ({type(exc).__name__}: {exc})") from None
+    except ValueError as exc:
+        raise FrameMetadataError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise FrameMetadataError(f"sidecar {path}: must be a JSON object, got a {type(data).__name__}")
+    check_levels(data, f"sidecar {path}")
+    return data
+
+
+def _sidecar(path: Path, root: Path) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Merged sidecar metadata: ``raw.json`` files from ``root`` down, then ``<stem>.json``; and for each
+    key the sidecar that gave it."""
     found: list[Path] = []
     d = path.parent
     root_r = root.resolve() if root.is_dir() else root.parent.resolve()
@@ -135,13 +246,36 @@ def _sidecar(path: Path, root: Path) -> dict[str, Any]:
         if d.resolve() == root_r or d.parent == d:
             break
         d = d.parent
-    meta: dict[str, Any] = {}
-    for p in reversed(found):
-        meta.update(json.loads(p.read_text(encoding="utf-8")))
     own = path.with_suffix(".json")
-    if own.is_file():
-        meta.update(json.loads(own.read_text(encoding="utf-8")))
-    return meta
+    meta: dict[str, Any] = {}
+    origin: dict[str, Path] = {}
+    for p in [*reversed(found), *([own] if own.is_file() else [])]:
+        for key, value in _read_sidecar(p).items():
+            if value is not None:
+                meta[key], origin[key] = value, p
+    return meta, origin
+
+
+def _check_conflicts(
+    path: Path, defaults: dict[str, Any], side: dict[str, Any], origin: dict[str, Path]
+) -> None:
+    """Refuse a command-line level that differs from a sidecar's for ``path``."""
+    flags = {"black_level": "--black", "white_level": "--white", "cfa_pattern": "--cfa"}
+    for key, flag in flags.items():
+        given, own = defaults.get(key), side.get(key)
+        if given is None or own is None:
+            continue
+        if key == "cfa_pattern":
+            same = str(given).upper() == str(own).upper()
+        else:
+            a, b = np.atleast_1d(np.asarray(given, np.float64)), np.atleast_1d(np.asarray(own, np.float64))
+            same = bool(np.all(np.broadcast_to(a, (4,)) == np.broadcast_to(b, (4,))))
+        if not same:
+            shown = " ".join(f"{v:g}" for v in given) if isinstance(given, (list, tuple)) else given
+            raise LevelConflictError(
+                f"{flag} {shown} conflicts with {key} {own} in {origin[key]} (for {path}): remove the flag "
+                "or fix the sidecar"
+            )
 
 
 def _crop(mosaic: np.ndarray, crop: int | None) -> np.ndarray:
@@ -193,12 +327,15 @@ def _read_image(path: Path, root: Path, defaults: dict[str, Any], crop: int | No
         raise RawFormatError("not a decodable image")
     if img.ndim != 2 or img.dtype not in (np.uint8, np.uint16):
         raise RawFormatError(f"not a single-channel 8/16-bit Bayer mosaic (shape {img.shape}, {img.dtype})")
-    meta = {**defaults, **{k: v for k, v in _sidecar(path, root).items() if v is not None}}
+    side, origin = _sidecar(path, root)
+    _check_conflicts(path, defaults, side, origin)
+    meta = {**{k: v for k, v in defaults.items() if v is not None}, **side}
     missing = [k for k in ("black_level", "white_level") if meta.get(k) is None]
     if missing:
         raise RawFormatError(
             f"no {' / '.join(missing)}: give a raw.json sidecar or --black/--white for PNG/TIFF mosaics"
         )
+    check_levels(meta, str(path))
     black = np.broadcast_to(np.asarray(meta["black_level"], dtype=np.float64), (4,)).copy()
     iso, camera = meta.get("iso"), meta.get("camera")
     if path.suffix.lower() in (".tif", ".tiff") and (not iso or not camera):
@@ -225,6 +362,9 @@ def read_frame(
         mosaic, shape, black, white, pattern, iso, camera = _read_image(path, root, defaults or {}, crop)
     if np.any(black >= white):
         raise RawFormatError(f"black level {black.tolist()} >= white level {white}")
+    if min(mosaic.shape[:2]) < 2 * MIN_CROP:
+        h, w = mosaic.shape[0] // 2, mosaic.shape[1] // 2
+        raise RawFormatError(f"too small: {w}x{h} packed pixels (need {MIN_CROP}x{MIN_CROP} or more)")
     packed = pack_bayer(mosaic, pattern)
     clipped = float(np.mean(packed >= white - 0.5)) if packed.size else 0.0
     folder_iso = iso_from_path(path, root)
@@ -248,15 +388,33 @@ def read_frame(
     )
 
 
+def _unit_quantiles(values: np.ndarray, probs: tuple[float, ...]) -> list[float]:
+    """Quantiles of integer-valued data with each value ``v`` spread uniformly over ``[v - 0.5, v + 0.5]``
+    (continuous in the data, unlike the plain quantiles of a few distinct integers)."""
+    v, counts = np.unique(np.asarray(values).ravel(), return_counts=True)
+    cdf = np.cumsum(counts) / counts.sum()
+    out = []
+    for p in probs:
+        k = min(int(np.searchsorted(cdf, p)), v.size - 1)
+        below = cdf[k - 1] if k > 0 else 0.0
+        out.append(float(v[k] - 0.5 + (p - below) / (cdf[k] - below)))
+    return out
+
+
 def _dark_outliers(frames: list[CalFrame]) -> list[tuple[CalFrame, str]]:
-    """Dark frames whose robust noise level or mean is far from the others of the same ISO."""
+    """Dark frames whose robust noise level or mean is far from the others of the same ISO.
+
+    The noise level is the spread of the upper half (``q84 - q50`` per channel, the standard deviation
+    for symmetric noise), which a clip at the black level does not touch while fewer than half of the
+    pixels are clipped (and touches alike in every frame when more are). The quantiles treat each
+    integer DN as spread over its unit interval, so a noise of 1-2 DN is measured without steps."""
     if len(frames) < 3:
         return []
     stds, means = [], []
     for f in frames:
         x = f.dn()[::2, ::2]
-        d = x - np.median(x, axis=(0, 1))
-        stds.append(1.4826 * float(np.median(np.abs(d))) + 1e-3)
+        q = np.array([_unit_quantiles(x[:, :, c], (0.5, 0.8413)) for c in range(x.shape[2])])
+        stds.append(float(np.mean(q[:, 1] - q[:, 0])) + 1e-3)
         means.append(float(np.median(x)))
     ls = np.log(stds)
     med_s, med_m = float(np.median(ls)), float(np.median(means))
@@ -283,15 +441,21 @@ def load_frames(
     from tqdm import tqdm
 
     jobs: list[tuple[Path, Path, str]] = []
+    fs = FrameSet()
     for root, kind in ((dark, "dark"), (flat, "flat")):
         if root is not None:
             r = Path(root)
-            jobs += [(p, r, kind) for p in _find_files(r)]
-    fs = FrameSet()
+            files = _find_files(r)
+            fs.found[kind], fs.roots[kind] = len(files), str(r)
+            jobs += [(p, r, kind) for p in files]
     frames: list[CalFrame] = []
     for path, root, kind in tqdm(jobs, desc="reading frames", unit="file", disable=not progress):
         try:
             frames.append(read_frame(path, root, kind, crop, defaults))
+        except FrameMetadataError as exc:
+            fs.skipped.append((str(path), str(exc)))
+        except LevelConflictError:
+            raise
         except (RawFormatError, OSError, ValueError) as exc:
             fs.skipped.append((str(path), f"unreadable: {exc}"))
     if not frames:
@@ -320,6 +484,32 @@ def load_frames(
     return fs
 
 
+def _none_usable(fs: FrameSet, kind: str) -> str:
+    """Why there are no usable frames of ``kind``: no such folder given, no files in it, or all skipped."""
+    root = fs.roots.get(kind)
+    if root is None:
+        return f"no usable {kind} frames: no --{kind} folder given"
+    if not fs.found.get(kind):
+        exts = ", ".join(sorted(CAMERA_RAW_EXTENSIONS | IMAGE_EXTENSIONS))
+        return f"no usable {kind} frames: {root} holds no calibration files ({exts})"
+    return f"no usable {kind} frames: all {fs.found[kind]} file(s) under {root} were skipped (reasons above)"
+
+
+def _flat_advice(frames: list[CalFrame], levels: list, tile: int) -> str:
+    """What to change when an ISO's flats give no gain fit: the tile size or the shoot."""
+    h, w = frames[0].packed.shape[:2]
+    tiles = (h // tile) * (w // tile)
+    if tiles < MIN_PTC_POINTS:
+        return (
+            f"the {w}x{h} crop holds {tiles} tile(s) of {tile}x{tile} per frame: give a smaller --tile or a "
+            "larger --crop"
+        )
+    return (
+        f"{len(frames)} usable flat frame(s) in {len(levels)} exposure level(s); shoot 2 or more frames at "
+        "each of 4 or more levels"
+    )
+
+
 def _describe(f: CalFrame) -> str:
     cam = f.camera or "unknown model"
     size = f"{f.mosaic_shape[1]}x{f.mosaic_shape[0]}"
@@ -346,7 +536,6 @@ def calibrate_frameset(
     fs: FrameSet,
     name: str,
     tile: int = 32,
-    seed: int = 0,
     progress: bool = True,
 ) -> tuple[dict[str, Any], list, dict]:
     """Per-ISO analysis of a :class:`FrameSet` and the profile (see :mod:`darkseg.synth.calibrate`).
@@ -354,12 +543,14 @@ def calibrate_frameset(
     An ISO needs dark frames (for the read/row noise) and flat frames (for K); an ISO with darks but no
     flats gets K interpolated linearly in ISO from the measured ones (reported). Raises
     :class:`~darkseg.synth.calibrate.CalibrationError` naming the ISO when its frames cannot give a fit.
-    Returns the profile dict, the per-ISO results and the cross-ISO fits.
+    Raises it too when a whole kind of frame is missing (naming the folder: no files in it, or every file
+    skipped) and when ``tile`` does not fit the frames' crop. Returns the profile dict, the per-ISO
+    results and the cross-ISO fits.
     """
     from tqdm import tqdm
 
     from darkseg.synth.calibrate import (
-        CalibrationError,
+        MIN_TILE,
         GainResult,
         IsoResult,
         analyse_darks,
@@ -367,9 +558,18 @@ def calibrate_frameset(
         estimate_gain,
     )
 
-    rng = np.random.default_rng(seed)
     if not fs.darks:
-        raise CalibrationError("no usable dark frames")
+        raise CalibrationError(_none_usable(fs, "dark"))
+    if not fs.flats:
+        raise CalibrationError(_none_usable(fs, "flat") + ": the system gain K cannot be measured")
+    if tile < MIN_TILE:
+        raise CalibrationError(f"--tile must be >= {MIN_TILE} packed pixels, got {tile}")
+    crop = min(min(f.packed.shape[:2]) for lv in fs.flats.values() for f in lv)
+    if tile > crop:
+        raise CalibrationError(
+            f"--tile {tile} is larger than the {crop}-pixel crop of the flat frames: give --tile {crop} or "
+            "less, or a larger --crop"
+        )
     gains: dict[float, GainResult] = {}
     darks: dict[float, tuple] = {}
     saturation = float(fs.white - fs.black.max())
@@ -377,7 +577,7 @@ def calibrate_frameset(
         bias = mask = None
         if iso in fs.darks:
             try:
-                dres, mask = analyse_darks([f.dn() for f in fs.darks[iso]], rng)
+                dres, mask = analyse_darks([f.dn() for f in fs.darks[iso]])
             except CalibrationError as exc:
                 raise CalibrationError(f"ISO {iso:g}: {exc}") from None
             darks[iso] = (dres, mask)
@@ -387,13 +587,8 @@ def calibrate_frameset(
             try:
                 gains[iso] = estimate_gain(levels, saturation, bias, mask, tile)
             except CalibrationError as exc:
-                n = len(fs.flats[iso])
-                raise CalibrationError(
-                    f"ISO {iso:g}: {exc} ({n} usable flat frame(s) in {len(levels)} exposure level(s); "
-                    "shoot 2 or more frames at each of 4 or more levels)"
-                ) from None
-    if not gains:
-        raise CalibrationError("no usable flat frames: the system gain K cannot be measured")
+                advice = _flat_advice(fs.flats[iso], levels, tile)
+                raise CalibrationError(f"ISO {iso:g}: {exc} ({advice})") from None
     missing = sorted(set(darks) - set(gains))
     interp = {}
     if missing:

@@ -43,6 +43,9 @@ def read_noise_profile(path: str | os.PathLike) -> dict[str, Any]:
     if not info.noise_profile:
         raise ValueError(f"{path}: no NoiseProfile tag (51041); calibrate from dark and flat frames instead")
     npf = info.noise_profile
+    if not all(math.isfinite(v) for v in npf):
+        shown = ", ".join(f"{v:g}" for v in npf[:8]) + (", ..." if len(npf) > 8 else "")
+        raise ValueError(f"{path}: NoiseProfile holds a value that is not a finite number ({shown})")
     if len(npf) < 2 or len(npf) % 2:
         raise ValueError(f"{path}: NoiseProfile has {len(npf)} values, expected pairs (S, O)")
     pairs = [(npf[i], npf[i + 1]) for i in range(0, len(npf), 2)]

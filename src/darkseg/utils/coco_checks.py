@@ -8,11 +8,13 @@ message names the file, the entry (image id / annotation id) and the problem.
 Rules (coordinates in pixels of the stored image, ``width x height``):
 
 * ids: image ids, annotation ids and category ids are unique within their list;
-* images: ``id``, ``file_name`` (string), ``width`` / ``height`` positive integers;
+* images: ``id``, ``file_name`` (string), ``width`` / ``height`` positive integers with at most
+  :data:`MAX_IMAGE_PIXELS` pixels (OpenCV's own decode limit; pycocotools counts pixels in 32 bits);
 * ``bbox``: ``[x, y, w, h]``, four finite numbers, ``w, h >= 0``, inside the image up to
   :data:`EDGE_TOLERANCE` of its side (annotation tools put points a little past the border: the LIS test
   file has boxes 2 px past a 1200 px wide image);
-* ``segmentation``: polygons (each a flat list of at least 3 points, ``x, y`` pairs of finite numbers),
+* ``segmentation``: polygons (each a flat list of at least 3 points, ``x, y`` pairs of finite numbers
+  inside the image up to :data:`EDGE_TOLERANCE`, like boxes: pycocotools rasterises them on the image grid),
   or RLE ``{"size": [height, width], "counts": ...}`` of the image's size whose run lengths
   (uncompressed list, or pycocotools' compressed string) are non-negative and add up to
   ``height * width``; an empty list means "no mask" (the box is used);
@@ -31,6 +33,7 @@ from darkseg.errors import DarkSegError, cut_text, short_repr
 
 __all__ = [
     "EDGE_TOLERANCE",
+    "MAX_IMAGE_PIXELS",
     "AnnotationError",
     "box_problem",
     "segmentation_problem",
@@ -42,8 +45,12 @@ __all__ = [
     "validate_coco",
 ]
 
-#: How far (fraction of the image side) a box may reach past the image border.
+#: How far (fraction of the image side) a box or polygon may reach past the image border.
 EDGE_TOLERANCE = 0.01
+#: Largest image (width x height) an annotation or results file may describe: OpenCV's default decode
+#: limit (``CV_IO_MAX_IMAGE_PIXELS``), well below the 2**32 pixels where pycocotools' 32-bit run lengths
+#: and areas overflow.
+MAX_IMAGE_PIXELS = 2**30
 #: Characters of one compressed-RLE number; 12 x 5 bits covers every run length of a real image.
 _MAX_RLE_CHARS = 12
 
@@ -160,6 +167,19 @@ def segmentation_problem(seg: Any, width: int, height: int) -> str | None:
             return f"polygon {k} has {len(poly)} coordinates; a polygon needs x, y pairs of at least 3 points"
         if not _all_finite(poly):
             return f"polygon {k} has a coordinate that is not a finite number"
+        problem = _polygon_outside(poly, width, height)
+        if problem is not None:
+            return f"polygon {k} {problem}"
+    return None
+
+
+def _polygon_outside(poly: Sequence[float], width: float, height: float) -> str | None:
+    """Where a polygon's points reach past the image by more than :data:`EDGE_TOLERANCE`, or None."""
+    xs, ys = poly[0::2], poly[1::2]
+    tx, ty = EDGE_TOLERANCE * width, EDGE_TOLERANCE * height
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    if x0 < -tx or y0 < -ty or x1 > width + tx or y1 > height + ty:
+        return f"reaches x {x0:g}..{x1:g}, y {y0:g}..{y1:g}, outside the {width}x{height} image"
     return None
 
 
@@ -196,6 +216,11 @@ def check_images(images: Sequence[Mapping[str, Any]], path: str) -> dict[Hashabl
                 raise AnnotationError(f"{where} has no {short_repr(key)}")
             if not _positive_int(im[key]):
                 raise AnnotationError(f"{where}: {key} must be a positive integer, got {short_repr(im[key])}")
+        if im["width"] * im["height"] > MAX_IMAGE_PIXELS:
+            raise AnnotationError(
+                f"{where}: {im['width']}x{im['height']} is larger than the {MAX_IMAGE_PIXELS} pixels darkseg "
+                "reads (OpenCV's decode limit)"
+            )
     return {im["id"]: im for im in images}
 
 

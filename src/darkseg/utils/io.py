@@ -6,7 +6,10 @@ file under the final name; it can leave the temporary file, which is hidden and 
 ``.<final name>.<tag>.tmp`` (``tag``: 8 random characters of ``mkstemp``, or ``link`` / ``partial``
 for checkpoint hard links and ONNX exports). :func:`atomic_temporary_target` names the file a temporary
 belongs to; every job removes the temporaries of the files it writes when it starts
-(:meth:`darkseg.utils.outputs.OutputRecord.remove_stale_temporaries`).
+(:meth:`darkseg.utils.outputs.OutputRecord.remove_stale_temporaries`). A write that fails (a full disk,
+a quota) removes the temporary file and raises the ``OSError`` with the destination as its file name,
+also from inside ``torch.save`` / ``torch.jit.save`` (:func:`atomic_save`), which report it as a
+``RuntimeError`` without the cause; every command prints it as one line.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +32,8 @@ __all__ = [
     "atomic_open",
     "atomic_write_bytes",
     "atomic_write_json",
+    "output_file_problem",
+    "atomic_save",
     "atomic_torch_save",
     "exif_orientation",
     "stored_image_size",
@@ -55,11 +60,19 @@ def _current_umask() -> int:
     return mask
 
 
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` with ``path`` as its file name when it names none (flush / write errors do not)."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file next to ``path``; on success fsync and rename it to ``path``.
 
-    On an exception the temporary file is removed and ``path`` is untouched.
+    On an exception the temporary file is removed and ``path`` is untouched; an ``OSError`` (a full
+    disk) is re-raised naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,10 +84,47 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and _naming(exc, path) is not exc:
+            raise _naming(exc, path) from exc
         raise
+
+
+class _WriteErrors:
+    """A binary file proxy that remembers the first ``OSError`` its ``write`` raised."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self._fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._fh.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
+
+
+def atomic_save(path: str | os.PathLike, save: Callable[[IO[bytes]], Any]) -> None:
+    """Run a serialiser ``save(file)`` (``torch.save``, ``torch.jit.save``) into ``path`` atomically.
+
+    torch's writers turn a failed ``write`` (``ENOSPC``: disk full) into a ``RuntimeError`` that only
+    says a position was unexpected; the ``OSError`` that caused it is raised instead, naming ``path``.
+    """
+    path = Path(path)
+    with atomic_open(path, "wb") as fh:
+        proxy = _WriteErrors(fh)
+        try:
+            save(proxy)
+        except RuntimeError as exc:
+            if proxy.error is None:
+                raise
+            raise _naming(proxy.error, path) from exc
 
 
 def atomic_temporary_target(path: str | os.PathLike) -> str | None:
@@ -82,6 +132,30 @@ def atomic_temporary_target(path: str | os.PathLike) -> str | None:
     is not named like a temporary of darkseg's atomic writers."""
     m = _TEMPORARY_NAME.match(Path(path).name)
     return m.group("final") if m is not None else None
+
+
+def output_file_problem(path: str | os.PathLike) -> str | None:
+    """Why a file cannot be written at ``path`` (checked before a job's work, not after it), or None.
+
+    ``path`` must not be a folder; its nearest existing ancestor must be a folder (the missing ones
+    are created when the file is written) in which a file can be created: a hidden probe file is
+    created and removed, which also catches read-only file systems and quotas that permissions do not
+    show.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return f"{path}: is a folder, not a file"
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{path}: {folder} is not a folder"
+    try:
+        with tempfile.TemporaryFile(prefix=f".{path.name}.", suffix=".tmp", dir=folder):
+            pass
+    except OSError as exc:
+        return f"{path}: cannot create a file in {folder} ({exc.strerror or exc})"
+    return None
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -97,11 +171,10 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = No
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` atomically."""
+    """``torch.save`` to ``path`` atomically (a full disk raises the ``OSError``, see :func:`atomic_save`)."""
     import torch
 
-    with atomic_open(path, "wb") as fh:
-        torch.save(obj, fh)
+    atomic_save(path, lambda fh: torch.save(obj, fh))
 
 
 class _DuplicateKeyError(ValueError):
