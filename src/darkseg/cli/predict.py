@@ -15,11 +15,12 @@ rendered at half sensor resolution, the resolution the model sees); for every vi
 results per frame, appended as frames are done). For all inputs ``DIR/results.json`` holds COCO results
 (``category_id`` = class index 1..K, RLE masks) and ``DIR/images.json`` the image / frame list (ids,
 sources, sizes), categories, videos and per-file errors; ``--export-coco FILE`` writes one COCO instances
-file for annotation tools. A bad file or frame is reported and skipped; the exit status is 1 when any
-input or frame failed. Throughput (images/s, frames/s) is printed at the end.
-A missing input is reported on stderr and in ``images.json``. A DIR that holds a previous prediction
-(``images.json``/``results.json``) is refused unless ``--overwrite`` is given, which first removes that
-prediction's JSON files and overlays.
+file for annotation tools. ``DIR/index.html`` is a self-contained report page that opens from disk
+(:mod:`darkseg.engine.report_html`: overlays, detection tables, filters, video timelines). A bad file
+or frame is reported and skipped; the exit status is 1 when any input or frame failed. Throughput
+(images/s, frames/s) is printed at the end. A missing input is reported on stderr and in
+``images.json``. A DIR that holds a previous prediction (``images.json``/``results.json``) is refused
+unless ``--overwrite`` is given, which first removes that prediction's JSON files, overlays and report.
 """
 
 from __future__ import annotations
@@ -104,8 +105,9 @@ PREDICT_LAYOUT_MARKERS = ("images.json", "results.json")
 
 def _previous_overlays(out_dir: Path) -> list[Path]:
     """Files a previous prediction in ``out_dir`` wrote, as its ``images.json`` lists them: image
-    overlays (``*_overlay.png``), video overlays (``*_overlay.avi``) and per-frame results
-    (``*_frames.jsonl``). Saved video frames (``frames/``) are left alone."""
+    overlays (``*_overlay.png``), video overlays (``*_overlay.avi``), per-frame results
+    (``*_frames.jsonl``) and the report page with its thumbnails and key frames (``report_files``).
+    Saved video frames (``frames/``) are left alone."""
     from darkseg.utils.io import load_json
 
     try:
@@ -118,7 +120,8 @@ def _previous_overlays(out_dir: Path) -> list[Path]:
     for v in info.get("videos") or []:
         if isinstance(v, dict):
             names += [v.get("overlay"), v.get("frames_jsonl")]
-    ours = ("_overlay.png", "_overlay.avi", "_frames.jsonl")
+    names += [n for n in info.get("report_files") or [] if isinstance(n, str)]
+    ours = ("_overlay.png", "_overlay.avi", "_frames.jsonl", ".html", ".jpg")
     return [out_dir / n for n in names if isinstance(n, str) and Path(n).name == n and n.endswith(ours)]
 
 
@@ -164,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
 
     from darkseg.engine.coco_export import CocoInstancesWriter
     from darkseg.engine.predictor import Predictor, PredictResult
+    from darkseg.engine.report_html import write_prediction_report
     from darkseg.engine.sources import Source, expand_sources
     from darkseg.engine.visualize import draw_instances
     from darkseg.models import CheckpointError
@@ -261,26 +265,25 @@ def run(args: argparse.Namespace) -> int:
             break
     categories = [{"id": i + 1, "name": n} for i, n in enumerate(predictor.class_names)]
     atomic_write_json(out_dir / "results.json", results)
-    atomic_write_json(
-        out_dir / "images.json",
-        {
-            "images": images,
-            "categories": categories,
-            "videos": videos,
-            "errors": errors,
-            "checkpoint": str(args.checkpoint),
-            "score_thr": args.score_thr,
-            "ratio": args.ratio,
-            "dtype": args.dtype,
-            "batch_size": args.batch_size,
-            "coordinates": "pixels of the image the model saw (camera RAW: half sensor resolution)",
-        },
-        indent=1,
-    )
+    info = {
+        "images": images,
+        "categories": categories,
+        "videos": videos,
+        "errors": errors,
+        "checkpoint": str(args.checkpoint),
+        "score_thr": args.score_thr,
+        "ratio": args.ratio,
+        "dtype": args.dtype,
+        "batch_size": args.batch_size,
+        "coordinates": "pixels of the image the model saw (camera RAW: half sensor resolution)",
+    }
+    info["report_files"] = write_prediction_report(out_dir, info, results)
+    atomic_write_json(out_dir / "images.json", info, indent=1)
     if coco is not None:
         coco.write(args.export_coco)
     n_inst = sum(im["num_instances"] for im in images)
     print(f"{len(images)} image(s)/frame(s), {n_inst} instance(s), {len(errors)} error(s) -> {out_dir}")
+    print(f"report: {out_dir / info['report_files'][0]} (open it in a browser)")
     for line in throughput:
         print(f"throughput {line}")
     return 1 if errors else 0
