@@ -40,7 +40,7 @@ header{position:sticky;top:0;background:#fff;border-bottom:1px solid #ccc;paddin
 h1{font-size:1.3em;margin:.3em 0}h2{font-size:1.1em}
 .bar{display:flex;flex-wrap:wrap;gap:.4em 1.2em;align-items:center;font-size:14px}
 .bar label{white-space:nowrap}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:12px;margin-top:1em}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(400px,1fr));gap:12px;margin-top:1em}
 .card{border:1px solid #ccc;border-radius:6px;padding:8px;overflow:hidden}
 .card img{max-width:100%;height:auto;display:block;background:#111}
 .name{font-weight:600;word-break:break-all;font-size:13px}
@@ -142,7 +142,7 @@ def _rows(dets: Sequence[dict[str, Any]], names: dict[int, str], ratio: float) -
             f"<tr class='det' data-cls='{html.escape(cls)}' data-score='{float(d['score']):.6f}'>"
             f"<td class='cls'><span class='sw' style='background:rgb({r},{g},{b})'></span>"
             f"{html.escape(cls)}</td><td>{float(d['score']):.3f}</td>"
-            f"<td>{x:.1f}, {y:.1f}, {w:.1f}, {h:.1f}</td><td>{area if area >= 0 else '-'}</td>"
+            f"<td>{x:.0f}, {y:.0f}, {w:.0f}, {h:.0f}</td><td>{area if area >= 0 else '-'}</td>"
             f"<td>{ratio:g}</td></tr>"
         )
     return "".join(out), len(out)
