@@ -20,7 +20,7 @@ from conftest import shared_subdir, tiny_checkpoint
 
 pytest.importorskip("starlette", reason="darkseg[serve] is not installed")
 pytest.importorskip("python_multipart", reason="darkseg[serve] is not installed")
-pytest.importorskip("httpx", reason="Starlette's test client needs httpx")
+pytest.importorskip("httpx2", reason="Starlette's test client needs httpx2")
 
 from starlette.testclient import TestClient  # noqa: E402
 

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this computer only)"
     )
-    parser.add_argument("--port", type=int, default=8000, help="TCP port (0: any free port)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port, 1..65535")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument(
@@ -84,12 +84,15 @@ def build_app(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     try:
+        import python_multipart  # noqa: F401
+        import starlette  # noqa: F401
         import uvicorn
-    except ImportError:
-        print("darkseg serve: needs the serve extra: pip install 'darkseg[serve]'", file=sys.stderr)
+    except ImportError as exc:
+        print(f"darkseg serve: needs the serve extra ({exc.name} is missing): pip install 'darkseg[serve]'",
+              file=sys.stderr)  # fmt: skip
         return 2
-    if not 0 <= args.port <= 65535:
-        print(f"darkseg serve: --port must be in 0..65535, got {args.port}", file=sys.stderr)
+    if not 1 <= args.port <= 65535:
+        print(f"darkseg serve: --port must be in 1..65535, got {args.port}", file=sys.stderr)
         return 2
     from darkseg.models import CheckpointError
 
