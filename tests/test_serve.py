@@ -331,3 +331,18 @@ def test_cli_app_answers_only_loopback_hosts(ckpt):
         }
     with TestClient(build_app(Namespace(**{**vars(args), "host": "0.0.0.0"}))) as c:
         assert c.get("/health", headers={"host": "my-laptop.lan"}).status_code == 200
+
+
+def test_a_failing_model_call_is_a_json_500_and_the_server_goes_on(client, service):
+    def broken(loaded):
+        raise RuntimeError("out of memory (simulated)")
+
+    img = _png(np.zeros((32, 32, 3), np.uint8))
+    service.predictor.predict_loaded = broken
+    try:
+        r = _post(client, "a.png", img)
+    finally:
+        del service.predictor.predict_loaded
+    assert r.status_code == 500
+    assert r.json()["error"] == "internal error: RuntimeError: out of memory (simulated)"
+    assert _post(client, "a.png", img).status_code == 200 and client.get("/health").json()["in_progress"] == 0

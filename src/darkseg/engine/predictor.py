@@ -203,7 +203,6 @@ def load_input(
         InputFormatError: unreadable / unsupported file, or an input that does not fit ``in_channels``.
         FileNotFoundError: no such file.
     """
-
     if isinstance(source, (np.ndarray, torch.Tensor)):
         return _load_array(source, in_channels, ratio, preview)
     if isinstance(source, EncodedFile):

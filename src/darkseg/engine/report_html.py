@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -274,7 +275,7 @@ def _video_section(
     if isinstance(overlay, str) and (out_dir / overlay).is_file():
         grabbed = _grab_frames(out_dir / overlay, keys)
     figs = []
-    stem = Path(source).stem or "video"
+    stem = re.sub(r"[^\w.-]", "_", Path(source).stem) or "video"  # webcams: "cam:0" -> "cam_0"
     for p in keys:
         e = frames[p]
         body, n = _rows(by_image.get(int(e["id"]), []), names, float(e.get("ratio", 1.0)))

@@ -11,7 +11,8 @@ Routes (nothing else; no route reads or writes a file):
   ``score_thr``, ``linear``, ``preview`` -> the JSON of :meth:`PredictionService.predict`, with
   ``timings.upload_s`` and ``timings.total_s`` added. Errors are ``{"error": message}`` with status 400
   (malformed form), 413 (upload over the limit), 415 (not an image or camera RAW file), 422 (bad
-  setting, image over the pixel limit, unusable file) or 503 (too many requests in progress).
+  setting, image over the pixel limit, unusable file), 503 (too many requests in progress) or 500 (an
+  unexpected failure, logged with its traceback; the server goes on).
 
 Every answer carries ``X-Content-Type-Options: nosniff``; the page also a Content-Security-Policy that
 allows only its own inline script and this server. With ``allowed_hosts`` the ``Host`` header is
@@ -22,6 +23,7 @@ page elsewhere cannot reach the server through DNS rebinding.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from importlib import resources
@@ -32,6 +34,8 @@ from darkseg.serve.service import PredictionService, parse_options
 from darkseg.serve.upload import read_form
 
 __all__ = ["create_app", "page_html"]
+
+log = logging.getLogger("darkseg.serve")
 
 _HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 _PAGE_HEADERS = {
@@ -93,6 +97,9 @@ def create_app(service: PredictionService, allowed_hosts: Sequence[str] | None =
             answer = await run_in_threadpool(service.predict, upload.filename, bytes(upload.data), options)
         except RequestError as exc:
             return error(exc)
+        except Exception as exc:  # noqa: BLE001 - the page shows the message; the server goes on
+            log.exception("POST /predict failed")
+            return error(RequestError(f"internal error: {type(exc).__name__}: {exc}", 500))
         answer["timings"]["upload_s"] = round(t1 - t0, 4)
         answer["timings"]["total_s"] = round(time.perf_counter() - t0, 4)
         return JSONResponse(answer, headers=_HEADERS)
