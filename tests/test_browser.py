@@ -4,13 +4,14 @@ A person's path: the suite starts the server on a free local port, opens the pag
 Playwright, the system's Chromium from the Debian package ``chromium``), drops a real photo and a real
 camera RAW file, and checks the overlay drawn on the canvas and the detections listed; the report page
 is opened from disk. Skipped with the reason when Playwright or Chromium is missing (``.ci/run``
-installs Chromium). With ``DARKSEG_SCREENSHOT_DIR`` set, the pages' screenshots are saved there (the
-docs' pictures: ``DARKSEG_SCREENSHOT_DIR=docs/images``).
+installs Chromium). With ``DARKSEG_SCREENSHOT_DIR`` set, :func:`test_screenshots_for_the_docs` saves
+both pages' screenshots there (the docs' pictures; see the test for the model and pictures it takes).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -89,12 +90,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(ckpt):
-    """``darkseg serve``'s application (as the command builds it) on a free port of 127.0.0.1."""
+@contextlib.contextmanager
+def _serving(checkpoint: Path):
+    """``darkseg serve``'s application (as the command builds it) on a free port of 127.0.0.1; yields
+    its address."""
     port = _free_port()
     args = Namespace(
-        checkpoint=ckpt, host="127.0.0.1", port=port, device="cpu", dtype="float32", mask_thr=0.5,
+        checkpoint=checkpoint, host="127.0.0.1", port=port, device="cpu", dtype="float32", mask_thr=0.5,
         max_upload_mb=16.0, max_megapixels=40.0, max_queue=8,
     )  # fmt: skip
     config = uvicorn.Config(
@@ -107,16 +109,17 @@ def server(ckpt):
     while not srv.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert srv.started, "the server did not start"
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
 
 
-def _shot(page, name: str) -> None:
-    folder = os.environ.get("DARKSEG_SCREENSHOT_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / name))
+@pytest.fixture(scope="module")
+def server(ckpt):
+    with _serving(ckpt) as url:
+        yield url
 
 
 def _drop(page, path: Path) -> None:
@@ -210,7 +213,6 @@ def test_drop_a_photo_see_its_masks_and_download_the_json(page, server, ckpt, tm
     close = np.abs(canvas - expected).max(axis=2) <= 3
     assert (valid & inside).sum() > 5000 and close[valid & inside].mean() > 0.97
     assert close[valid & ~inside].mean() > 0.97  # instances below the threshold are not drawn
-    _shot(page, "serve_page.png")
     # the JSON download holds what is shown
     with page.expect_download() as dl:
         page.click("#download")
@@ -280,8 +282,6 @@ def test_prediction_report_opens_from_disk(page, ckpt, tmp_path):
     # the overlay link leads to the full overlay
     href = page.get_attribute(".card a", "href")
     assert (out / href).is_file()
-    page.fill("#minscore-n", "0")
-    _shot(page, "predict_report.png")
 
 
 def test_report_of_a_thousand_images_stays_responsive(page, tmp_path):
@@ -311,3 +311,36 @@ def test_report_of_a_thousand_images_stays_responsive(page, tmp_path):
     loaded = page.evaluate("[...document.images].filter(i => i.complete && i.naturalWidth > 0).length")
     assert loaded < 200  # lazy: only the pictures near the screen are fetched
     assert ms < 500 and load_s < 10, (ms, load_s)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("DARKSEG_SCREENSHOT_DIR"),
+    reason="set DARKSEG_SCREENSHOT_DIR to make the docs' screenshots",
+)
+def test_screenshots_for_the_docs(page, ckpt, tmp_path):
+    """``serve_page.png`` and ``predict_report.png`` in ``$DARKSEG_SCREENSHOT_DIR``: the page after dropping
+    the first of ``$DARKSEG_SCREENSHOT_IMAGES`` (``os.pathsep``-separated; default: the test photo and RAW
+    file) with ``$DARKSEG_SCREENSHOT_CHECKPOINT`` (default: the tiny test model) at score
+    ``$DARKSEG_SCREENSHOT_SCORE``, and the report of ``darkseg predict`` on all of them."""
+    folder = Path(os.environ["DARKSEG_SCREENSHOT_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    model = Path(os.environ.get("DARKSEG_SCREENSHOT_CHECKPOINT") or ckpt)
+    images = [Path(p) for p in os.environ.get("DARKSEG_SCREENSHOT_IMAGES", "").split(os.pathsep) if p] or [
+        shared_subdir("tinycoco-seg") / "images" / "val2017" / PHOTO,
+        shared_subdir("raw-samples") / KODAK,
+    ]
+    thr = float(os.environ.get("DARKSEG_SCREENSHOT_SCORE", "0.39"))
+    with _serving(model) as url:
+        page.goto(url + "/")
+        page.wait_for_function("document.getElementById('model').textContent.includes('classes')")
+        _drop(page, images[0])
+        _wait_done(page, images[0].name)
+        _set_score(page, thr)
+        page.screenshot(path=str(folder / "serve_page.png"))
+    out = tmp_path / "pred"
+    argv = ["predict", "--checkpoint", str(model), *map(str, images), "--out", str(out),
+            "--score-thr", str(thr), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    page.goto((out / "index.html").as_uri())
+    page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    page.screenshot(path=str(folder / "predict_report.png"))
