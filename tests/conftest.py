@@ -39,3 +39,19 @@ def shared_subdir(name: str) -> Path:
     if d is None or not (d / name).exists():
         pytest.skip(f"shared test data '{name}' is absent (../shared/data/{name})")
     return d / name
+
+
+def tiny_checkpoint(path: Path, detections: int = 8, in_channels: int = 3) -> Path:
+    """Save a tiny seeded Mask R-CNN (classes person, car; AWD + SCB; every box kept, score floor 0) to
+    ``path``: a fast stand-in for a trained checkpoint in prediction and serving tests."""
+    import torch
+
+    from darkseg.models import ModelConfig, build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.tiny(
+        ["person", "car"], awd=True, scb=True, in_channels=in_channels, min_size=96, max_size=128,
+        box_score_thresh=0.0, box_detections_per_img=detections,
+    )  # fmt: skip
+    save_checkpoint(path, build_model(cfg).eval())
+    return path

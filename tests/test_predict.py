@@ -307,6 +307,7 @@ def test_cli_refuses_a_previous_prediction_unless_overwrite(ckpt, tmp_path, caps
         "a_overlay.png",
         "b_overlay.png",
         "images.json",
+        "index.html",
         "results.json",
     ]
     (out / "mine_overlay.png").write_bytes(b"user file")
@@ -317,5 +318,5 @@ def test_cli_refuses_a_previous_prediction_unless_overwrite(ckpt, tmp_path, caps
     assert (out / "b_overlay.png").is_file()
     assert main([*base, str(d / "a.png"), "--overwrite"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        RECORD_NAME, "a_overlay.png", "images.json", "mine_overlay.png", "results.json"
+        RECORD_NAME, "a_overlay.png", "images.json", "index.html", "mine_overlay.png", "results.json"
     ]  # fmt: skip

@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("darkseg.cli.train", "train a detector from a config file"),
     "evaluate": ("darkseg.cli.evaluate", "COCO bbox/segm AP of a results file or of a checkpoint"),
     "predict": ("darkseg.cli.predict", "instance masks for images, camera RAW files, videos and webcams"),
+    "serve": (
+        "darkseg.cli.serve",
+        "a local web app and HTTP API: drop a dark photo or RAW file, see its masks",
+    ),
     "export": ("darkseg.cli.export", "export a fused model to TorchScript or ONNX"),
     "convert": ("darkseg.cli.convert", "convert an MMDetection 2.x (LIS) Mask R-CNN checkpoint to darkseg"),
     "calibrate": (

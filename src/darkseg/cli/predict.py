@@ -15,15 +15,17 @@ rendered at half sensor resolution, the resolution the model sees); for every vi
 results per frame, appended as frames are done). For all inputs ``DIR/results.json`` holds COCO results
 (``category_id`` = class index 1..K, RLE masks) and ``DIR/images.json`` the image / frame list (ids,
 sources, sizes), categories, videos and per-file errors; ``--export-coco FILE`` writes one COCO instances
-file for annotation tools. A bad file or frame is reported and skipped; the exit status is 1 when any
-input or frame failed. Throughput (images/s, frames/s) is printed at the end.
-A missing input is reported on stderr and in ``images.json``. A DIR that holds a previous prediction
-is refused unless ``--overwrite`` is given, which first removes the files that prediction wrote (JSON
-files, overlays, per-frame results, saved frames: the ones DIR's ``.darkseg-outputs.json`` records) and
-nothing else. Before any work, a DIR that is or contains an input (``--out`` equal to an input folder,
-``--out .`` next to the inputs), the file-system root, an ``--export-coco`` FILE that is an input, and
-any existing file in the way of an output that no ``predict`` run wrote (a user's ``x_overlay.png``, an
-existing ``--export-coco`` file) are refused with one line naming it (:mod:`darkseg.utils.outputs`).
+file for annotation tools. ``DIR/index.html`` is a self-contained report page that opens from disk
+(:mod:`darkseg.engine.report_html`: overlays, detection tables, filters, video timelines). A bad file or
+frame is reported and skipped; the exit status is 1 when any input or frame failed. Throughput (images/s,
+frames/s) is printed at the end. A missing input is reported on stderr and in ``images.json``. A DIR that
+holds a previous prediction is refused unless ``--overwrite`` is given, which first removes the files that
+prediction wrote (JSON files, overlays, per-frame results, saved frames, the report page and its thumbnails:
+the ones DIR's ``.darkseg-outputs.json`` records) and nothing else. Before any work, a DIR that is or
+contains an input (``--out`` equal to an input folder, ``--out .`` next to the inputs), the file-system
+root, an ``--export-coco`` FILE that is an input, and any existing file in the way of an output that no
+``predict`` run wrote (a user's ``x_overlay.png``, an existing ``--export-coco`` file) are refused with one
+line naming it (:mod:`darkseg.utils.outputs`).
 """
 
 from __future__ import annotations
@@ -179,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
 
     from darkseg.engine.coco_export import CocoInstancesWriter
     from darkseg.engine.predictor import Predictor, PredictResult
+    from darkseg.engine.report_html import write_prediction_report
     from darkseg.engine.sources import Source, expand_sources
     from darkseg.engine.visualize import draw_instances
     from darkseg.models import CheckpointError
@@ -295,26 +298,25 @@ def run(args: argparse.Namespace) -> int:
             break
     categories = [{"id": i + 1, "name": n} for i, n in enumerate(predictor.class_names)]
     atomic_write_json(out_dir / "results.json", results)
-    atomic_write_json(
-        out_dir / "images.json",
-        {
-            "images": images,
-            "categories": categories,
-            "videos": videos,
-            "errors": errors,
-            "checkpoint": str(args.checkpoint),
-            "score_thr": args.score_thr,
-            "ratio": args.ratio,
-            "dtype": args.dtype,
-            "batch_size": args.batch_size,
-            "coordinates": "pixels of the image the model saw (camera RAW: half sensor resolution)",
-        },
-        indent=1,
-    )
+    info = {
+        "images": images,
+        "categories": categories,
+        "videos": videos,
+        "errors": errors,
+        "checkpoint": str(args.checkpoint),
+        "score_thr": args.score_thr,
+        "ratio": args.ratio,
+        "dtype": args.dtype,
+        "batch_size": args.batch_size,
+        "coordinates": "pixels of the image the model saw (camera RAW: half sensor resolution)",
+    }
+    info["report_files"] = write_prediction_report(out_dir, info, results, claim=record.claim)
+    atomic_write_json(out_dir / "images.json", info, indent=1)
     if coco is not None:
         coco.write(args.export_coco)
     n_inst = sum(im["num_instances"] for im in images)
     print(f"{len(images)} image(s)/frame(s), {n_inst} instance(s), {len(errors)} error(s) -> {out_dir}")
+    print(f"report: {out_dir / info['report_files'][0]} (open it in a browser)")
     for line in throughput:
         print(f"throughput {line}")
     return 1 if errors else 0

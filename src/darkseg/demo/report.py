@@ -195,17 +195,12 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    h = "".join(f"<th>{html.escape(c)}</th>" for c in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def write_report(out_dir: str | os.PathLike, summary: dict[str, Any]) -> tuple[Path, Path]:
     """``report.md`` and ``report.html`` from the demo summary (what ``metrics.json`` holds).
 
     Pictures are referenced relative to ``out_dir`` (``loss_curve.png``, ``overlays/*.png``).
     """
+    from darkseg.engine.report_html import html_table
     from darkseg.utils.io import atomic_open
 
     out = Path(out_dir)
@@ -288,9 +283,9 @@ def write_report(out_dir: str | os.PathLike, summary: dict[str, Any]) -> tuple[P
         f"<p><b>{html.escape(strong)}</b></p><ul>",
         *[f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in facts],
         "</ul><h2>COCO metrics</h2>",
-        _html_table(header, rows),
+        html_table(header, rows),
         "<h2>Per-class segm AP</h2>",
-        _html_table(pc_header, pc_rows),
+        html_table(pc_header, pc_rows),
         "<h2>Training loss</h2><img src='loss_curve.png' alt='loss curve'>",
         "<h2>Predictions on dark test images</h2><p>Left: dark input. Middle: predictions on the brightened "
         "dark image. Right: ground truth on the sRGB scene.</p>",

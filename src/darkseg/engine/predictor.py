@@ -12,6 +12,8 @@
   file's resolution (16-bit files keep their precision: value / 65535). 3-channel models only. The
   stored pixels, as every darkseg job reads them: an EXIF orientation tag is not applied (it is reported
   in ``LoadedInput.meta["exif_orientation"]``), so results line up with COCO-format files of the image.
+* **files in memory** (:class:`EncodedFile`: a name and the file's bytes, e.g. an HTTP upload): decoded
+  like a file of that name (the suffix picks camera RAW or image) without touching the file system.
 * **arrays**: NumPy ``(H, W, C)`` (``uint8``, ``uint16`` or float in [0, 1]) or torch ``(C, H, W)`` float,
   ``C`` = the model's ``in_channels``.
 """
@@ -31,6 +33,7 @@ from darkseg.errors import DarkSegError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "EncodedFile",
     "InputFormatError",
     "LoadedInput",
     "Prediction",
@@ -110,6 +113,18 @@ class Prediction:
         return out
 
 
+@dataclass(frozen=True)
+class EncodedFile:
+    """An input file held in memory (e.g. an HTTP upload), read like a file of that name.
+
+    ``name``: only its suffix picks the decoder (camera RAW or image) and it names the input in
+    messages; it is never opened. ``data``: the file's bytes.
+    """
+
+    name: str
+    data: bytes
+
+
 @dataclass
 class LoadedInput:
     """An input prepared for the network.
@@ -167,13 +182,14 @@ def _finite(x: np.ndarray, source: str) -> np.ndarray:
 
 
 def load_input(
-    source: str | os.PathLike | np.ndarray | torch.Tensor,
+    source: str | os.PathLike | EncodedFile | np.ndarray | torch.Tensor,
     in_channels: int = 3,
     ratio: float | str = 1.0,
     preview: bool = True,
     linear_images: bool = False,
 ) -> LoadedInput:
-    """Read a file or array into a network input plus a brightened preview (see the module docstring).
+    """Read a file (a path or an :class:`EncodedFile`) or an array into a network input plus a
+    brightened preview (see the module docstring).
 
     ``linear_images``: image files hold linear RAW values (LIS RAW PNGs), not sRGB; only the preview's
     tone curve depends on it.
@@ -188,55 +204,67 @@ def load_input(
             something that is not a path, array or tensor (a list, None).
         FileNotFoundError: no such file.
     """
-    from darkseg.engine.visualize import brighten
-
-    if not isinstance(source, (str, os.PathLike, np.ndarray, torch.Tensor)):
+    if not isinstance(source, (str, os.PathLike, EncodedFile, np.ndarray, torch.Tensor)):
         several = isinstance(source, (list, tuple))
         raise InputFormatError(
-            "an input must be a file path (str or os.PathLike), a NumPy (H, W, C) array or a torch "
-            f"(C, H, W) tensor, got {type(source).__name__}"
+            "an input must be a file path (str or os.PathLike), an EncodedFile, a NumPy (H, W, C) array or "
+            f"a torch (C, H, W) tensor, got {type(source).__name__}"
             + ("; for several inputs use predict_batch or predict_many" if several else "")
         )
     if isinstance(source, (np.ndarray, torch.Tensor)):
         return _load_array(source, in_channels, ratio, preview)
+    if isinstance(source, EncodedFile):
+        return _load_file(source.name, source.data, in_channels, ratio, preview, linear_images)
     path = Path(source)
     if path.is_dir():
         raise InputFormatError(f"{path}: is a folder; use predict_many / collect_inputs for folders")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    return _load_file(str(path), None, in_channels, ratio, preview, linear_images)
+
+
+def _load_file(
+    name: str, data: bytes | None, in_channels: int, ratio: float | str, preview: bool, linear_images: bool
+) -> LoadedInput:
+    """:func:`load_input` of a file: read from ``name`` (``data`` None) or decoded from ``data`` (its
+    bytes; ``name`` then only picks the decoder by suffix and names the input)."""
+    import io
+
+    from darkseg.engine.visualize import brighten
     from darkseg.raw import RawFormatError, is_camera_raw_path
 
-    if is_camera_raw_path(path):
+    if is_camera_raw_path(name):
         try:
-            return _load_camera_raw(path, in_channels, ratio, preview)
+            return _load_camera_raw(name, data, in_channels, ratio, preview)
         except RawFormatError as exc:
             raise InputFormatError(str(exc)) from exc
-    from darkseg.utils.io import ImageReadError, exif_orientation, read_image
+    from darkseg.utils.io import ImageReadError, decode_image, exif_orientation, read_image
 
     try:
-        img = read_image(path, unchanged=True)
+        img = read_image(name, unchanged=True) if data is None else decode_image(data, name, unchanged=True)
     except ImageReadError as exc:
         # not an image OpenCV decodes: maybe a camera RAW with an unusual suffix
         try:
-            return _load_camera_raw(path, in_channels, ratio, preview)
+            return _load_camera_raw(name, data, in_channels, ratio, preview)
         except RawFormatError:
             raise InputFormatError(
-                f"{path}: unsupported or unreadable file (neither an image OpenCV decodes nor a camera RAW "
+                f"{name}: unsupported or unreadable file (neither an image OpenCV decodes nor a camera RAW "
                 f"decodes); supported: PNG/JPEG/TIFF/BMP/WebP images and camera RAW ({exc})"
             ) from None
     if in_channels != 3:
         raise InputFormatError(
-            f"{path}: the model takes {in_channels}-channel packed RAW input; give a camera RAW file "
+            f"{name}: the model takes {in_channels}-channel packed RAW input; give a camera RAW file "
             "(DNG, CR2, NEF, ...) instead of an image"
         )
-    x = _image_to_float(img, str(path))
+    x = _image_to_float(img, name)
     ratio = _resolve(ratio, x if linear_images else None)
     if ratio != 1.0:
         x = np.clip(x * np.float32(ratio), 0.0, 1.0)
     tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
     pv = brighten(x, linear=linear_images) if preview else np.zeros((0, 0, 3), np.uint8)
-    meta = {"dtype": str(img.dtype), "ratio": ratio, "exif_orientation": exif_orientation(path)}
-    return LoadedInput(tensor, pv, str(path), "image", linear=linear_images, meta=meta)
+    orientation = exif_orientation(name if data is None else io.BytesIO(data))
+    meta = {"dtype": str(img.dtype), "ratio": ratio, "exif_orientation": orientation}
+    return LoadedInput(tensor, pv, name, "image", linear=linear_images, meta=meta)
 
 
 def _resolve(ratio: float | str, linear: Any) -> float:
@@ -248,10 +276,12 @@ def _resolve(ratio: float | str, linear: Any) -> float:
     return resolve_ratio(ratio, linear)
 
 
-def _load_camera_raw(path: Path, in_channels: int, ratio: float | str, preview: bool) -> LoadedInput:
+def _load_camera_raw(
+    name: str, data: bytes | None, in_channels: int, ratio: float | str, preview: bool
+) -> LoadedInput:
     from darkseg.raw import frame_to_input, read_camera_raw, render
 
-    frame = read_camera_raw(path)
+    frame = read_camera_raw(name, data)
     ratio = _resolve(ratio, frame)
     fmt = "packed" if in_channels == 4 else "rgb"
     tensor = frame_to_input(frame, fmt, ratio)
@@ -263,7 +293,7 @@ def _load_camera_raw(path: Path, in_channels: int, ratio: float | str, preview: 
         "exposure_time": frame.exposure_time,
         "ratio": ratio,
     }
-    return LoadedInput(tensor, pv, str(path), "camera_raw", linear=True, meta=meta)
+    return LoadedInput(tensor, pv, name, "camera_raw", linear=True, meta=meta)
 
 
 def _load_array(
@@ -639,6 +669,8 @@ class Predictor:
 
 
 def _name(src: Any) -> str:
+    if isinstance(src, EncodedFile):
+        return src.name
     return str(src) if isinstance(src, (str, os.PathLike)) else "<array>"
 
 

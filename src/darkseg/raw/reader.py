@@ -138,20 +138,25 @@ def _pattern_from_rawpy(path: Path, raw_pattern, color_desc: bytes) -> tuple[str
     return name, offs
 
 
-def read_camera_raw(path: str | os.PathLike) -> RawFrame:
+def read_camera_raw(path: str | os.PathLike, data: bytes | None = None) -> RawFrame:
     """Decode a camera RAW file into a normalised Bayer :class:`RawFrame`.
 
+    ``data``: the file's bytes, already in memory (e.g. an upload); ``path`` then only names the input
+    in messages and in ``RawFrame.path`` and is never opened.
+
     Raises:
-        FileNotFoundError: no such file.
+        FileNotFoundError: no such file (``data`` not given).
         RawFormatError: LibRaw cannot decode it, or its data is not a 2x2 Bayer mosaic (message says why).
     """
+    import io
+
     import rawpy
 
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     try:
-        raw = rawpy.imread(str(path))
+        raw = rawpy.imread(str(path) if data is None else io.BytesIO(data))
     except (rawpy.LibRawError, OSError, ValueError) as exc:
         raise RawFormatError(
             f"{path}: not a camera RAW file LibRaw can decode ({type(exc).__name__}: {exc})"

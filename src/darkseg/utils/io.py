@@ -35,6 +35,7 @@ __all__ = [
     "output_file_problem",
     "atomic_save",
     "atomic_torch_save",
+    "decode_image",
     "exif_orientation",
     "stored_image_size",
     "read_image",
@@ -257,19 +258,25 @@ def read_image(path: str | os.PathLike, *, unchanged: bool = False) -> np.ndarra
     Raises:
         ImageReadError: the file is missing, empty, or cannot be decoded (message names the file).
     """
-    import cv2
-
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    if data.size == 0:
-        raise ImageReadError(f"{path}: file is empty")
+    return decode_image(np.fromfile(str(path), dtype=np.uint8), str(path), unchanged=unchanged)
+
+
+def decode_image(data: bytes | np.ndarray, where: str, *, unchanged: bool = False) -> np.ndarray:
+    """:func:`read_image` of an encoded image held in memory (the bytes of a PNG, JPEG, ... file);
+    ``where`` names it in errors. Nothing touches the file system."""
+    import cv2
+
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if buf.size == 0:
+        raise ImageReadError(f"{where}: file is empty")
     # IMREAD_UNCHANGED never applies the EXIF orientation; IMREAD_COLOR does unless told not to.
     flag = cv2.IMREAD_UNCHANGED if unchanged else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-    img = cv2.imdecode(data, flag)
+    img = cv2.imdecode(buf, flag)
     if img is None:
-        raise ImageReadError(f"{path}: not a decodable image (corrupt or unsupported format)")
+        raise ImageReadError(f"{where}: not a decodable image (corrupt or unsupported format)")
     if img.ndim == 3 and img.shape[2] == 3:
         img = img[:, :, ::-1]
     elif img.ndim == 3 and img.shape[2] == 4:
@@ -277,9 +284,10 @@ def read_image(path: str | os.PathLike, *, unchanged: bool = False) -> np.ndarra
     return np.ascontiguousarray(img)
 
 
-def stored_image_size(path: str | os.PathLike) -> tuple[int, int] | None:
-    """``(width, height)`` of an image file from its header alone (Pillow), as :func:`read_image` will
-    decode it (stored grid, EXIF orientation ignored); None when Pillow cannot identify the file."""
+def stored_image_size(path: str | os.PathLike | IO[bytes]) -> tuple[int, int] | None:
+    """``(width, height)`` of an image file (a path or a binary file object) from its header alone
+    (Pillow), as :func:`read_image` will decode it (stored grid, EXIF orientation ignored); None when
+    Pillow cannot identify the file."""
     try:
         from PIL import Image
 
@@ -289,8 +297,9 @@ def stored_image_size(path: str | os.PathLike) -> tuple[int, int] | None:
         return None
 
 
-def exif_orientation(path: str | os.PathLike) -> int:
-    """The EXIF ``Orientation`` tag of an image file: 1..8, 1 (as stored) when absent or unreadable.
+def exif_orientation(path: str | os.PathLike | IO[bytes]) -> int:
+    """The EXIF ``Orientation`` tag of an image file (a path or a binary file object): 1..8, 1 (as
+    stored) when absent or unreadable.
 
     Only reads the file header (Pillow, installed with matplotlib). darkseg never applies the tag (see
     :func:`read_image`); ``darkseg predict`` reports it so a rotated phone photo is not a surprise.
