@@ -508,7 +508,7 @@ def test_camera_profile_values_have_physical_ranges(tmp_path, case):
         ),
         ((1e-300, 1e-6), r"NoiseProfile pair 0: S = 1e-300 gives the gain K"),
         ((2e-4, 2.0), r"NoiseProfile pair 0: O = 2 is outside \[0, 1\]"),
-        ((float("nan"), 1e-6), r"NoiseProfile pair 0: S = nan, O = 1e-06 is not a finite number"),
+        ((float("nan"), 1e-6), r"NoiseProfile .*not a finite number \(nan, 1e-06\)"),
     ],
 )
 def test_dng_noise_profile_values_have_physical_ranges(tmp_path, capsys, pair, message):
