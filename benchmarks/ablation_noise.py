@@ -207,6 +207,7 @@ def _common(args, paths) -> list[str]:
         f"synth.camera={args.camera}",
         f"synth.output={args.render}",
         f"train.synth_device={SCALES[args.scale]['synth_device']}",
+        "train.amp=false",  # float32 on a GPU too: a GradScaler would skip the steps that diverge
         "train.epochs=null",
         "train.lr_step_unit=iter",
         "train.checkpoint_every_epochs=0",

@@ -125,7 +125,7 @@ def test_stage_configs_follow_the_design(mods, tmp_path):
     assert full.train.lr == pytest.approx(0.0025) and full.train.batch_size == 2
     assert full.train.grad_clip is None and full.train.warmup_iters >= 100 and full.train.max_iters >= 400
     assert full.model.awd and full.model.awd_mode == "replace" and full.model.scb and full.train.dsl
-    assert full.train.log_grad_parts == ["loss_dsl"] and full.train.seed == 3
+    assert full.train.log_grad_parts == ["loss_dsl"] and full.train.seed == 3 and full.train.amp is False
     two = noise.stage2_config(args, paths, "twoview", 0, init)
     assert two.train.dsl and two.model.dsl.weight == 0.0 and not two.model.awd
     gpu = noise.parse_args(["--preset", "noise", "--scale", "gpu"])
