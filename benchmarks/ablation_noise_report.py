@@ -104,6 +104,8 @@ def _per_seed(runs: list[dict], variant: str, test: str, iou: str = "segm") -> d
 def _cell(vals: dict[int, float]) -> str:
     if not vals:
         return "-"
+    if len(vals) == 1:
+        return f"{next(iter(vals.values())):.1f} (1 seed)"
     m, s = mean_std(list(vals.values()))
     return f"{m:.1f} ± {s:.1f}"
 
@@ -169,6 +171,8 @@ def stage2_text(rows: list[dict], primary: str | None, planned: int) -> list[str
             word = "helps" if m - half > 0 else "hurts" if m + half < 0 else "no effect resolved"
         out.append(f"| {label} | {cells[0]} | {cells[1]} | {mde} | {word} |")
         verdicts.append((label, word, d))
+    if not verdicts:
+        out.append("| (no row with a paired plain run yet) | | | | |")
     out += ["", verdict_text(verdicts, len(finished), planned, primary)]
     return out
 
