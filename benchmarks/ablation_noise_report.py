@@ -110,6 +110,15 @@ def _cell(vals: dict[int, float]) -> str:
     return f"{m:.1f} ± {s:.1f}"
 
 
+def _pair_cell(a: dict[int, float], b: dict[int, float]) -> str:
+    """Paired difference ``a - b``: mean [95 % interval], or the one difference when one seed pairs."""
+    d = paired_diff(a, b)
+    if d is not None:
+        return f"{d[0]:+.1f} [{d[0] - d[1]:+.1f}, {d[0] + d[1]:+.1f}]"
+    common = sorted(set(a) & set(b))
+    return f"{a[common[0]] - b[common[0]]:+.1f} (1 seed)" if common else "-"
+
+
 def stage2_text(rows: list[dict], primary: str | None, planned: int) -> list[str]:
     runs = [r for r in rows if r["part"] == "stage2"]
     if not runs or primary is None:
@@ -158,10 +167,7 @@ def stage2_text(rows: list[dict], primary: str | None, planned: int) -> list[str
     for v, ref, label in pairs:
         if not any(vv == v for vv, _ in finished) or not any(vv == ref for vv, _ in finished):
             continue
-        cells = []
-        for t in (primary, "clean"):
-            d = paired_diff(_per_seed(runs, v, t), _per_seed(runs, ref, t))
-            cells.append("-" if d is None else f"{d[0]:+.1f} [{d[0] - d[1]:+.1f}, {d[0] + d[1]:+.1f}]")
+        cells = [_pair_cell(_per_seed(runs, v, t), _per_seed(runs, ref, t)) for t in (primary, "clean")]
         d = paired_diff(_per_seed(runs, v, primary), _per_seed(runs, ref, primary))
         if d is None:
             word, mde = "fewer than 2 paired seeds", "-"

@@ -42,6 +42,14 @@ def test_min_resolvable_effect(mods):
     assert math.isnan(stats.min_resolvable(2.0, 1))
 
 
+def test_paired_cells_of_the_report(mods):
+    report = mods[2]
+    assert report._pair_cell({0: 3.0, 1: 4.0}, {0: 1.0}) == "+2.0 (1 seed)"  # one pair: no interval
+    assert report._pair_cell({0: 3.0}, {1: 1.0}) == "-"
+    half = 12.706205 * math.sqrt(2) / math.sqrt(2)  # differences 2 and 4: sd sqrt(2), t_{0.975,1}
+    assert report._pair_cell({0: 3.0, 1: 5.0}, {0: 1.0, 1: 1.0}) == f"+3.0 [{3 - half:+.1f}, {3 + half:+.1f}]"
+
+
 def _fake_eval(views_seen):
     """evaluate_views stand-in: AP 0.5 on clean, lower the harsher the ratio (noise cost 20/50/80 %)."""
     cost = {"clean": 0.0, "ratio10-100": 0.2, "ratio100-300": 0.5, "ratio300-1000": 0.8}
