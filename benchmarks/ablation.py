@@ -55,6 +55,15 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+if str(Path(__file__).parent) not in sys.path:  # the sibling modules when loaded by file path (tests)
+    sys.path.insert(0, str(Path(__file__).parent))
+
+from ablation_data import PAPER_FINETUNE, add_run_arguments, add_scene_arguments, train_val_test_scenes  # noqa: E402
+from ablation_docs import write_docs  # noqa: E402, F401  (re-exported)
+from ablation_results import append_rows, read_csv  # noqa: E402
+from ablation_results import sha256_prefix as _sha256  # noqa: E402
+from ablation_stats import mean_std as _mean_std  # noqa: E402
+from ablation_stats import paired_diff, t_quantile  # noqa: E402, F401  (t_quantile: re-exported)
 
 #: variant -> (row label, config overrides, input kind)
 VARIANTS: dict[str, tuple[str, list[str], str]] = {
@@ -206,12 +215,6 @@ def run_one(args: argparse.Namespace, paths: dict[str, Path], variant: str, seed
 
 
 # ------------------------------------------------------------------------------------------ table
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    m = sum(values) / len(values)
-    s = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return m, s
-
-
 COLUMNS = (("dark", "segm"), ("dark", "bbox"), ("clean", "segm"), ("clean", "bbox"))
 
 
@@ -281,29 +284,6 @@ def verdicts(agg: dict[str, dict]) -> list[str]:
             "segm AP (different test renderings of the same scenes and noise)."
         )
     return out
-
-
-def write_docs(path: Path, text: str, header: str = "### The paper's ablation") -> None:
-    """Replace the body of the subsection starting with ``header`` in ``path``, up to the next ``##``
-    or ``###`` header. Without such a subsection it is added at the end of the ``## Ablation`` section
-    (created at the end of the file when missing)."""
-    from darkseg.utils.io import atomic_open
-
-    doc = path.read_text(encoding="utf-8")
-    lines = doc.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.startswith(header)), None)
-    if start is None:
-        sec = next((i for i, line in enumerate(lines) if line.startswith("## Ablation")), None)
-        if sec is None:
-            lines += ["\n", "## Ablation (`benchmarks/ablation.py`)\n"]
-            sec = len(lines) - 1
-        end = next((i for i in range(sec + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[end:end] = ["\n", header.rstrip("\n") + "\n", "\n"]
-        start = end + 1
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(("## ", "### "))), len(lines))
-    new = lines[: start + 1] + ["\n", text.rstrip() + "\n", "\n"] + lines[end:]
-    with atomic_open(path, "w") as fh:
-        fh.write("".join(new).rstrip() + "\n")
 
 
 # ====================================================================== pretrain -> fine-tune preset
@@ -382,11 +362,7 @@ def ft_parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--variants", nargs="+", default=list(FT_VARIANTS), choices=list(FT_VARIANTS))
-    p.add_argument("--size", type=int, nargs=2, default=(256, 192), metavar=("W", "H"))
-    p.add_argument("--train-images", type=int, default=600)
-    p.add_argument("--val-images", type=int, default=40, help="clean val scenes (stage-1 AP curve)")
-    p.add_argument("--test-images", type=int, default=50)
-    p.add_argument("--clutter", type=int, default=12, help="unannotated strokes/specks per scene")
+    add_scene_arguments(p, (256, 192), 40, 50)
     p.add_argument("--pretrain-iters", type=int, default=1000)
     p.add_argument("--pretrain-batch", type=int, default=2, help="per process (torchrun: x processes)")
     p.add_argument("--pretrain-lr", type=float, default=0.02)
@@ -399,12 +375,7 @@ def ft_parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ratio", type=float, nargs=2, default=(10.0, 100.0), help="training ratio range")
     p.add_argument("--harsh-ratio", type=float, nargs=2, default=(100.0, 300.0))
     p.add_argument("--test-output", default="sensor", help="synth.output of the dark test sets")
-    p.add_argument("--data-seed", type=int, default=2000)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--results", type=Path, default=None, help="CSV (default benchmarks/results/<study>.csv)")
-    p.add_argument("--write-docs", action="store_true")
-    p.add_argument("--docs", type=Path, default=REPO / "docs" / "benchmarks.md")
+    add_run_arguments(p, 2000, REPO / "docs" / "benchmarks.md")
     p.add_argument(
         "--tag",
         default="",
@@ -451,7 +422,7 @@ def ft_scene_cfg(args):
 def ft_make_data(args: argparse.Namespace) -> dict[str, Path]:
     """Scenes (train / val / test) and the test renderings (the demo's stages); everything is reused when
     already there."""
-    from darkseg.demo.stages import make_dark_test_set, make_scene_sets
+    from darkseg.demo.stages import make_dark_test_set
     from darkseg.synth import SynthConfig
 
     data = args.out / "data"
@@ -460,19 +431,7 @@ def ft_make_data(args: argparse.Namespace) -> dict[str, Path]:
         paths["train_images"], paths["train_ann"] = Path(args.train_dir), Path(args.train_ann)
         paths["test_images"], paths["test_ann"] = Path(args.test_dir), Path(args.test_ann)
     else:
-        seeds = {"train": args.data_seed, "val": args.data_seed + 3, "test": args.data_seed + 1}
-        counts = {"train": args.train_images, "val": args.val_images, "test": args.test_images}
-        sets = make_scene_sets(
-            data,
-            {name: (counts[name], seeds[name]) for name in ("train", "val", "test")},
-            tuple(args.size),
-            FT_CLASSES,
-            scene_cfg=ft_scene_cfg(args),
-            reuse=True,
-            progress=False,
-        )
-        for name, (images, ann) in sets.items():
-            paths[f"{name}_images"], paths[f"{name}_ann"] = images, ann
+        paths.update(train_val_test_scenes(data, args, FT_CLASSES, ft_scene_cfg(args)))
     base = {"camera": args.test_camera, "output": args.test_output}
     for key, ratio, seed in (("dark", args.ratio, 2), ("dark_harsh", args.harsh_ratio, 4)):
         dark = make_dark_test_set(
@@ -544,16 +503,6 @@ def ft_pretrain(args: argparse.Namespace, paths: dict[str, Path]) -> Path:
     return final
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 def ft_stage2_config(args: argparse.Namespace, paths: dict[str, Path], variant: str, seed: int, init: Path):
     """Stage-2 config of one run: from the stage-1 checkpoint, paper initialisation of the new modules
     (PyTorch defaults, ``scb_zero_init: false``), frozen BN and stem + stage 1 (mmdet ``norm_eval``,
@@ -566,10 +515,7 @@ def ft_stage2_config(args: argparse.Namespace, paths: dict[str, Path], variant: 
         f"data.train.ann_file={paths['train_ann']}",
         "data.val=null",
         f"train.init_from={init}",
-        "model.scb_zero_init=false",
-        "model.frozen_bn=true",
-        "model.frozen_stages=1",
-        "train.lr_mult={awd: 2.0, scb: 2.0}",
+        *PAPER_FINETUNE,
         f"synth.camera={args.train_camera}",
         f"synth.ratio_range=[{args.ratio[0]}, {args.ratio[1]}]",
         "train.eval_at_end=false",
@@ -622,51 +568,16 @@ def _metrics_rows(study, variant, seed, metrics, extra) -> list[dict]:
     return rows
 
 
-def read_csv(path: Path) -> list[dict]:
-    import csv
-
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    for r in rows:
-        r["seed"] = int(r["seed"])
-        for k in ("AP", "AP50", "AP75", "train_seconds", "total_seconds"):
-            r[k] = float(r[k]) if r[k] not in ("", None) else float("nan")
-        r["iterations"] = int(r["iterations"])
-        r["status"] = r.get("status") or "ok"
-    return rows
-
-
 def append_csv(path: Path, rows: list[dict]) -> None:
     """Add rows (one run's) to the results CSV; rewritten atomically, sorted, header first."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:  # two processes may finish runs at once
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        _append_csv_locked(path, rows)
-
-
-def _append_csv_locked(path: Path, rows: list[dict]) -> None:
-    import csv
-    import io
-
-    from darkseg.utils.io import atomic_write_bytes
-
-    old = read_csv(path)
-    keys = {(r["study"], r["variant"], r["seed"], r["test"], r["iou"]) for r in rows}
-    allrows = [
-        r for r in old if (r["study"], r["variant"], r["seed"], r["test"], r["iou"]) not in keys
-    ] + rows
     order = {v: i for i, v in enumerate(FT_VARIANTS)}
-    allrows.sort(key=lambda r: (r["study"], r["seed"], order.get(r["variant"], 99), r["test"], r["iou"]))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
-    w.writeheader()
-    for r in allrows:
-        w.writerow({k: r[k] for k in CSV_FIELDS})
-    atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+    append_rows(
+        path,
+        rows,
+        CSV_FIELDS,
+        key=lambda r: (r["study"], r["variant"], r["seed"], r["test"], r["iou"]),
+        order=lambda r: (r["study"], r["seed"], order.get(r["variant"], 99), r["test"], r["iou"]),
+    )
 
 
 def ft_run_one(args, paths, variant: str, seed: int, init: Path, csv_path: Path) -> list[dict]:
@@ -724,25 +635,6 @@ def ft_run_one(args, paths, variant: str, seed: int, init: Path, csv_path: Path)
 
 
 # ------------------------------------------------------------------------------ paired statistics
-def t_quantile(df: int, q: float = 0.975) -> float:
-    """Student-t quantile (scipy)."""
-    from scipy.stats import t
-
-    return float(t.ppf(q, df))
-
-
-def paired_diff(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, float, int] | None:
-    """Mean paired difference a - b over the common seeds, its 95 % t-interval half-width and the
-    std of the differences; ``None`` with fewer than 2 common seeds."""
-    seeds = sorted(set(a) & set(b))
-    if len(seeds) < 2:
-        return None
-    d = [a[s] - b[s] for s in seeds]
-    m, sd = _mean_std(d)
-    half = t_quantile(len(d) - 1) * sd / math.sqrt(len(d))
-    return m, half, sd, len(d)
-
-
 def ft_aggregate(rows: list[dict], study: str) -> dict:
     """{variant: {"label", "seeds", (test, iou): {seed: AP}}}"""
     out: dict[str, dict] = {}
@@ -947,7 +839,12 @@ def ft_report(args, csv_path: Path) -> str:
 def main(argv=None) -> int:
     from darkseg.config import load_config
 
-    if "--preset" in (sys.argv[1:] if argv is None else argv):
+    given = sys.argv[1:] if argv is None else list(argv)
+    if "--preset" in given:
+        if "noise" in given[given.index("--preset") + 1 : given.index("--preset") + 2]:
+            import ablation_noise  # the second design: its own module
+
+            return ablation_noise.main(argv)
         return ft_main(argv)
     args = parse_args(argv)
     if args.threads:

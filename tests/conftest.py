@@ -14,6 +14,20 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: tiny Mask R-CNN heads for the ablation smoke tests (seconds per run)
+TINY_HEADS = [
+    "model.fpn_channels=16",
+    "model.box_head_dim=32",
+    "model.mask_head_channels=16",
+    "model.rpn_pre_nms_top_n_train=50",
+    "model.rpn_post_nms_top_n_train=20",
+    "model.rpn_pre_nms_top_n_test=20",
+    "model.rpn_post_nms_top_n_test=10",
+    "model.rpn_batch_size_per_image=32",
+    "model.box_batch_size_per_image=16",
+    "model.box_detections_per_img=5",
+]
+
 
 def _shared_data_dir() -> Path | None:
     env = os.environ.get("DARKSEG_SHARED_DATA")

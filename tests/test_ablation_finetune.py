@@ -9,22 +9,11 @@ import shutil
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, TINY_HEADS
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-TINY = [
-    "model.fpn_channels=16",
-    "model.box_head_dim=32",
-    "model.mask_head_channels=16",
-    "model.rpn_pre_nms_top_n_train=50",
-    "model.rpn_post_nms_top_n_train=20",
-    "model.rpn_pre_nms_top_n_test=20",
-    "model.rpn_post_nms_top_n_test=10",
-    "model.rpn_batch_size_per_image=32",
-    "model.box_batch_size_per_image=16",
-    "model.box_detections_per_img=5",
-]
+TINY = TINY_HEADS
 
 
 @pytest.fixture(scope="module")

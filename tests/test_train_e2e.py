@@ -331,6 +331,22 @@ def test_batched_synthesis_on_the_training_device(tmp_path):
     assert b["loss_last"] == a["loss_last"]
 
 
+def test_gradient_norm_every_iteration_and_dsl_share(tmp_path):
+    """Without clipping the log still has the global gradient norm of every iteration; the DSL term's own
+    gradient norm (``train.log_grad_parts``) is logged every ``log_every`` iterations, and measuring it
+    leaves training unchanged (same losses as a run without it)."""
+    from darkseg.engine.train import train
+
+    extra = ["train.max_iters=2", "data.val=null", "train.grad_clip=null", "train.log_every=2"]
+    train(_cfg(extra + ["train.log_grad_parts=[loss_dsl]"]), tmp_path / "a", progress=False)
+    train(_cfg(extra), tmp_path / "b", progress=False)
+    ra, rb = _records(tmp_path / "a"), _records(tmp_path / "b")
+    assert all(r["grad_norm"] > 0 and torch.isfinite(torch.tensor(r["grad_norm"])) for r in ra + rb)
+    assert "grad_norm_loss_dsl" not in ra[0] and 0 < ra[1]["grad_norm_loss_dsl"] < float("inf")
+    assert [r["loss"] for r in ra] == [r["loss"] for r in rb]
+    assert [r["grad_norm"] for r in ra] == [r["grad_norm"] for r in rb]
+
+
 # ------------------------------------------------------------------ run folders, leftovers, bad images
 def _cli_args(out, extra: list[str], data: list[str] | None = None) -> list[str]:
     """``darkseg train`` arguments for a 1-image-pair CPU run of the tiny config into ``out``."""

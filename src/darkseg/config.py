@@ -88,7 +88,10 @@ class TrainConfig(Settings):
     images are skipped with a warning and replaced by the next sample; more distinct bad files than
     this stop the run, 0 = stop at the first). Checkpoints: ``checkpoint_every`` iterations and every
     ``checkpoint_every_epochs`` epochs (0 = off; ``last.pth``), ``keep_epoch_checkpoints`` (also
-    ``epoch_<E>.pth``). Logs: ``log_every`` (console/bar; the files get every iteration). Evaluation:
+    ``epoch_<E>.pth``). Logs: ``log_every`` (console/bar; the files get every iteration, with the global
+    gradient norm ``grad_norm`` before any clipping), ``log_grad_parts`` (loss terms, e.g. ``[loss_dsl]``,
+    whose own gradient norm is logged every ``log_every`` iterations as ``grad_norm_<term>``: one extra
+    backward pass each; single process only). Evaluation:
     ``eval_every`` iterations (0 = off), ``eval_at_end``.
     """
 
@@ -120,6 +123,7 @@ class TrainConfig(Settings):
     checkpoint_every_epochs: int = 1
     keep_epoch_checkpoints: bool = True
     log_every: int = 20
+    log_grad_parts: list[str] = field(default_factory=list)
     eval_every: int = 0
     eval_at_end: bool = True
 

@@ -472,11 +472,15 @@ class Trainer:
                         "lower train.lr, enable train.grad_clip, or check the data"
                     )
                 self.optimizer.zero_grad(set_to_none=True)
+                parts = {}
+                if t.log_grad_parts and (it + 1) % t.log_every == 0:
+                    parts = _part_grad_norms(losses, params, t.log_grad_parts, self.world)
                 self.scaler.scale(total).backward()
-                grad_norm = None
-                if t.grad_clip is not None:
-                    self.scaler.unscale_(self.optimizer)
+                self.scaler.unscale_(self.optimizer)  # no-op without AMP
+                if t.grad_clip is not None:  # the norm before clipping
                     grad_norm = float(torch.nn.utils.clip_grad_norm_(params, t.grad_clip))
+                else:
+                    grad_norm = float(_total_norm(params))
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 it += 1
@@ -492,8 +496,8 @@ class Trainer:
                     **logged,
                     "time": time.perf_counter() - t_it,
                 }
-                if grad_norm is not None:
-                    rec["grad_norm"] = grad_norm
+                rec["grad_norm"] = grad_norm
+                rec.update(parts)
                 logger.log_iter(rec, show=(it % t.log_every == 0 or it == self.total_iters))
                 if not self.progress and self.main and it % t.log_every == 0:
                     print(f"iter {it}/{self.total_iters} lr {lr:.3e} loss {loss_val:.4f}", flush=True)
@@ -568,6 +572,30 @@ class Trainer:
             "eval": None if final_eval is None else final_eval["metrics"],
             "eval_per_class": None if final_eval is None else final_eval["per_class"],
         }
+
+
+def _total_norm(params: list[torch.Tensor]) -> torch.Tensor:
+    """Global L2 norm of the gradients of ``params`` (0 when none has a gradient)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+
+
+def _part_grad_norms(
+    losses: dict[str, torch.Tensor], params: list[torch.Tensor], names: list[str], world: int
+) -> dict[str, float]:
+    """``{"grad_norm_<name>": global L2 norm of d loss[name] / d params}`` for the named loss terms of
+    this iteration (``train.log_grad_parts``): one extra backward pass per term, the graph kept for the
+    step's own backward. Terms missing from ``losses`` are skipped (e.g. ``loss_dsl`` without DSL)."""
+    if world > 1:
+        raise TrainingError("train.log_grad_parts works in single-process training only")
+    out: dict[str, float] = {}
+    for name in names:
+        if name not in losses or not losses[name].requires_grad:
+            continue
+        grads = torch.autograd.grad(losses[name], params, retain_graph=True, allow_unused=True)
+        found = [g for g in grads if g is not None]
+        out[f"grad_norm_{name}"] = float(torch.nn.utils.get_total_norm(found)) if found else 0.0
+    return out
 
 
 def _format_summary(s: dict[str, Any]) -> str:
