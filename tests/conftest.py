@@ -69,3 +69,15 @@ def tiny_checkpoint(path: Path, detections: int = 8, in_channels: int = 3) -> Pa
     )  # fmt: skip
     save_checkpoint(path, build_model(cfg).eval())
     return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread for the test: the test machine's cores are shared, and oversubscribed torch
+    threads spin."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -22,13 +22,7 @@ import torch
 from darkseg.cli import main
 from darkseg.utils.io import write_image
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _snapshot(*paths: Path) -> dict[Path, bytes]:
