@@ -383,6 +383,30 @@ def done_rows(csv_path: Path, study: str, part: str, variant: str | None = None,
 
 
 # ------------------------------------------------------------------------------------------ stages
+def saved_stage1(args) -> tuple[Path, Path]:
+    """The committed stage-1 model and summary of this study (``benchmarks/results/<csv stem>_stage1.pth``
+    and ``..._stage1_summary.json``): a new work tree continues the study without retraining stage 1."""
+    stem = args.results.stem
+    return args.results.with_name(f"{stem}_stage1.pth"), args.results.with_name(f"{stem}_stage1_summary.json")
+
+
+def _restore_stage1(args, run_dir: Path) -> None:
+    """Copy the committed stage-1 model into an empty ``run_dir``; it must be the model the CSV's
+    stage-1 rows name (their ``stage1_sha256``)."""
+    import shutil
+
+    model, summary = saved_stage1(args)
+    if (run_dir / "final.pth").is_file() or not (model.is_file() and summary.is_file()):
+        return
+    want = {r["stage1_sha256"] for r in done_rows(args.results, study_name(args), "stage1")}
+    if want and sha256(model) not in want:
+        raise SystemExit(f"{model}: not the stage-1 model the rows of {args.results} come from ({want})")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model, run_dir / "final.pth")
+    shutil.copyfile(summary, run_dir / "summary.json")
+    print(f"stage 1: restored {model} (sha256 {sha256(model)})", flush=True)
+
+
 def run_stage1(args, paths) -> Path:
     """Train stage 1 (resumes from ``last.pth``) and record its clean-val curve in the CSV."""
     from darkseg.demo.stages import train_stage
@@ -390,6 +414,7 @@ def run_stage1(args, paths) -> Path:
     run_dir = args.out / "stage1"
     final = run_dir / "final.pth"
     summary_file = run_dir / "summary.json"
+    _restore_stage1(args, run_dir)
     if not (summary_file.is_file() and final.is_file()):
         resume = (run_dir / "last.pth").is_file()
         train_stage(stage1_config(args, paths), run_dir, resume=resume, progress=False)
