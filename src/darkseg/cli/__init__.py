@@ -12,6 +12,11 @@ Every command's errors that darkseg raises on purpose (:class:`darkseg.errors.Da
 entry, setting or device) and operating-system errors (missing file, permission, full disk) end the
 command with one line ``darkseg COMMAND: message`` on stderr and exit status 1 instead of a traceback.
 Set ``DARKSEG_TRACEBACK=1`` to see the traceback.
+
+Every command takes ``--threads N`` (:mod:`darkseg.utils.threads`: the CPU threads of the job, chosen
+before the command starts). Before torch is first imported, ``OMP_WAIT_POLICY=PASSIVE`` is put in the
+environment unless the user set ``OMP_WAIT_POLICY``: OpenMP threads that spin while they wait take the
+cores of other processes, which made training many times slower on a busy machine (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from darkseg import __version__
+from darkseg.cli.argtypes import add_threads_option
 from darkseg.errors import DarkSegError
 
 #: command name -> (module, one-line help)
@@ -45,6 +51,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def wait_policy_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment entries to set before the OpenMP runtime starts (before ``import torch``):
+    ``OMP_WAIT_POLICY=PASSIVE`` (waiting OpenMP threads sleep instead of spinning on a core that another
+    process needs) unless ``env`` already has ``OMP_WAIT_POLICY``: the user's setting is kept."""
+    return {} if "OMP_WAIT_POLICY" in env else {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """Build the parser; only the module of ``command`` (if given) is imported for its arguments."""
     parser = argparse.ArgumentParser(prog="darkseg", description="Instance segmentation in the dark.")
@@ -52,6 +65,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        add_threads_option(p)
         if name == command:
             importlib.import_module(module).add_arguments(p)
     return parser
@@ -65,8 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if "torch" not in sys.modules:  # the OpenMP runtime reads it once, when torch loads it
+        os.environ.update(wait_policy_env(os.environ))
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
+        from darkseg.utils.threads import configure_threads
+
+        configure_threads(args.threads)
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -18,6 +18,7 @@ __all__ = [
     "positive_float",
     "webcam_index",
     "add_set_option",
+    "add_threads_option",
 ]
 
 
@@ -101,4 +102,16 @@ def add_set_option(parser: argparse.ArgumentParser, example: str, dest: str = "s
         default=[],
         metavar="KEY=VALUE",
         help=f"override a config entry, e.g. --set {example} (repeatable)",
+    )
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: CPU threads of the job (``darkseg.utils.threads``; default: the free CPUs)."""
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="CPU threads for torch and OpenCV (default: OMP_NUM_THREADS if set, else the CPUs this "
+        "process may use minus those busy with other work, at least 1)",
     )

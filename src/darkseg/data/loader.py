@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from darkseg.data.transforms import reseed_transforms
+from darkseg.utils.threads import single_thread_worker
 
 __all__ = ["collate_fn", "seed_worker", "build_loader"]
 
@@ -24,13 +25,16 @@ def collate_fn(batch: list[tuple]) -> tuple[list, ...]:
 
 
 def seed_worker(worker_id: int) -> None:
-    """``worker_init_fn``: re-seed the dataset's random transforms, NumPy and ``random`` per worker.
+    """``worker_init_fn``: one torch/OpenCV thread per worker process (the workers run side by side with
+    the training process); re-seed the dataset's random transforms, NumPy and ``random`` per worker.
 
     The seed is the worker's torch seed (``base_seed + worker_id``, where ``base_seed`` comes from the
     DataLoader's ``generator``), so a seeded DataLoader gives the same samples on every run with the same
     ``num_workers``.
     """
     info = torch.utils.data.get_worker_info()
+    if info is not None:
+        single_thread_worker()
     seed = int(info.seed if info is not None else torch.initial_seed()) % 2**63
     np.random.seed(seed % 2**32)
     random.seed(seed)

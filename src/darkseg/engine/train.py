@@ -557,6 +557,7 @@ class Trainer:
             "epochs": it / self.iters_per_epoch,
             "world_size": self.world,
             "device": str(self.device),
+            "torch_threads": torch.get_num_threads(),
             "amp": self.amp,
             "resumed_from": self.start_iter if self.resume else None,
             "seconds": elapsed,

@@ -179,11 +179,14 @@ def _init_worker(
     save_clean: bool,
     parent_pid: int | None = None,
 ) -> None:
-    """Set up the synthesiser of this process; a pool worker (``parent_pid`` given) dies with its parent."""
+    """Set up the synthesiser of this process; a pool worker (``parent_pid`` given) dies with its parent
+    and uses one torch/OpenCV thread (the workers already fill the CPUs side by side)."""
     from darkseg.utils.runtime import exit_with_parent, keep_freed_memory
+    from darkseg.utils.threads import single_thread_worker
 
     if parent_pid is not None:
         exit_with_parent(parent_pid)
+        single_thread_worker()
     keep_freed_memory()  # reuse freed image buffers instead of page-faulting fresh ones (~20 % faster)
     _WORKER.update(
         synth=LowLightSynthesizer(SynthConfig(**cfg_dict)),
