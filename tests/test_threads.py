@@ -14,6 +14,7 @@ import torch
 from darkseg.cli import COMMANDS, build_parser, wait_policy_env
 from darkseg.errors import ConfigError
 from darkseg.utils.threads import (
+    ThreadChoice,
     apply_threads,
     cgroup_cpu_limit,
     choose_threads,
@@ -69,33 +70,29 @@ def test_free_cpus_from_the_load_average() -> None:
 PASSIVE = {"OMP_WAIT_POLICY": "passive"}
 
 
-def test_busy_machine_with_spinning_threads_cuts_the_default_and_says_so() -> None:
+def test_busy_machine_with_spinning_threads_cuts_the_default() -> None:
     # 2 CPUs, one busy with another job (load 1.3): one free core -> 1 thread
     choice = choose_threads(None, {}, usable=2, free=free_cpus(2, 1.3, machine_cpus=2))
-    assert choice.threads == 1
-    assert choice.warning is not None and "\n" not in choice.warning
-    assert "oversubscribed" in choice.warning and "1 thread" in choice.warning
+    assert (choice.threads, choice.warning) == (1, None)
     # both busy: still at least one thread
     assert choose_threads(None, {}, usable=4, free=0.0).threads == 1
     assert choose_threads(None, {}, usable=4, free=2.6).threads == 3
-    # a quiet machine keeps every usable CPU, silently
-    quiet = choose_threads(None, {}, usable=2, free=free_cpus(2, 0.2, machine_cpus=2))
-    assert (quiet.threads, quiet.warning) == (2, None)
+    # a quiet machine keeps every usable CPU
+    assert choose_threads(None, {}, usable=2, free=free_cpus(2, 0.2, machine_cpus=2)).threads == 2
 
 
-def test_busy_machine_with_sleeping_threads_keeps_the_default_and_warns() -> None:
+def test_busy_machine_with_sleeping_threads_keeps_every_cpu() -> None:
     assert passive_wait(PASSIVE) and not passive_wait({}) and not passive_wait({"OMP_WAIT_POLICY": "ACTIVE"})
-    choice = choose_threads(None, PASSIVE, usable=2, free=0.7)
-    assert choice.threads == 2
-    assert choice.warning is not None and "sleep" in choice.warning and "\n" not in choice.warning
-    assert choose_threads(None, PASSIVE, usable=2, free=2.0).warning is None
+    assert choose_threads(None, PASSIVE, usable=2, free=0.7) == ThreadChoice(2, "default", 2, 0.7)
+    assert choose_threads(2, PASSIVE, usable=2, free=0.0).warning is None
 
 
-def test_user_count_above_the_free_cpus_is_kept_with_a_warning() -> None:
+def test_user_count_that_would_spin_on_busy_cores_is_kept_with_a_one_line_warning() -> None:
     busy = free_cpus(2, 1.3, machine_cpus=2)
     choice = choose_threads(2, {}, usable=2, free=busy)
     assert choice.threads == 2
-    assert choice.warning is not None and "oversubscribed" in choice.warning and "--threads" in choice.warning
+    assert choice.warning is not None and "\n" not in choice.warning
+    assert "oversubscribed" in choice.warning and "--threads" in choice.warning
     env_choice = choose_threads(None, {"OMP_NUM_THREADS": "2"}, usable=2, free=busy)
     assert env_choice.threads == 2 and "OMP_NUM_THREADS" in (env_choice.warning or "")
     assert choose_threads(1, {}, usable=2, free=busy).warning is None

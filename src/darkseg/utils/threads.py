@@ -2,11 +2,11 @@
 
 PyTorch's CPU kernels run on an OpenMP team (GNU libgomp in the pip wheels) whose size is by default
 the number of cores of the machine, and whose threads spin on their core while they wait for work. On a
-shared 2-core machine with other CPU-bound processes that made the demo's training step about 4x slower
-with 2 threads than with 1; with waiting threads that sleep (``OMP_WAIT_POLICY=PASSIVE``, which the
-``darkseg`` command line sets before torch starts unless the user set it) 2 threads were as fast as 1 or
-faster (docs/benchmarks.md, "Threads on a busy machine"). So every command chooses its thread count up
-front:
+shared 2-core machine with other CPU-bound processes that made the demo's training step 4-6x slower
+with 2 threads than with 1 (19-30 s against about 5 s). With waiting threads that sleep
+(``OMP_WAIT_POLICY=PASSIVE``, which the ``darkseg`` command line sets before torch starts unless the
+user set it) 2 threads were within this machine's noise of 1 thread or faster (docs/benchmarks.md,
+"Threads on a busy machine"). So every command chooses its thread count up front:
 
 1. ``--threads N`` when given;
 2. else ``OMP_NUM_THREADS`` when the user set it (a positive integer);
@@ -14,7 +14,9 @@ front:
    with spinning threads (no ``OMP_WAIT_POLICY=PASSIVE``) only those that other runnable work leaves
    free (the 1-minute load average), at least 1.
 
-When the threads exceed the free CPUs, one line on stderr says so (once, at the start of the job).
+When a count the user chose (1 or 2) would spin on busy cores (more threads than free CPUs and no
+``PASSIVE`` wait policy), one line on stderr says so, once, at the start of the job; the other cases
+are not slowed down by the load (measured) and print nothing, so a job's stderr stays its own.
 Plain functions, no module state: the caller passes what it read (load, affinity), so
 every choice can be tested with made-up machines.
 """
@@ -149,9 +151,10 @@ def choose_threads(
 
     The default is every ``usable`` CPU when the load is unknown or when waiting threads sleep
     (:func:`passive_wait`); with spinning threads it is the free CPUs rounded to the nearest whole one,
-    at least 1 (spinning threads on busy cores made a training step ~4x slower than one thread, sleeping
-    ones were as fast or faster: docs/benchmarks.md). When the threads exceed the free CPUs, the choice
-    carries a one-line ``warning``; an explicit or environment count is kept as asked.
+    at least 1 (spinning threads on busy cores made a training step 4-6x slower than one thread,
+    sleeping ones were within noise of one thread or faster: docs/benchmarks.md). An explicit or
+    environment count is kept as asked; when its threads would spin on busy cores (more than the free
+    CPUs, no ``PASSIVE`` wait policy), the choice carries a one-line ``warning``.
 
     Raises:
         darkseg.errors.ConfigError: ``explicit`` < 1 (names ``--threads``) or an ``OMP_NUM_THREADS`` that
@@ -167,17 +170,15 @@ def choose_threads(
         source, threads = "OMP_NUM_THREADS", env_value
     else:
         source, threads = "default", usable
-    if free is None or threads <= max(1.0, free) + 0.5:
-        return ThreadChoice(threads, source, usable, free)
-    busy = f"{usable - free:.1f} of the {usable} usable CPUs are busy with other work"
-    if source == "default" and not passive:  # spinning threads on busy cores: use the free ones only
-        threads = max(1, min(usable, int(math.floor(free + 0.5))))
-        note = f"using {threads} thread(s), as waiting threads spin (OMP_WAIT_POLICY=PASSIVE or --threads N)"
-    elif passive:
-        note = f"{threads} threads ({source}) that sleep while waiting; --threads 1 leaves the others more"
-    else:
-        note = f"{threads} threads ({source}) that spin while waiting; expect slow steps (fewer threads)"
-    warning = f"darkseg: warning: machine oversubscribed: {busy}; {note}"
+    if free is None or passive or threads <= max(1.0, free) + 0.5:
+        return ThreadChoice(threads, source, usable, free)  # sleeping waiters: measured harmless
+    if source == "default":  # spinning threads on busy cores: use the free ones only
+        return ThreadChoice(max(1, min(usable, int(math.floor(free + 0.5)))), source, usable, free)
+    warning = (
+        f"darkseg: warning: machine oversubscribed: {usable - free:.1f} of the {usable} usable CPUs are "
+        f"busy with other work, and {threads} threads ({source}) spin while they wait; expect slow steps "
+        "(set OMP_WAIT_POLICY=PASSIVE or fewer --threads)"
+    )
     return ThreadChoice(threads, source, usable, free, warning)
 
 
