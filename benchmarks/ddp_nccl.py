@@ -78,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         init_s = time.perf_counter() - t0
 
         model, opt, clean, noisy, targets = _train_setup(tuple(args.size), args.batch)
-        calibrate_batchnorm(model, noisy)  # identity statistics: a random R50 diverges at once
-        model.train().to(dev)
+        model.to(dev)
         clean, noisy, targets = _to(clean, dev), _to(noisy, dev), _to(targets, dev)
+        calibrate_batchnorm(model, noisy)  # identity statistics: a random R50 diverges at once
+        model.train()
         step = nn.parallel.DistributedDataParallel(
             _Step(model), device_ids=[dev.index] if dev.type == "cuda" else None
         )

@@ -17,8 +17,9 @@ overall ``--budget``):
 
 Everything the steps print goes to ``OUT/gpu_check.log`` (and to stdout); ``OUT/gpu_check_summary.json``
 is rewritten after every step (status, seconds, the Markdown table lines the step printed), so a run cut
-short still leaves the finished steps' results. Status of a step: ``ok``, ``failed`` (a command exited
-non-zero, or an expected file is missing), ``timed out``, ``skipped (no CUDA)`` or ``skipped (budget)``.
+short still leaves the finished steps' results. Scratch files (scenes, the tiny run) go to ``--work``.
+Status of a step: ``ok``, ``failed`` (a command exited non-zero, or an expected file is missing),
+``timed out``, ``skipped (no CUDA)`` or ``skipped (budget)``.
 
 ``--dry-run``: every step tiny on the CPU (a minute or two), for checking the script without a GPU. Steps
 that need CUDA then run a CPU stand-in of their commands instead (pytest: collection only; ddp_nccl: the
@@ -35,6 +36,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -247,7 +249,7 @@ def plan(args: argparse.Namespace, work: Path) -> list[Step]:
         synth_dev, synth_cpu = synth_dev + synth_small, synth_cpu + synth_small
     else:
         synth_dev += ["--n", "64", "--batch", "32"]
-        synth_cpu += ["--n", "16", "--batch", "16", "--repeat", "2"]
+        synth_cpu += ["--n", "32", "--batch", "16"]
     pred = [py, str(b / "predict.py"), "--device", dev]
     pred += [*small, "--images", "1", "--batches", "1", "--repeats", "1"] if dry else ["--threads", "4"]
     pytest = [py, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", *cuda_test_files()]
@@ -296,6 +298,9 @@ def write_summary(path: Path, results: list[Result], meta: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "runs/gpu_check"))
+    ap.add_argument(
+        "--work", type=Path, help="scratch folder (scenes, the tiny run); default: a new one under /tmp"
+    )
     ap.add_argument("--budget", type=float, default=450.0, help="seconds for all steps together")
     ap.add_argument("--dry-run", action="store_true", help="every step tiny on the CPU")
     ap.add_argument("--only", nargs="+", choices=STEPS, help="run these steps only")
@@ -303,8 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t_start = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
-    work = (args.out / "work").resolve()
-    work.mkdir(exist_ok=True)
+    # not under OUT: the device tool brings back only a few files from there
+    work = (args.work or Path(tempfile.mkdtemp(prefix="gpu_check_"))).resolve()
+    work.mkdir(parents=True, exist_ok=True)
     log = Log(args.out / "gpu_check.log")
     env = {
         **os.environ,

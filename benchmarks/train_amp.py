@@ -12,7 +12,8 @@ the input (``calibrate_batchnorm``: with identity statistics activations reach ~
 The last column counts timed steps whose loss was not finite. A step is what ``darkseg train`` runs:
 forward (``model(noisy, targets)``, or ``model.forward_dsl(clean, noisy, targets)`` for DSL) under
 ``torch.autocast(float16)`` when AMP is on, ``GradScaler.scale(loss).backward()``, ``unscale_``,
-``step``, ``update``. AMP is CUDA only (the training engine never uses it on the CPU), so on the CPU
+gradient clipping to L2 norm 10 (``train.grad_clip``; random weights diverge without it), ``step``,
+``update``. AMP is CUDA only (the training engine never uses it on the CPU), so on the CPU
 only the float32 rows are measured.
 
 Times: wall-clock milliseconds per step, median of ``--steps`` timed steps after ``--warmup`` untimed
@@ -53,9 +54,10 @@ def measure(
     ``size``: (W, H) pixels; ``mode``: ``"plain"`` or ``"dsl"``; ``amp``: float16 autocast + GradScaler.
     """
     model, opt, clean, noisy, targets = _train_setup(size, batch)
-    calibrate_batchnorm(model, noisy)  # identity statistics: a random R50's activations overflow float16
-    model.train().to(dev)
+    model.to(dev)
     clean, noisy, targets = _to(clean, dev), _to(noisy, dev), _to(targets, dev)
+    calibrate_batchnorm(model, noisy)  # identity statistics: a random R50's activations overflow float16
+    model.train()
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     cuda = dev.type == "cuda"
 
@@ -66,6 +68,7 @@ def measure(
         total = sum(losses.values())
         scaler.scale(total).backward()
         scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)  # random weights diverge without it
         scaler.step(opt)
         scaler.update()
         return total.detach()

@@ -78,7 +78,7 @@ def test_synth_report_ratio():
 def test_dry_run_writes_log_and_summary(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "out"
-    assert gc.main(["--dry-run", "--out", str(out), "--only", "synth"]) == 0
+    assert gc.main(["--dry-run", "--out", str(out), "--work", str(tmp_path / "w"), "--only", "synth"]) == 0
     summary = json.loads((out / "gpu_check_summary.json").read_text())
     assert summary["mode"] == "dry-run (CPU)"
     [step] = summary["steps"]
@@ -86,7 +86,7 @@ def test_dry_run_writes_log_and_summary(tmp_path, monkeypatch):
     log = (out / "gpu_check.log").read_text()
     assert "| synth | ok |" in log
     # no budget left: every step is reported, none is run
-    assert gc.main(["--dry-run", "--out", str(out), "--budget", "0"]) == 0
+    assert gc.main(["--dry-run", "--out", str(out), "--work", str(tmp_path / "w"), "--budget", "0"]) == 0
     steps = json.loads((out / "gpu_check_summary.json").read_text())["steps"]
     assert [(s["name"], s["status"]) for s in steps] == [(n, "skipped (budget)") for n in gc.STEPS]
 
@@ -97,8 +97,9 @@ def test_dry_run_ddp_step_runs_its_cpu_stand_in(tmp_path, monkeypatch):
     still reports skipped, since NCCL was not exercised."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "out"
-    assert gc.main(["--dry-run", "--out", str(out), "--only", "ddp_nccl"]) == 0
+    argv = ["--dry-run", "--out", str(out), "--work", str(tmp_path / "work"), "--only", "ddp_nccl"]
+    assert gc.main(argv) == 0
     [step] = json.loads((out / "gpu_check_summary.json").read_text())["steps"]
     assert step["status"] == "skipped (no CUDA)" and step["note"] == "CPU stand-in ran"
-    assert (out / "work" / "ddp_train" / "last.pth").is_file()
+    assert (tmp_path / "work" / "ddp_train" / "last.pth").is_file()
     assert any("| gloo | cpu | 1 |" in t and t.endswith("| ok |") for t in step["tables"])
