@@ -1,9 +1,14 @@
-"""Prediction throughput: images/s of ``Predictor`` batches 1 / 4 / 8, float32 vs bfloat16 autocast.
+"""Prediction throughput: images/s of ``Predictor`` batches 1 / 4 / 8, float32 vs reduced-precision autocast.
 
 Usage::
 
     python benchmarks/predict.py                       # 600x400, 8 images, 3 rounds, one thread
     python benchmarks/predict.py --repeats 1 --size 300 200   # quicker
+    python benchmarks/predict.py --device cuda         # float32 / float16 / bfloat16 on the GPU
+
+``--device cuda``: the same model and images on the GPU, every ``--dtypes`` (default float32, float16,
+bfloat16; on the CPU float32, bfloat16); times are wall-clock with ``torch.cuda.synchronize()`` before
+each clock read (process CPU time says nothing about GPU work and is not reported there).
 
 Model: the paper's Mask R-CNN R50-FPN "Ours" (caffe R50 + AWD + SCB, fused; 8 classes, ``min_size`` 400,
 ``max_size`` 600, so a 600x400 image is used at its own size, padded to 416x608), random weights with
@@ -15,9 +20,9 @@ each per round, median over rounds) so that load drift on a shared machine affec
 to batch 1 float32 of the same run. Times are process CPU time with one torch thread (``--threads``), so
 images/s is per core; wall-clock images/s is reported too.
 
-Accuracy of bfloat16 on this model: detections of the float32 and bfloat16 runs matched per image (same
-label, closest box within 8 px) over the ``--match-top`` highest-scoring float32 detections per image
-(random weights: scores are low and close together, so a score cut would select nothing).
+Accuracy of each reduced precision on this model: detections of the float32 and reduced runs matched
+per image (same label, closest box within 8 px) over the ``--match-top`` highest-scoring float32
+detections per image (random weights: scores are low and close together, so a score cut would select nothing).
 
 ``--accuracy CKPT DIR``: only the bfloat16-vs-float32 comparison, for a trained checkpoint on the images of
 a folder: float32 detections scoring >= ``--score`` matched as above, plus bfloat16 detections scoring
@@ -120,6 +125,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
     ap.add_argument("--repeats", type=int, default=3, help="timed rounds")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument(
+        "--dtypes", nargs="+", help="default: float32 bfloat16 (CPU), float32 float16 bfloat16 (CUDA)"
+    )
     ap.add_argument("--match-top", type=int, default=10)
     ap.add_argument("--accuracy", nargs=2, metavar=("CKPT", "DIR"), help="only bf16 vs fp32 of a checkpoint")
     ap.add_argument("--score", type=float, default=0.5, help="score cut for --accuracy")
@@ -129,18 +138,26 @@ def main(argv: list[str] | None = None) -> None:
     if args.accuracy:
         accuracy(*args.accuracy, args.score)
         return
+    dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"predict.py: --device {args.device} but no CUDA device on this machine")
+    cuda = dev.type == "cuda"
+    dtypes = args.dtypes or (["float32", "float16", "bfloat16"] if cuda else ["float32", "bfloat16"])
+    if dtypes[0] != "float32":
+        raise SystemExit("predict.py: --dtypes must start with float32 (the reference)")
     w, h = args.size
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.images} images {w}x{h}")
-    print(f"CPU: {_cpu_flags()}\n")
+    print(f"GPU: {torch.cuda.get_device_name(dev)}\n" if cuda else f"CPU: {_cpu_flags()}\n")
     torch.manual_seed(0)
     images = _images(args.images, (w, h))
     model = build_model(cfg_for(True, True, min_size=min(h, w), max_size=max(h, w))).eval()
     calibrate_batchnorm(model, images[:2])
-    predictors = {
-        dt: Predictor(copy.deepcopy(model), device="cpu", score_thr=0.0, dtype=dt)
-        for dt in ("float32", "bfloat16")
-    }
+    predictors = {dt: Predictor(copy.deepcopy(model), device=dev, score_thr=0.0, dtype=dt) for dt in dtypes}
     configs = {(dt, b): p for dt, p in predictors.items() for b in args.batches}
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(dev)
 
     def run(p: Predictor, b: int):
         return [r for s in range(0, len(images), b) for r in p.predict_tensors(images[s : s + b])]
@@ -152,37 +169,43 @@ def main(argv: list[str] | None = None) -> None:
             run(p, b) if b == args.batches[0] else p.predict_tensors(images[:b])
         for _ in range(args.repeats):
             for (dt, b), p in configs.items():
+                sync()
                 t0, w0 = time.process_time(), time.perf_counter()
                 run(p, b)
+                sync()
                 cpu[(dt, b)].append(time.process_time() - t0)
                 wall[(dt, b)].append(time.perf_counter() - w0)
             print(".", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     n = len(images)
     base_key = ("float32", args.batches[0])
-    base = n / statistics.median(cpu[base_key])
+    timed = wall if cuda else cpu  # the ratio column: wall time on the GPU, CPU time on the CPU
+    base = n / statistics.median(timed[base_key])
     print(f"Median of {args.repeats} rounds; ratios to batch {args.batches[0]} float32\n")
-    print("| dtype | batch | images/s (CPU time) | × batch 1 float32 | images/s (wall) |")
+    print(f"| dtype | batch | images/s (CPU time) | × batch {args.batches[0]} float32 | images/s (wall) |")
     print("|---|---:|---:|---:|---:|")
     for dt, b in configs:
         ips = n / statistics.median(cpu[(dt, b)])
         wips = n / statistics.median(wall[(dt, b)])
-        print(f"| {dt} | {b} | {ips:.3f} | {ips / base:.2f} | {wips:.3f} |")
-    # accuracy of bfloat16 against float32 (batch 1 predictions of both)
-    p32, p16 = predictors["float32"], predictors["bfloat16"]
-    stats = []
-    dets = []
-    for x in images:
-        a, b16 = p32.predict(x), p16.predict(x)
-        dets.append((len(a), len(b16)))
-        stats.append(_match_stats(a, b16, args.match_top))
-    tot = sum(s["n"] for s in stats)
-    print(
-        f"\nbfloat16 vs float32, top {args.match_top} float32 detections per image: {tot} matched, "
-        f"{sum(s['unmatched'] for s in stats)} unmatched; max box difference "
-        f"{max(s['box'] for s in stats):.2f} px, max score difference {max(s['score'] for s in stats):.4f}, "
-        f"min mask IoU {min(s['iou'] for s in stats):.3f}; detections per image (float32, bfloat16): {dets}"
-    )
+        ratio = (wips if cuda else ips) / base
+        print(f"| {dt} | {b} | {'n/a (GPU)' if cuda else f'{ips:.3f}'} | {ratio:.2f} | {wips:.3f} |")
+    # accuracy of each reduced precision against float32 (batch 1 predictions of both)
+    p32 = predictors["float32"]
+    ref = [p32.predict(x) for x in images]
+    for dt in dtypes[1:]:
+        stats, dets = [], []
+        for x, a in zip(images, ref):
+            r = predictors[dt].predict(x)
+            dets.append((len(a), len(r)))
+            stats.append(_match_stats(a, r, args.match_top))
+        tot = sum(s["n"] for s in stats)
+        print(
+            f"\n{dt} vs float32, top {args.match_top} float32 detections per image: {tot} matched, "
+            f"{sum(s['unmatched'] for s in stats)} unmatched; max box difference "
+            f"{max(s['box'] for s in stats):.2f} px, max score difference "
+            f"{max(s['score'] for s in stats):.4f}, min mask IoU {min(s['iou'] for s in stats):.3f}; "
+            f"detections per image (float32, {dt}): {dets}"
+        )
 
 
 if __name__ == "__main__":

@@ -167,6 +167,7 @@ def test_every_camera_and_model_runs(camera, model):
     assert float((n - c).abs().mean()) > 0
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_cuda_matches_cpu_clean_path():
     s = LowLightSynthesizer(SynthConfig(quantize_8bit=False))
