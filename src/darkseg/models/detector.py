@@ -365,6 +365,7 @@ class DarkMaskRCNN(MaskRCNN):
             input_scale=cfg.input_scale,
             channel_order=cfg.channel_order,
         )
+        self.roi_heads.mask_roi_pool.channels_last = True  # the mask head's convs: faster on the CPU
         if mm:  # same modules and state, MMDetection's proposal / detection computation
             self.rpn.__class__ = MMDetRPN
             self.roi_heads.__class__ = MMDetRoIHeads

@@ -153,7 +153,10 @@ class PyramidRoIAlign(MultiScaleRoIAlign):
     ``forward(features, boxes, image_shapes)``: ``boxes`` a list of ``(n_i, 4)`` per image ->
     ``(sum n_i, C, S, S)``. The scales and level mapper must be set before the first call
     (``detector._fix_pooler_scales``); while tracing for export torchvision's own forward runs.
+    ``channels_last``: as ``MMDetRoIAlign``'s.
     """
+
+    channels_last: bool = False
 
     def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes) -> torch.Tensor:
         if torchvision._is_tracing() or self.scales is None or self.map_levels is None:
@@ -162,9 +165,14 @@ class PyramidRoIAlign(MultiScaleRoIAlign):
         rois = convert_boxes_to_roi_format(boxes)
         size = self.output_size
         if len(feats) == 1:
-            return roi_align(feats[0], rois, size, self.scales[0], self.sampling_ratio)
+            out = roi_align(feats[0], rois, size, self.scales[0], self.sampling_ratio)
+            return (
+                out.contiguous(memory_format=torch.channels_last) if self.channels_last else out.contiguous()
+            )
         levels = self.map_levels(boxes)
         out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], *size))
+        if self.channels_last:
+            out = out.contiguous(memory_format=torch.channels_last)
         for level, (f, scale) in enumerate(zip(feats, self.scales)):
             idx = torch.where(levels == level)[0]
             if idx.numel():
