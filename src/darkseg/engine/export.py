@@ -180,9 +180,29 @@ def prepare_for_export(model: torch.nn.Module) -> torch.nn.Module:
     if hasattr(m, "fuse") and not getattr(m, "fused", False):
         m.fuse()
     m.transform = ExportTransform(m.transform)
+    _torchvision_modules(m)
     for p in m.parameters():
         p.requires_grad_(False)
     return m.eval()
+
+
+def _torchvision_modules(model: torch.nn.Module) -> None:
+    """Swap darkseg's CPU fast paths for the torchvision modules they subclass (same state, scriptable).
+
+    ``PyramidRoIAlign`` and ``MaskPredictor`` compute torchvision's values another way (a gather over
+    channel vectors, matrix products); the exported graph uses torchvision's operators.
+    """
+    from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
+    from torchvision.ops import MultiScaleRoIAlign
+
+    from darkseg.models.mask_predictor import MaskPredictor
+    from darkseg.models.roi_align import PyramidRoIAlign
+
+    for mod in model.modules():
+        if type(mod) is PyramidRoIAlign:
+            mod.__class__ = MultiScaleRoIAlign
+        elif type(mod) is MaskPredictor:
+            mod.__class__ = MaskRCNNPredictor
 
 
 def trace_backbone(

@@ -21,7 +21,7 @@ import torchvision
 from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
 from torchvision.models.detection.transform import (
     GeneralizedRCNNTransform,
     _fake_cast_onnx,
@@ -35,6 +35,7 @@ from darkseg.errors import DarkSegError
 from .config import ModelConfig
 from .convnext import ConvNeXtBody
 from .dsl import dsl_loss
+from .mask_predictor import MaskPredictor
 from .mmdet_compat import (
     MMDetAnchorGenerator,
     MMDetMatcher,
@@ -47,6 +48,7 @@ from .mmdet_compat import (
 )
 from .paste import paste_masks_box_local, paste_masks_grid_sample
 from .resnet import ResNetBody
+from .roi_align import PyramidRoIAlign
 from .scb import count_scb, fuse_scb
 
 __all__ = ["InputError", "DarkTransform", "DarkBackbone", "DarkMaskRCNN", "build_model", "build_backbone"]
@@ -338,8 +340,8 @@ class DarkMaskRCNN(MaskRCNN):
             rpn_positive_fraction=cfg.rpn_positive_fraction,
             rpn_nms_thresh=cfg.rpn_nms_thresh,
             rpn_anchor_generator=MMDetAnchorGenerator() if mm else None,
-            box_roi_pool=MMDetRoIAlign(feats, 7) if mm else None,
-            mask_roi_pool=MMDetRoIAlign(feats, 14) if mm else None,
+            box_roi_pool=MMDetRoIAlign(feats, 7) if mm else PyramidRoIAlign(feats, 7, 2),
+            mask_roi_pool=MMDetRoIAlign(feats, 14) if mm else PyramidRoIAlign(feats, 14, 2),
             box_head=TwoMLPHead(c * 7 * 7, cfg.box_head_dim),
             box_predictor=FastRCNNPredictor(cfg.box_head_dim, cfg.num_classes),
             box_score_thresh=cfg.box_score_thresh,
@@ -348,7 +350,7 @@ class DarkMaskRCNN(MaskRCNN):
             box_batch_size_per_image=cfg.box_batch_size_per_image,
             box_positive_fraction=cfg.box_positive_fraction,
             mask_head=MaskRCNNHeads(c, [cfg.mask_head_channels] * 4, 1),
-            mask_predictor=MaskRCNNPredictor(cfg.mask_head_channels, cfg.mask_head_channels, cfg.num_classes),
+            mask_predictor=MaskPredictor(cfg.mask_head_channels, cfg.mask_head_channels, cfg.num_classes),
         )
         self.transform = DarkTransform(
             cfg.min_size,
@@ -363,6 +365,7 @@ class DarkMaskRCNN(MaskRCNN):
             input_scale=cfg.input_scale,
             channel_order=cfg.channel_order,
         )
+        self.roi_heads.mask_roi_pool.channels_last = True  # the mask head's convs: faster on the CPU
         if mm:  # same modules and state, MMDetection's proposal / detection computation
             self.rpn.__class__ = MMDetRPN
             self.roi_heads.__class__ = MMDetRoIHeads

@@ -49,6 +49,7 @@ from torchvision.ops._utils import convert_boxes_to_roi_format
 from darkseg.data import polygons
 
 from .mask_targets import mask_targets, pad_masks, padded_size
+from .roi_align import roi_align
 
 __all__ = [
     "MMDetAnchorGenerator",
@@ -70,6 +71,8 @@ __all__ = [
 WH_RATIO_CLIP = abs(math.log(16.0 / 1000.0))
 #: boxes above this count are suppressed group by group (mmcv ``batched_nms``'s ``split_thr``)
 NMS_SPLIT_THR = 10000
+#: on the CPU, more boxes than this are suppressed group by group also below NMS_SPLIT_THR (same result)
+NMS_GROUP_MIN = 1000
 RCNN_STDS = (0.1, 0.1, 0.2, 0.2)
 
 
@@ -241,22 +244,29 @@ def batched_nms(
 ) -> torch.Tensor:
     """Indices kept by NMS within each group, by descending score (mmcv ``batched_nms``).
 
-    Up to :data:`NMS_SPLIT_THR` boxes: one NMS on boxes shifted by ``group * (max coordinate + 1)``;
-    above, one NMS per group, then sorted by score.
+    Up to :data:`NMS_SPLIT_THR` boxes mmcv runs one NMS on boxes shifted by ``group * (max coordinate +
+    1)``; above, one NMS per group on the unshifted boxes. Both are computed here group by group (boxes of
+    different groups never suppress each other, and NMS is quadratic in the box count), on the same
+    coordinates as mmcv's (shifted below the threshold, so the IoUs round alike) and in the order of one
+    descending sort of all scores, so the kept set and its order are those of the single call.
     """
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     if boxes.shape[0] < NMS_SPLIT_THR:
         max_coordinate = boxes.max()
         offsets = groups.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))
-        return torchvision.ops.nms(boxes + offsets[:, None], scores, iou_thr)
+        boxes = boxes + offsets[:, None]
+        if boxes.device.type != "cpu" or boxes.shape[0] <= NMS_GROUP_MIN:
+            return torchvision.ops.nms(boxes, scores, iou_thr)
+    order = scores.sort(descending=True, stable=True)[1]  # the order of torchvision's NMS kernel
+    # the processing rank as the score: each group is suppressed in the global sort's order, ties included
+    rank = torch.empty(order.shape[0], dtype=torch.float32, device=boxes.device)
+    rank[order] = -torch.arange(order.shape[0], dtype=torch.float32, device=boxes.device)
     keep_mask = torch.zeros_like(scores, dtype=torch.bool)
     for g in torch.unique(groups):
         idx = (groups == g).nonzero(as_tuple=False).view(-1)
-        keep_mask[idx[torchvision.ops.nms(boxes[idx], scores[idx], iou_thr)]] = True
-    keep = keep_mask.nonzero(as_tuple=False).view(-1)
-    order = scores[keep].sort(descending=True)[1]
-    return keep[order]
+        keep_mask[idx[torchvision.ops.nms(boxes[idx], rank[idx], iou_thr)]] = True
+    return order[keep_mask[order]]
 
 
 def rpn_proposals(
@@ -443,7 +453,12 @@ class MMDetRoIAlign(MultiScaleRoIAlign):
     Level of a box: ``floor(log2(sqrt(w h) / finest_scale + 1e-6))`` clamped to the levels.
     ``forward(features, boxes, image_shapes)`` with torchvision's ``MultiScaleRoIAlign`` signature:
     ``boxes`` a list of ``(n_i, 4)`` per image -> ``(sum n_i, C, S, S)``.
+
+    ``channels_last``: return the features in channels-last memory order (the mask head's 3x3 convs run
+    about 15 % faster on it on the CPU; the values are the same).
     """
+
+    channels_last: bool = False
 
     def __init__(
         self,
@@ -470,13 +485,15 @@ class MMDetRoIAlign(MultiScaleRoIAlign):
         """RoI features of ``rois (n, 5)`` = (batch index, x1, y1, x2, y2) in the network frame."""
         c = feats[0].shape[1]
         out = feats[0].new_zeros((rois.shape[0], c, *self.output_size))
+        if self.channels_last:
+            out = out.contiguous(memory_format=torch.channels_last)
         if rois.shape[0] == 0:
             return out
         lvls = self.level_of(rois)
         for i, f in enumerate(feats):
             idx = (lvls == i).nonzero(as_tuple=False).view(-1)
             if idx.numel():
-                out[idx] = torchvision.ops.roi_align(
+                out[idx] = roi_align(
                     f,
                     rois[idx].to(f.dtype),
                     self.output_size,
