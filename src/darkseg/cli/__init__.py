@@ -73,14 +73,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # before anything imports torch (building a command's parser may): the OpenMP runtime reads it once
+    if "torch" not in sys.modules:
+        os.environ.update(wait_policy_env(os.environ))
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    if "torch" not in sys.modules:  # the OpenMP runtime reads it once, when torch loads it
-        os.environ.update(wait_policy_env(os.environ))
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         from darkseg.utils.threads import configure_threads
