@@ -16,6 +16,9 @@ Numerics modes: the paper's R50 "Ours" with the same weights in torchvision and 
 MMDetection checkpoints), fused and unfused; and mask pasting alone (100 masks) with torchvision's
 ``paste_masks_in_image`` against darkseg's box-local pasting.
 
+Stages (``model_stages.py``): the paper's R50 "Ours" in mmdet numerics stage by stage, with counted FLOPs,
+achieved GFLOP/s and the share of this CPU's single-thread peak (a large matrix product, same run).
+
 Training: one step (forward + backward + SGD step) of the paper's model (caffe R50 + AWD + SCB) at batch
 2, 600x400: plain step ``model(images, targets)`` vs DSL step ``model.forward_dsl(clean, noisy,
 targets)``. Peak memory: peak resident set size (``VmHWM``) of a fresh subprocess that builds the model
@@ -341,11 +344,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--threads", type=int, default=1, help="torch.set_num_threads (1: robust on a shared machine)"
     )
-    ap.add_argument(
-        "--skip", nargs="*", default=[], choices=["inference", "compat", "paste", "training", "memory"]
-    )
+    sections = ["stages", "inference", "compat", "paste", "training", "memory"]
+    ap.add_argument("--skip", nargs="*", default=[], choices=sections)
+    ap.add_argument("--only", nargs="*", default=None, choices=sections, help="run only these sections")
     ap.add_argument("--memory-probe", choices=["plain", "dsl", "dsl-kept"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.only is not None:
+        args.skip = [x for x in sections if x not in args.only]
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # random weights produce denormals that would distort timings
@@ -354,6 +359,11 @@ def main(argv: list[str] | None = None) -> None:
         memory_probe(args.memory_probe, size, args.batch)
         return
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, input {size[0]}x{size[1]}\n")
+    if "stages" not in args.skip:
+        from model_stages import print_stages, stages
+
+        rows, summary = stages(size, args.repeats)
+        print_stages(rows, summary, args.repeats)
     if "inference" not in args.skip:
         rows = inference(size, args.repeats)
         print(f"Inference, batch 1, median of {args.repeats} rounds\n")

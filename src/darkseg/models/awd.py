@@ -144,11 +144,14 @@ class AWD(nn.Module):
         xp = F.pad(x, (self.pad,) * 4, mode="reflect")
         # sum over the k*k taps of strided views of the padded input: the same numbers as unfolding the
         # windows, without materialising the (B, C*k*k, L) patch tensor (3x faster on CPU, 9x less memory)
+        # unbind, not wts[:, :, t]: in training, each slice's backward would zero-fill a gradient of the
+        # whole (B, C, k*k, oh, ow) tensor (k*k times); unbind's backward stacks the k*k parts once
+        taps_w = wts.unbind(2)
         y = None
         for t in range(kk):
             dy, dx = divmod(t, k)  # tap order of F.unfold and of the logit channels (row-major)
             tap = xp[:, :, dy : dy + s * (oh - 1) + 1 : s, dx : dx + s * (ow - 1) + 1 : s]
-            y = tap * wts[:, :, t] if y is None else y.addcmul_(tap, wts[:, :, t])
+            y = tap * taps_w[t] if y is None else y.addcmul_(tap, taps_w[t])
         return y
 
     def extra_repr(self) -> str:
