@@ -51,6 +51,64 @@ def _timeit(fn, n: int, sync, repeat: int) -> tuple[float, float]:
     return best_wall, best_cpu
 
 
+#: Whole-array passes per image of the NumPy path (default config: PGRU, "rgb", 8-bit rounding),
+#: counted from the code of src/darkseg/synth and raw/bayer.py; one pass reads one array and writes
+#: one of the same size. Keys: (stage, array); arrays: "full" = (H, W, 3) float32, "packed32" /
+#: "packed64" = (H/2, W/2, 4) float32 / float64. The Poisson sampler's gathers, index arrays and
+#: subset walks are counted as whole passes (roughly: it takes one of two paths per pixel).
+PASSES = {
+    ("unprocess: linearise, planes, CFA sites, colour matrix", "full"): 14,
+    ("unprocess: white balance, highlight mask, clip", "packed32"): 12,
+    ("noise: Poisson shot noise", "packed64"): 35,
+    ("noise: scale, read, row, quantisation, clip", "packed64"): 10,
+    ("noise: Tukey-lambda uniforms and quantile, casts", "packed32"): 10,
+    ("render (clean + noisy): 8-bit rounding, demosaic, clip", "full"): 14,
+    ("render (clean + noisy): 8-bit rounding of the planes, planes", "packed32"): 8,
+}
+
+
+def copy_rate(nbytes: int, repeat: int = 5) -> float:
+    """Single-thread ``np.copyto`` rate in GB/s (bytes read + bytes written per second), best of
+    ``repeat`` copies of an ``nbytes`` float64 array."""
+    a = np.ones(nbytes // 8)
+    b = np.empty_like(a)
+    np.copyto(b, a)
+    n = max(1, int(2e8 // nbytes))
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            np.copyto(b, a)
+        best = min(best, (time.perf_counter() - t0) / n)
+    return 2 * nbytes / best / 1e9
+
+
+def bandwidth_rows(h: int, w: int, ms_per_image: float) -> list[str]:
+    """Markdown lines: bytes moved per image (:data:`PASSES`) against measured copy rates."""
+    size = {"full": h * w * 3 * 4, "packed32": h * w * 4, "packed64": h * w * 8}
+    total = sum(2 * size[arr] * n for (_, arr), n in PASSES.items())
+    dram = copy_rate(256 * 2**20)
+    cache = copy_rate(size["packed64"])
+    lines = [
+        f"\nbytes moved per image (whole-array passes counted from the code, {w}x{h}), numpy path",
+        "| stage | array | passes | MB moved |\n|---|---|---:|---:|",
+    ]
+    for (stage, arr), n in PASSES.items():
+        lines.append(f"| {stage} | {arr} | {n} | {2 * size[arr] * n / 1e6:.1f} |")
+    lines.append(f"| **total** | | | **{total / 1e6:.0f}** |")
+    lines.append(
+        "\n| copy (np.copyto, 1 thread) | GB/s | ms to move the total | vs measured "
+        f"{ms_per_image:.1f} ms/image |\n|---|---:|---:|---:|"
+    )
+    for name, rate in (
+        ("256 MiB array (memory)", dram),
+        (f"{size['packed64'] / 1e6:.1f} MB array (cache)", cache),
+    ):
+        ms = total / rate / 1e6
+        lines.append(f"| {name} | {rate:.1f} | {ms:.1f} | {ms / ms_per_image:.2f} |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", help="cpu or cuda (torch paths)")
@@ -140,6 +198,9 @@ def main() -> None:
     for k_gain, mean_lam, times in pois_rows:
         for name, ms in times:
             print(f"| {k_gain} | {mean_lam:.1f} | {name} | {ms:.2f} | {times[0][1] / ms:.2f}x |")
+    numpy_rows = [r for r in rows if r[0].startswith("numpy")]
+    if args.output == "rgb" and args.noise_model == "PGRU" and numpy_rows:
+        print("\n".join(bandwidth_rows(args.height, args.width, 1e3 / numpy_rows[-1][2])))
 
 
 if __name__ == "__main__":

@@ -162,3 +162,31 @@ def test_components_behave_as_specified():
     assert np.ptp(qp.apply(y, p, rng)) > 1e-5
     out = build_noise_model("PGRU").apply(np.random.default_rng(1).random((8, 8, 4)), p, rng)
     assert out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize("shape", [(6, 8, 4), (7, 3), (1,)])
+@pytest.mark.parametrize("pending_half", [False, True])
+def test_uniform_f32_is_numpys_float32_stream(shape, pending_half):
+    """The fast float32 uniforms are ``Generator.random(dtype=float32)`` bit for bit, and leave the
+    generator in the same state (odd counts and a kept half-output take NumPy's own path)."""
+    from darkseg.synth.backend import uniform_f32
+
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    if pending_half:  # one float32 draw leaves half of a 64-bit output for the next call
+        a.random(1, dtype=np.float32), b.random(1, dtype=np.float32)
+    got, ref = uniform_f32(a, shape), b.random(shape, dtype=np.float32)
+    assert got.dtype == np.float32 and got.shape == ref.shape and np.array_equal(got, ref)
+    assert np.array_equal(a.random(3, dtype=np.float32), b.random(3, dtype=np.float32))
+    assert a.random() == b.random()
+
+
+def test_add_rows_equals_broadcast_add():
+    from darkseg.synth.backend import NumpyBackend
+
+    rng = np.random.default_rng(0)
+    z, rows = rng.random((5, 7, 4)), rng.random((5, 1, 4))
+    ref = z + rows
+    assert np.array_equal(NumpyBackend.add_rows_(z, rows), ref) and np.array_equal(z, ref)
+    zt = rng.random((7, 5, 4)).transpose(1, 0, 2)  # not contiguous: the broadcast path
+    ref = zt + rows
+    assert np.array_equal(NumpyBackend.add_rows_(zt, rows), ref)

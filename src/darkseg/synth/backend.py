@@ -20,6 +20,8 @@ Layouts (what the layout primitives assume):
 
 from __future__ import annotations
 
+import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -27,7 +29,15 @@ import torch
 
 from darkseg.synth.poisson import poisson_numpy, poisson_torch
 
-__all__ = ["NumpyBackend", "TorchBackend", "NumpyDraws", "TorchDraws", "backend_of", "draws"]
+__all__ = [
+    "NumpyBackend",
+    "TorchBackend",
+    "NumpyDraws",
+    "TorchDraws",
+    "backend_of",
+    "draws",
+    "uniform_f32",
+]
 
 
 class NumpyBackend:
@@ -156,6 +166,18 @@ class NumpyBackend:
         return (x.shape[0], 1, x.shape[2])
 
     @staticmethod
+    def add_rows_(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``x += rows`` in place, ``rows`` of :meth:`row_shape`: on a contiguous ``x`` as rows of
+        ``W * C`` values (a broadcast over the middle axis runs an inner loop of only ``C`` elements,
+        3x slower; the sums are the same)."""
+        if not x.flags.c_contiguous:
+            return np.add(x, rows, out=x)
+        h, w, c = x.shape
+        flat = x.reshape(h, w * c)
+        np.add(flat, np.tile(rows.reshape(h, c), (1, w)), out=flat)
+        return x
+
+    @staticmethod
     def planar(x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(x.transpose(2, 0, 1))
 
@@ -279,6 +301,10 @@ class TorchBackend:
         return (*x.shape[:-1], 1)
 
     @staticmethod
+    def add_rows_(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return x.add_(rows)
+
+    @staticmethod
     def planar(x: torch.Tensor) -> torch.Tensor:
         return x
 
@@ -299,6 +325,25 @@ def backend_of(x: Any) -> type[NumpyBackend] | type[TorchBackend]:
     return TorchBackend if isinstance(x, torch.Tensor) else NumpyBackend
 
 
+def uniform_f32(rng: np.random.Generator, shape: tuple) -> np.ndarray:
+    """``rng.random(shape, dtype=np.float32)``, the same values and generator state, about 1.3x faster.
+
+    NumPy makes a float32 uniform from 32 random bits (the top 24, times ``2**-24``); PCG64 gives them
+    as the low then the high half of one 64-bit output, keeping the unused half for the next call.
+    With no half kept and an even count, ``random_raw`` yields those outputs in one call, and their
+    little-endian ``uint32`` view is the halves in that order. Other cases use ``rng.random``.
+    """
+    n = math.prod(shape)
+    bg = rng.bit_generator
+    if n % 2 or type(bg) is not np.random.PCG64 or sys.byteorder != "little" or bg.state["has_uint32"]:
+        return rng.random(shape, dtype=np.float32)
+    bits = bg.random_raw(n // 2).view(np.uint32)
+    bits >>= 8
+    out = bits.astype(np.float32)
+    out *= np.float32(2.0**-24)
+    return out.reshape(shape)
+
+
 class NumpyDraws:
     """Draws from a ``numpy.random.Generator``. ``batch`` is ``()``: one image's parameters are scalars."""
 
@@ -316,6 +361,9 @@ class NumpyDraws:
         return self.rng.standard_normal(shape or None, dtype=dtype)
 
     def random(self, shape: tuple, dtype: Any = np.float64) -> np.ndarray:
+        """Uniforms in ``[0, 1)``; float32 ones of a PCG64 generator by :func:`uniform_f32`."""
+        if dtype == np.float32:
+            return uniform_f32(self.rng, shape)
         return self.rng.random(shape, dtype=dtype)
 
     def integers(self, n: int, shape: tuple = ()) -> Any:

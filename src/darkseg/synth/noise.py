@@ -415,7 +415,7 @@ class NoiseModel:
         if "B" in comp:
             z += B.per_channel(p.color_bias)
         if "R" in comp:
-            z += D.normal(B.row_shape(z), z.dtype) * B.per_image(p.R_scale)
+            B.add_rows_(z, D.normal(B.row_shape(z), z.dtype) * B.per_image(p.R_scale))
         if "U" in comp:
             z += (
                 D.uniform(-0.5, 0.5, z.shape, z.dtype)

@@ -52,7 +52,11 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def _tables() -> tuple[np.ndarray, np.ndarray]:
-    """Flat CDF table ``(ROWS * LEN,)`` and guide table ``(ROWS * GUIDE,)`` (row-major)."""
+    """Flat CDF table ``(ROWS * LEN,)`` and guide table ``(ROWS * GUIDE,)`` (row-major).
+
+    The guide table holds absolute positions in the flat CDF table (row offset ``row * LEN``
+    included), so that one gather gives the start of a pixel's walk.
+    """
     mus = np.arange(_ROWS) * STEP
     k = np.arange(_LEN)
     log_fact = _LOG_FACT[:_LEN]
@@ -66,19 +70,21 @@ def _tables() -> tuple[np.ndarray, np.ndarray]:
     # for a uniform in [j / GUIDE, (j + 1) / GUIDE)
     cells = np.arange(_GUIDE) / _GUIDE
     guide = np.stack([np.searchsorted(row, cells, side="right") for row in cdf])
+    guide += np.arange(_ROWS)[:, None] * _LEN
     return cdf.ravel(), guide.ravel().astype(np.intp)
 
 
 _CDF, _GUIDE_TABLE = _tables()
+#: uniforms below ``1 - r - _EXP_MARGIN`` are below ``exp(-r)`` for every ``r >= 0`` (``exp(-r) >= 1 - r``;
+#: the margin covers the rounding of both sides many times over)
+_EXP_MARGIN = 2.0**-40
 
 
 def _log_factorial(k: np.ndarray) -> np.ndarray:
     """``ln(k!)`` of non-negative integer-valued float64 ``k`` (relative error < 1e-15)."""
-    out = np.empty_like(k)
-    small = k < _NFACT
-    out[small] = _LOG_FACT[k[small].astype(np.intp)]
-    big = ~small
-    if big.any():
+    out = _LOG_FACT.take(np.minimum(k, _NFACT - 1).astype(np.intp))
+    big = np.flatnonzero(k >= _NFACT)
+    if big.size:
         x = k[big] + 1.0  # ln Gamma(x), x >= 257: the series' next term is below 1e-19
         ix2 = 1.0 / (x * x)
         out[big] = (
@@ -88,22 +94,38 @@ def _log_factorial(k: np.ndarray) -> np.ndarray:
 
 
 def _small(lam: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Poisson draws for ``0 <= lam < LARGE`` (1-D float64): table inversion + remainder."""
-    row = (lam * (1.0 / STEP)).astype(np.intp)  # floor: lam >= 0; exact split (STEP = 2**-2)
-    r = lam - row * STEP
+    """Poisson draws for ``0 <= lam < LARGE`` (1-D float64): table inversion + remainder.
+
+    Two uniforms per pixel (table, then remainder), each drawn for all pixels at once.
+    """
+    mu = lam * (1.0 / STEP)
+    np.floor(mu, out=mu)  # the grid row (lam >= 0)
+    row_start = (mu * _LEN).astype(np.intp)  # the row's offset in the flat CDF table
+    cell = mu.astype(np.intp)
+    cell *= _GUIDE
+    mu *= STEP
+    r = np.subtract(lam, mu, out=mu)  # exact split (STEP = 2**-2)
     u = rng.random(lam.size)
-    flat = row * _LEN + _GUIDE_TABLE[row * _GUIDE + (u * _GUIDE).astype(np.intp)]
-    todo = np.flatnonzero(_CDF[flat] <= u)
+    g = u * _GUIDE
+    cell += g.astype(np.intp)
+    flat = _GUIDE_TABLE.take(cell)
+    todo = np.flatnonzero(_CDF.take(flat) <= u)
     while todo.size:  # walk right until CDF > u (the sentinel guarantees the end)
         flat[todo] += 1
         todo = todo[_CDF[flat[todo]] <= u[todo]]
-    x = (flat - row * _LEN).astype(np.float64)
-    # Poisson(r), r < STEP, by inversion: 0 where u < exp(-r) (over 77 % of pixels), else walk up
-    u = rng.random(lam.size)
-    p = np.exp(-r)
-    todo = np.flatnonzero(u >= p)
+    flat -= row_start
+    x = flat.astype(np.float64)
+    # Poisson(r), r < STEP, by inversion: 0 where u < exp(-r) (over 77 % of pixels), else walk up.
+    # exp(-r) is evaluated only where the bound exp(-r) >= 1 - r does not already decide.
+    u = rng.random(lam.size, out=g)
+    bound = np.subtract(1.0 - _EXP_MARGIN, r)
+    todo = np.flatnonzero(u >= bound)
     if todo.size:
-        u, p, r = u[todo], p[todo], r[todo]
+        u, r = u[todo], r[todo]
+        p = np.exp(-r)
+        keep = u >= p
+        todo, u, p, r = todo[keep], u[keep], p[keep], r[keep]
+    if todo.size:
         c, j = p.copy(), 0
         while todo.size:
             x[todo] += 1.0
@@ -116,17 +138,38 @@ def _small(lam: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _ptrs_round(lam: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One PTRS trial for every element of ``lam`` (1-D float64, ``>= 10``): ``(candidates, accepted)``."""
-    b = 0.931 + 2.53 * np.sqrt(lam)
-    a = -0.059 + 0.02483 * b
+    """One PTRS trial for every element of ``lam`` (1-D float64, ``>= 10``): ``(candidates, accepted)``.
+
+    Whole-array steps write into a few buffers (in place); the exact test runs on the 10-25 % of
+    pixels that the squeeze does not accept.
+    """
+    b = np.sqrt(lam)
+    b *= 2.53
+    b += 0.931
+    a = b * 0.02483
+    a += -0.059
     with np.errstate(divide="ignore", invalid="ignore"):  # us == 0 (U == -0.5) is rejected below
-        u = rng.random(lam.size) - 0.5
+        u = rng.random(lam.size)
+        u -= 0.5
         v = rng.random(lam.size)
-        us = 0.5 - np.abs(u)
-        k = np.floor((2.0 * a / us + b) * u + lam + 0.43)
-        accept = (us >= 0.07) & (v <= 0.9277 - 3.6224 / (b - 2.0))  # the squeeze
+        us = np.abs(u)
+        np.subtract(0.5, us, out=us)
+        k = a * 2.0
+        k /= us
+        k += b
+        k *= u
+        k += lam
+        k += 0.43
+        np.floor(k, out=k)
+        vr = np.subtract(b, 2.0, out=u)  # u is not needed any more
+        np.divide(3.6224, vr, out=vr)
+        np.subtract(0.9277, vr, out=vr)
+        accept = v <= vr
+        accept &= us >= 0.07  # the squeeze
         # the other candidates take the exact test unless rejected outright
-        t = np.flatnonzero(~accept & (k >= 0) & ((us >= 0.013) | (v <= us)))
+        t = np.flatnonzero(~accept)
+        kt, ut, vt = k[t], us[t], v[t]
+        t = t[(kt >= 0) & ((ut >= 0.013) | (vt <= ut))]
         bt, ut, kt, lt = b[t], us[t], k[t], lam[t]
         lhs = np.log(v[t] * (1.1239 + 1.1328 / (bt - 3.4)) / (a[t] / (ut * ut) + bt))
         accept[t] = lhs <= kt * np.log(lt) - lt - _log_factorial(kt)

@@ -201,4 +201,6 @@ def render_packed(packed, opts: RenderOptions, params: UnprocessParams | None = 
         rgb = rgb.flip(-3) if isinstance(rgb, torch.Tensor) else rgb[..., ::-1]
     if isinstance(rgb, torch.Tensor):
         return rgb.clamp_(0.0, 1.0)
-    return np.ascontiguousarray(np.clip(rgb, 0.0, 1.0), dtype=np.float32)
+    # every NumPy branch above made ``rgb`` (or a view of it) here: clip it in place
+    rgb = np.asarray(rgb, dtype=np.float32)
+    return np.ascontiguousarray(np.clip(rgb, 0.0, 1.0, out=rgb))
