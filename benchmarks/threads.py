@@ -17,8 +17,9 @@ denormals flushed, freed memory kept). One warm-up step, then up to ``--iters`` 
 setting. The table's ``load`` is the 1-minute load average when the setting started (it lags by about a
 minute; it counts everything else running on the machine, e.g. other jobs of other users).
 
-Settings: ``--threads 1``; ``--threads 2``; ``--threads 2`` with ``OMP_WAIT_POLICY=PASSIVE`` (OpenMP
-threads sleep instead of spinning while they wait); and ``default``: darkseg's own choice
+Settings: ``--threads 1``; ``--threads 2`` with libgomp's default wait (spin about 300 000 iterations,
+then sleep), with a short spin (``GOMP_SPINCOUNT=10000``) and with ``OMP_WAIT_POLICY=PASSIVE`` (OpenMP
+threads sleep at once while they wait); and ``default``: darkseg's own choice
 (:func:`darkseg.utils.threads.configure_threads`, what every ``darkseg`` command runs without
 ``--threads``), with the environment the ``darkseg`` command line gives it.
 """
@@ -85,13 +86,20 @@ print(json.dumps({"times": times, "threads": torch.get_num_threads(),
 BUSY = "while True:\n    pass\n"
 
 
-def run_setting(threads: str, passive: bool, iters: int, budget: float) -> dict:
+#: OpenMP wait settings: label -> environment entries (libgomp's variables)
+WAIT = {
+    "spin": {},  # libgomp's default: spin ~300 000 iterations, then sleep
+    "short spin": {"GOMP_SPINCOUNT": "10000"},
+    "PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},  # no spinning
+}
+
+
+def run_setting(threads: str, wait: dict[str, str], iters: int, budget: float) -> dict:
     """One setting in a fresh process; returns the child's JSON plus the load average at its start."""
     env = dict(os.environ)
-    env.pop("OMP_NUM_THREADS", None)
-    env.pop("OMP_WAIT_POLICY", None)
-    if passive:
-        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    for var in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        env.pop(var, None)
+    env.update(wait)
     load = os.getloadavg()[0]
     child = CHILD.replace("BENCHMARKS", repr(os.path.dirname(os.path.abspath(__file__))))
     out = subprocess.run(
@@ -118,26 +126,30 @@ def main() -> None:
 
     from darkseg.cli import wait_policy_env  # what the darkseg command line sets before torch starts
 
-    default_passive = wait_policy_env({}).get("OMP_WAIT_POLICY") == "PASSIVE"
-    settings = [("1", False), ("2", False), ("2", True), ("default", default_passive)]
+    default_env = wait_policy_env({})
+    waits = dict(WAIT)
+    default_label = next((k for k, v in waits.items() if v == default_env), str(default_env))
+    waits.setdefault(default_label, default_env)
+    settings = [("1", "spin"), ("2", "spin"), ("2", "short spin"), ("2", "PASSIVE")]
+    settings.append(("default", default_label))
     cpus = f"{os.cpu_count()} CPUs, {len(os.sched_getaffinity(0))} usable"
     print(f"python {sys.version.split()[0]}, {cpus}\n")
-    print("| machine | threads | OMP_WAIT_POLICY | s / step (median) | n | load at start |")
+    print("| machine | threads | OpenMP wait | s / step (median) | n | load at start |")
     print("| --- | --- | --- | ---: | ---: | ---: |")
     for busy in ([False] if not args.no_quiet else []) + [True]:
-        for threads, passive in settings:
+        for threads, wait in settings:
             hog = subprocess.Popen([sys.executable, "-c", BUSY]) if busy else None
             try:
                 if hog is not None:
                     time.sleep(1.0)
-                r = run_setting(threads, passive, args.iters, args.budget)
+                r = run_setting(threads, waits[wait], args.iters, args.budget)
             finally:
                 if hog is not None:
                     hog.kill()
                     hog.wait()
             label = f"default ({r['threads']})" if threads == "default" else threads
             machine = "+1 busy process" if busy else "as found"
-            policy = "PASSIVE" if passive else "(unset: libgomp spins)"
+            policy = wait + "".join(f" ({k}={v})" for k, v in waits[wait].items())
             print(
                 f"| {machine} | {label} | {policy} | {statistics.median(r['times']):.2f} | "
                 f"{len(r['times'])} | {r['load']:.2f} |",
