@@ -147,13 +147,48 @@ def roi_align(
     return out.view(k, out_h, out_w, c).permute(0, 3, 1, 2)
 
 
+def pool_levels(
+    feats: list[torch.Tensor],
+    rois: torch.Tensor,
+    levels: torch.Tensor,
+    scales: list[float],
+    output_size: tuple[int, int],
+    sampling_ratio: int,
+    aligned: bool,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """RoI features from a feature pyramid: each RoI pooled by :func:`roi_align` from its level.
+
+    Args:
+        feats: per level ``(B, C, H_l, W_l)``.
+        rois: ``(K, 5)`` rows ``(batch index, x1, y1, x2, y2)`` in input pixels.
+        levels: ``(K,)`` level index of each RoI.
+        scales: per level feature pixels per input pixel.
+        output_size, sampling_ratio, aligned: as :func:`roi_align`.
+        channels_last: return the features in channels-last memory order (the mask head's 3x3 convs run
+            about 15 % faster on it on the CPU; the values are the same).
+
+    Returns:
+        ``(K, C, out_h, out_w)``, in the dtype of the first level.
+    """
+    out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], *output_size))
+    if channels_last:
+        out = out.contiguous(memory_format=torch.channels_last)
+    for level, (f, scale) in enumerate(zip(feats, scales)):
+        idx = torch.where(levels == level)[0]
+        if idx.numel():
+            pooled = roi_align(f, rois[idx].to(f.dtype), output_size, scale, sampling_ratio, aligned)
+            out[idx] = pooled.to(out.dtype)
+    return out
+
+
 class PyramidRoIAlign(MultiScaleRoIAlign):
     """torchvision's ``MultiScaleRoIAlign`` (same level mapping and scales) pooling with :func:`roi_align`.
 
     ``forward(features, boxes, image_shapes)``: ``boxes`` a list of ``(n_i, 4)`` per image ->
     ``(sum n_i, C, S, S)``. The scales and level mapper must be set before the first call
     (``detector._fix_pooler_scales``); while tracing for export torchvision's own forward runs.
-    ``channels_last``: as ``MMDetRoIAlign``'s.
+    ``channels_last``: as :func:`pool_levels`'.
     """
 
     channels_last: bool = False
@@ -163,18 +198,10 @@ class PyramidRoIAlign(MultiScaleRoIAlign):
             return super().forward(x, boxes, image_shapes)
         feats = [x[k] for k in self.featmap_names]
         rois = convert_boxes_to_roi_format(boxes)
-        size = self.output_size
-        if len(feats) == 1:
-            out = roi_align(feats[0], rois, size, self.scales[0], self.sampling_ratio)
-            return (
-                out.contiguous(memory_format=torch.channels_last) if self.channels_last else out.contiguous()
-            )
-        levels = self.map_levels(boxes)
-        out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], *size))
-        if self.channels_last:
-            out = out.contiguous(memory_format=torch.channels_last)
-        for level, (f, scale) in enumerate(zip(feats, self.scales)):
-            idx = torch.where(levels == level)[0]
-            if idx.numel():
-                out[idx] = roi_align(f, rois[idx], size, scale, self.sampling_ratio).to(out.dtype)
-        return out
+        if len(feats) == 1:  # torchvision pools a single level without mapping the boxes
+            levels = torch.zeros(rois.shape[0], dtype=torch.int64, device=rois.device)
+        else:
+            levels = self.map_levels(boxes)
+        return pool_levels(
+            feats, rois, levels, self.scales, self.output_size, self.sampling_ratio, False, self.channels_last
+        )
