@@ -175,29 +175,41 @@ def calibrate_batchnorm(model, images: list[torch.Tensor]) -> None:
         hnd.remove()
 
 
-def compat_modes(size: tuple[int, int], repeats: int) -> list[dict]:
-    """The paper's R50 "Ours" (caffe, AWD, SCB) with the same weights in torchvision and mmdet mode.
+#: the input settings of a converted MMDetection checkpoint (caffe R50: BGR, 0..255, mean only)
+MMDET_INPUT = dict(
+    compat="mmdet",
+    input_scale=255.0,
+    channel_order="bgr",
+    image_mean=[103.53, 116.28, 123.675],
+    image_std=[1.0, 1.0, 1.0],
+    rpn_post_nms_top_n_train=1000,
+)
+
+
+def calibrated_paper_model(size: tuple[int, int], **extra):
+    """The paper's R50 "Ours" (caffe, AWD, SCB) that finds real boxes: ``(model, [image])``.
 
     BatchNorm statistics are calibrated on the input and the RPN output layers get the gains of the
-    reference fixtures (x100 / x20) so that the random model proposes real, varied boxes; both modes
-    then keep up to 100 detections (score > 0.05).
+    reference fixtures (x100 / x20) so that the random model proposes real, varied boxes and keeps up
+    to 100 detections (score > 0.05). ``extra``: more ``ModelConfig`` fields (e.g. :data:`MMDET_INPUT`).
     """
     w, h = size
     torch.manual_seed(0)
-    mm_cfg = dict(
-        compat="mmdet",
-        input_scale=255.0,
-        channel_order="bgr",
-        image_mean=[103.53, 116.28, 123.675],
-        image_std=[1.0, 1.0, 1.0],
-        rpn_post_nms_top_n_train=1000,
-    )
-    base = build_model(cfg_for(True, True, min_size=min(h, w), max_size=max(h, w)))
+    model = build_model(cfg_for(True, True, min_size=min(h, w), max_size=max(h, w), **extra))
     img = [torch.rand(3, h, w, generator=torch.Generator().manual_seed(1))]
-    calibrate_batchnorm(base, img)
+    calibrate_batchnorm(model, img)
     with torch.no_grad():
-        base.rpn.head.cls_logits.weight.mul_(100)
-        base.rpn.head.bbox_pred.weight.mul_(20)
+        model.rpn.head.cls_logits.weight.mul_(100)
+        model.rpn.head.bbox_pred.weight.mul_(20)
+    return model, img
+
+
+def compat_modes(size: tuple[int, int], repeats: int) -> list[dict]:
+    """The paper's R50 "Ours" (:func:`calibrated_paper_model`) with the same weights in torchvision and
+    mmdet mode, fused and unfused."""
+    w, h = size
+    mm_cfg = MMDET_INPUT
+    base, img = calibrated_paper_model(size)
     sd = base.state_dict()
     models = {}
     for name, extra, fuse in [

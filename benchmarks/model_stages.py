@@ -41,25 +41,9 @@ def _clock() -> float:
 
 def build_paper_model(size: tuple[int, int]):
     """The paper's R50 "Ours" in mmdet numerics with calibrated BN and 100 detections; ``(model, image)``."""
-    from darkseg.models import build_model
-    from model import calibrate_batchnorm, cfg_for  # benchmarks/model.py (run from benchmarks/)
+    from model import MMDET_INPUT, calibrated_paper_model  # benchmarks/model.py (run from benchmarks/)
 
-    w, h = size
-    torch.manual_seed(0)
-    mm_cfg = dict(
-        compat="mmdet",
-        input_scale=255.0,
-        channel_order="bgr",
-        image_mean=[103.53, 116.28, 123.675],
-        image_std=[1.0, 1.0, 1.0],
-        rpn_post_nms_top_n_train=1000,
-    )
-    model = build_model(cfg_for(True, True, min_size=min(h, w), max_size=max(h, w), **mm_cfg))
-    img = [torch.rand(3, h, w, generator=torch.Generator().manual_seed(1))]
-    calibrate_batchnorm(model, img)
-    with torch.no_grad():
-        model.rpn.head.cls_logits.weight.mul_(100)
-        model.rpn.head.bbox_pred.weight.mul_(20)
+    model, img = calibrated_paper_model(size, **MMDET_INPUT)
     model.fuse()
     model.mask_threshold = 0.5
     return model.eval(), img
