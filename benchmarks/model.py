@@ -356,13 +356,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--threads", type=int, default=1, help="torch.set_num_threads (1: robust on a shared machine)"
     )
-    sections = ["stages", "inference", "compat", "paste", "training", "memory"]
+    sections = ["stages", "inference", "compat", "paste", "training", "memory", "compile"]
     ap.add_argument("--skip", nargs="*", default=[], choices=sections)
     ap.add_argument("--only", nargs="*", default=None, choices=sections, help="run only these sections")
     ap.add_argument("--memory-probe", choices=["plain", "dsl", "dsl-kept"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.only is not None:
         args.skip = [x for x in sections if x not in args.only]
+    if "compile" not in (args.only or []):  # a minute of compilation: only when asked for by --only
+        args.skip.append("compile")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # random weights produce denormals that would distort timings
@@ -376,6 +378,24 @@ def main(argv: list[str] | None = None) -> None:
 
         rows, summary = stages(size, args.repeats)
         print_stages(rows, summary, args.repeats)
+    if "compile" not in args.skip:
+        from model_stages import compiled_backbone
+
+        rows = compiled_backbone(size, args.repeats)
+        print(
+            f'torch.compile of the R50 "Ours" trunk + FPN (mmdet numerics, fused), median of {args.repeats}\n'
+        )
+        print("| variant | first call (s) | ms | × eager | largest error vs float64 (relative) |")
+        print("|---|---:|---:|---:|---:|")
+        for r in rows:
+            cells = [
+                r["variant"],
+                f"{r['compile_s']:.0f}",
+                f"{r['ms']:.0f}",
+                f"{r['ms'] / rows[0]['ms']:.3f}",
+            ]
+            print("| " + " | ".join(cells) + f" | {r['rel_err']:.1e} |")
+        print()
     if "inference" not in args.skip:
         rows = inference(size, args.repeats)
         print(f"Inference, batch 1, median of {args.repeats} rounds\n")

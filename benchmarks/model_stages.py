@@ -236,3 +236,56 @@ def print_stages(rows: list[dict], summary: dict, repeats: int) -> None:
         f"\nAll counted FLOPs at the peak rate would take {summary['floor_ms']:.0f} ms "
         f"({summary['floor_ms'] / summary['total_ms']:.2f} of the measured total).\n"
     )
+
+
+def compiled_backbone(size: tuple[int, int], repeats: int) -> list[dict]:
+    """``torch.compile`` (inductor, CPU) of the paper model's trunk + FPN against eager, same process.
+
+    Rows ``{variant, compile_s, ms, rel_err}``: the first call's wall time (compilation), the median
+    process CPU time of ``repeats`` calls, and the largest error of any FPN level against the same
+    backbone in float64, relative to that level's largest magnitude (eager float32 is the yardstick).
+    """
+    import copy
+
+    import torch._inductor.config as inductor_config
+
+    model, img = build_paper_model(size)
+    bb = model.backbone
+    h, w = (-(-v // 32) * 32 for v in img[0].shape[-2:])
+    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)) * 255 - 100
+
+    def median_ms(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            t0 = _clock()
+            fn()
+            times.append(_clock() - t0)
+        return statistics.median(times) * 1e3
+
+    rows = []
+    with torch.no_grad():
+        ref = copy.deepcopy(bb).double()(x.double())
+
+        def rel_err(out) -> float:
+            return max(float((out[k].double() - ref[k]).abs().max() / ref[k].abs().max()) for k in ref)
+
+        rows.append(
+            {"variant": "eager", "compile_s": 0.0, "ms": median_ms(lambda: bb(x)), "rel_err": rel_err(bb(x))}
+        )
+        for freezing in (False, True):
+            inductor_config.freezing = freezing
+            torch._dynamo.reset()
+            compiled = torch.compile(bb)
+            t0 = time.perf_counter()
+            out = compiled(x)
+            compile_s = time.perf_counter() - t0
+            rows.append(
+                {
+                    "variant": f"torch.compile, freezing={freezing}",
+                    "compile_s": compile_s,
+                    "ms": median_ms(lambda c=compiled: c(x)),
+                    "rel_err": rel_err(out),
+                }
+            )
+    return rows

@@ -6,6 +6,11 @@
   torchvision's ``MaskRCNNPredictor`` with the same state.
 * ``mmdet_compat.batched_nms``: NMS group by group in the global score order, against mmcv's single
   NMS over offset boxes (the kept indices and their order must be identical, ties included).
+* ``models/awd.window_logits``: AWD's logit convolution as a batched matrix product when a gradient is
+  needed, against ``F.conv2d`` (values and gradients; in float64 the sums of nine products differ by a
+  few ulp, 1e-12 of the scale).
+* ``models/fpn.FPN`` and ``models/resnet.stem_pool``: a broadcast addition instead of nearest
+  upsampling + addition, a channels-last max pool: the same float operations, so bit-identical.
 
 Tolerances: float32 sums of a few hundred products of O(1) values in a different order differ by a few
 ulp of the largest partial sum; 1e-5 of the output's scale bounds that with margin.
@@ -18,8 +23,11 @@ import torch
 import torchvision
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 
+from darkseg.models.awd import window_logits
+from darkseg.models.fpn import FPN, upsample_add
 from darkseg.models.mask_predictor import MaskPredictor
 from darkseg.models.mmdet_compat import batched_nms
+from darkseg.models.resnet import stem_pool
 from darkseg.models.roi_align import PyramidRoIAlign, roi_align
 
 
@@ -118,6 +126,48 @@ def test_mask_predictor_equals_torchvision():
     torch.testing.assert_close(outs[1], outs[0], rtol=0, atol=float(1e-5 * outs[0].abs().max()))
     for a, b in zip(grads[0], grads[1]):
         torch.testing.assert_close(b, a, rtol=0, atol=float(1e-5 * a.abs().max()))
+
+
+@pytest.mark.parametrize("batch,groups,h,w,stride", [(1, 24, 20, 30, 2), (2, 8, 17, 9, 2), (1, 6, 9, 9, 1)])
+def test_window_logits_equal_grouped_conv(batch, groups, h, w, stride):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(batch, groups, h, w, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(groups * 9, 1, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(groups * 9, generator=g, dtype=torch.float64, requires_grad=True)
+    args = ((stride, stride), (1, 1), 1, groups)
+    ref = torch.nn.functional.conv2d(x, weight, bias, *args)
+    out = window_logits(x, weight, bias, *args)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12 * float(ref.abs().max()))
+    upstream = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    for a, b in zip(
+        torch.autograd.grad(ref, (x, weight, bias), upstream),
+        torch.autograd.grad(out, (x, weight, bias), upstream),
+    ):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-12 * float(a.abs().max()))
+    with torch.no_grad():  # no gradient: the convolution itself
+        assert torch.equal(
+            window_logits(x, weight, bias, *args), torch.nn.functional.conv2d(x, weight, bias, *args)
+        )
+
+
+def test_fpn_and_stem_pool_bit_identical_to_torchvision():
+    g = torch.Generator().manual_seed(5)
+    ref = torchvision.ops.FeaturePyramidNetwork([8, 16, 32], 12)
+    ours = FPN([8, 16, 32], 12)
+    ours.load_state_dict(ref.state_dict())
+    feats = {str(i): torch.randn(2, c, 40 >> i, 24 >> i, generator=g) for i, c in enumerate([8, 16, 32])}
+    with torch.no_grad():
+        a, b = ref(feats), ours(feats)
+        assert list(a) == list(b)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        lateral, top = torch.randn(1, 3, 10, 7, generator=g), torch.randn(1, 3, 5, 4, generator=g)  # not 2x
+        want = lateral + torch.nn.functional.interpolate(top, size=(10, 7), mode="nearest")
+        assert torch.equal(upsample_add(lateral, top), want)
+        pool = torch.nn.MaxPool2d(3, 2, 1)
+        x = torch.randn(2, 5, 33, 18, generator=g)
+        y = stem_pool(pool, x)
+        assert y.is_contiguous() and torch.equal(y, pool(x))
 
 
 def _mmcv_single_nms(boxes, scores, groups, thr):

@@ -189,20 +189,25 @@ def prepare_for_export(model: torch.nn.Module) -> torch.nn.Module:
 def _torchvision_modules(model: torch.nn.Module) -> None:
     """Swap darkseg's CPU fast paths for the torchvision modules they subclass (same state, scriptable).
 
-    ``PyramidRoIAlign`` and ``MaskPredictor`` compute torchvision's values another way (a gather over
-    channel vectors, matrix products); the exported graph uses torchvision's operators.
+    ``PyramidRoIAlign``, ``MaskPredictor`` and ``FPN`` compute torchvision's values another way (a gather
+    over channel vectors, matrix products, a broadcast addition); the exported graph uses torchvision's
+    operators.
     """
     from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
-    from torchvision.ops import MultiScaleRoIAlign
+    from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 
+    from darkseg.models.fpn import FPN
     from darkseg.models.mask_predictor import MaskPredictor
     from darkseg.models.roi_align import PyramidRoIAlign
 
+    swaps = {
+        PyramidRoIAlign: MultiScaleRoIAlign,
+        MaskPredictor: MaskRCNNPredictor,
+        FPN: FeaturePyramidNetwork,
+    }
     for mod in model.modules():
-        if type(mod) is PyramidRoIAlign:
-            mod.__class__ = MultiScaleRoIAlign
-        elif type(mod) is MaskPredictor:
-            mod.__class__ = MaskRCNNPredictor
+        if type(mod) in swaps:
+            mod.__class__ = swaps[type(mod)]
 
 
 def trace_backbone(

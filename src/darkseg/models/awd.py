@@ -12,7 +12,88 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AWD"]
+__all__ = ["AWD", "window_logits"]
+
+
+def _windows(xp: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int]):
+    """The ``kh*kw`` strided window views of a padded ``(B, C, Hp, Wp)`` map, row-major tap order (the
+    order of ``F.unfold`` and of AWD's logit channels); each ``(B, C, oh, ow)``."""
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out
+    return [
+        xp[:, :, dy : dy + sh * (oh - 1) + 1 : sh, dx : dx + sw * (ow - 1) + 1 : sw]
+        for dy in range(kh)
+        for dx in range(kw)
+    ]
+
+
+class _WindowLogits(torch.autograd.Function):
+    """:func:`window_logits` with a gradient: the windows are stacked (not saved: recomputed in the
+    backward pass, so memory is that of the convolution), and the input gradient is accumulated into one
+    zero-filled padded map instead of one per window."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding):  # type: ignore[override]
+        b, g, h, w = x.shape
+        kernel = tuple(weight.shape[-2:])
+        m, kk = weight.shape[0] // g, kernel[0] * kernel[1]
+        (sh, sw), (ph, pw) = stride, padding
+        out = ((h + 2 * ph - kernel[0]) // sh + 1, (w + 2 * pw - kernel[1]) // sw + 1)
+        ctx.geom = (kernel, stride, padding, out)
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x, weight)
+        taps = torch.stack(_windows(F.pad(x, (pw, pw, ph, ph)), kernel, stride, out), dim=2)
+        z = torch.matmul(weight.view(1, g, m, kk), taps.view(b, g, kk, -1))  # (B, g, m, oh*ow)
+        if bias is not None:
+            z.add_(bias.view(1, g, m, 1))
+        return z.view(b, g * m, *out)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        kernel, stride, (ph, pw), out = ctx.geom
+        b, g, h, w = x.shape
+        m, kk = weight.shape[0] // g, kernel[0] * kernel[1]
+        gz = grad.reshape(b, g, m, -1)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[1]:
+            taps = torch.stack(_windows(F.pad(x, (pw, pw, ph, ph)), kernel, stride, out), dim=2)
+            grad_w = torch.matmul(gz, taps.view(b, g, kk, -1).transpose(-1, -2)).sum(0).view_as(weight)
+        if ctx.needs_input_grad[0]:
+            gtaps = torch.matmul(weight.view(1, g, m, kk).transpose(-1, -2), gz)  # (B, g, kk, oh*ow)
+            gxp = x.new_zeros(b, g, h + 2 * ph, w + 2 * pw)
+            for t, view in enumerate(_windows(gxp, kernel, stride, out)):
+                view.add_(gtaps[:, :, t].view(b, g, *out))
+            grad_x = gxp[:, :, ph : ph + h, pw : pw + w]
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = gz.sum((0, 3)).reshape(-1)
+        return grad_x, grad_w, grad_b, None, None
+
+
+def window_logits(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: int,
+    groups: int,
+) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, stride, padding, dilation, groups)`` for AWD's logit convolution.
+
+    AWD's logit conv has one input channel per group and ``m = k*k`` outputs per group. When the input
+    needs a gradient it is computed here as a batched matrix product instead: the ``k*k`` zero-padded,
+    strided windows of each channel are stacked to ``(B, g, k*k, oh*ow)`` and multiplied by the
+    per-group ``(m, k*k)`` weights; the same sums of nine products. The CPU's grouped-convolution
+    backward for this shape runs at 1-2 GFLOP/s; forward + backward of 2 x 512 channels at 52 x 76
+    take 202 ms as a convolution and 109 ms here (``docs/benchmarks.md``). When only the weights need
+    a gradient (AWD after a frozen stage) or none does, the convolution is as fast or faster and is used.
+
+    Shapes: ``x (B, g, H, W)``, ``weight (g*m, 1, kh, kw)``, ``bias (g*m,)`` -> ``(B, g*m, oh, ow)``.
+    """
+    input_grad = torch.is_grad_enabled() and x.requires_grad
+    if not input_grad or x.shape[1] != groups or dilation != 1 or torch.jit.is_tracing():
+        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    return _WindowLogits.apply(x, weight, bias, tuple(stride), tuple(padding))
 
 
 class AWD(nn.Module):
@@ -102,7 +183,7 @@ class AWD(nn.Module):
                 # too; one grouped conv over the batch (groups B*C) instead of a pass over 9C x L values.
                 # Not while tracing for export: ONNX has no convolution with an input-dependent kernel.
                 a = self.channel_net(x).view(b, c, 1).expand(b, c, kk).reshape(b * c * kk)
-                z = F.conv2d(
+                z = window_logits(
                     x.reshape(1, b * c, *x.shape[-2:]),
                     weight.repeat(b, 1, 1, 1) * a.view(-1, 1, 1, 1),
                     bias.repeat(b) * a,
@@ -112,7 +193,7 @@ class AWD(nn.Module):
                     b * g,
                 )
                 return z.view(b, g, 1, kk, -1)
-            z = F.conv2d(x, weight, bias, conv.stride, conv.padding, 1, g)
+            z = window_logits(x, weight, bias, conv.stride, conv.padding, 1, g)
         else:
             z = self.weight_net(x)  # (B, g*kk, oh, ow), channel g*kk + k
         z = z.view(b, g, 1, kk, -1)
@@ -148,10 +229,8 @@ class AWD(nn.Module):
         # whole (B, C, k*k, oh, ow) tensor (k*k times); unbind's backward stacks the k*k parts once
         taps_w = wts.unbind(2)
         y = None
-        for t in range(kk):
-            dy, dx = divmod(t, k)  # tap order of F.unfold and of the logit channels (row-major)
-            tap = xp[:, :, dy : dy + s * (oh - 1) + 1 : s, dx : dx + s * (ow - 1) + 1 : s]
-            y = tap * taps_w[t] if y is None else y.addcmul_(tap, taps_w[t])
+        for tap, tap_w in zip(_windows(xp, (k, k), (s, s), (oh, ow)), taps_w):
+            y = tap * tap_w if y is None else y.addcmul_(tap, tap_w)
         return y
 
     def extra_repr(self) -> str:

@@ -28,13 +28,14 @@ from torchvision.models.detection.transform import (
     _get_shape_onnx,
     resize_boxes,
 )
-from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from darkseg.errors import DarkSegError
 
 from .config import ModelConfig
 from .convnext import ConvNeXtBody
 from .dsl import dsl_loss
+from .fpn import FPN
 from .mask_predictor import MaskPredictor
 from .mmdet_compat import (
     MMDetAnchorGenerator,
@@ -244,9 +245,7 @@ class DarkBackbone(nn.Module):
     def __init__(self, body: ResNetBody | ConvNeXtBody, out_channels: int = 256) -> None:
         super().__init__()
         self.body = body
-        self.fpn = FeaturePyramidNetwork(
-            body.out_channels_list, out_channels, extra_blocks=LastLevelMaxPool()
-        )
+        self.fpn = FPN(body.out_channels_list, out_channels, extra_blocks=LastLevelMaxPool())
         self.out_channels = out_channels
 
     def forward_with_features(self, x: torch.Tensor):

@@ -76,6 +76,27 @@ def _make_stages(
     return stages
 
 
+def stem_pool(pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The stem's 3x3 stride-2 max pooling, in channels-last order on the CPU when no gradient is needed.
+
+    PyTorch's CPU max pooling is vectorised over channels only for channels-last tensors: on the stem's
+    64 x 208 x 304 map it takes 31 ms in NCHW order and 8 ms with both layout copies included
+    (``docs/benchmarks.md``). A maximum is exact, so the values are bit for bit the same. With a gradient
+    (an unfrozen stem) the channels-last backward is slower, so the plain call is used.
+
+    Shapes: ``(B, C, H, W)`` -> ``(B, C, oh, ow)``, contiguous.
+    """
+    fast = (
+        x.device.type == "cpu"
+        and isinstance(pool, nn.MaxPool2d)
+        and not (torch.is_grad_enabled() and x.requires_grad)
+        and not torch.jit.is_tracing()
+    )
+    if not fast:
+        return pool(x)
+    return pool(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+
 class FrozenBatchNorm2d(nn.Module):
     """BatchNorm with fixed running statistics and a (by default trainable) affine map.
 
@@ -266,7 +287,7 @@ class ResNetBody(nn.Module):
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"ResNetBody expects (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = stem_pool(self.maxpool, self.relu(self.bn1(self.conv1(x))))
         out: OrderedDict[str, torch.Tensor] = OrderedDict()
         for i, name in enumerate(("layer1", "layer2", "layer3", "layer4")):
             if name in self.awd:
