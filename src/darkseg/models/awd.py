@@ -81,17 +81,24 @@ def window_logits(
     """``F.conv2d(x, weight, bias, stride, padding, dilation, groups)`` for AWD's logit convolution.
 
     AWD's logit conv has one input channel per group and ``m = k*k`` outputs per group. When the input
-    needs a gradient it is computed here as a batched matrix product instead: the ``k*k`` zero-padded,
-    strided windows of each channel are stacked to ``(B, g, k*k, oh*ow)`` and multiplied by the
-    per-group ``(m, k*k)`` weights; the same sums of nine products. The CPU's grouped-convolution
+    needs a gradient on the CPU it is computed here as a batched matrix product instead: the ``k*k``
+    zero-padded, strided windows of each channel are stacked to ``(B, g, k*k, oh*ow)`` and multiplied by
+    the per-group ``(m, k*k)`` weights; the same sums of nine products. The CPU's grouped-convolution
     backward for this shape runs at 1-2 GFLOP/s; forward + backward of 2 x 512 channels at 52 x 76
     take 202 ms as a convolution and 109 ms here (``docs/benchmarks.md``). When only the weights need
-    a gradient (AWD after a frozen stage) or none does, the convolution is as fast or faster and is used.
+    a gradient (AWD after a frozen stage) or none does, the convolution is as fast or faster and is used;
+    on CUDA, cuDNN's grouped convolution is used.
 
     Shapes: ``x (B, g, H, W)``, ``weight (g*m, 1, kh, kw)``, ``bias (g*m,)`` -> ``(B, g*m, oh, ow)``.
     """
     input_grad = torch.is_grad_enabled() and x.requires_grad
-    if not input_grad or x.shape[1] != groups or dilation != 1 or torch.jit.is_tracing():
+    if (
+        not input_grad
+        or x.device.type != "cpu"
+        or x.shape[1] != groups
+        or dilation != 1
+        or torch.jit.is_tracing()
+    ):
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
     return _WindowLogits.apply(x, weight, bias, tuple(stride), tuple(padding))
 
