@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--threads", type=int, default=1, help="torch.set_num_threads (1: robust on a shared machine)"
     )
-    sections = ["stages", "inference", "compat", "paste", "training", "memory", "compile"]
+    sections = ["stages", "ops", "inference", "compat", "paste", "training", "memory", "compile"]
     ap.add_argument("--skip", nargs="*", default=[], choices=sections)
     ap.add_argument("--only", nargs="*", default=None, choices=sections, help="run only these sections")
     ap.add_argument("--memory-probe", choices=["plain", "dsl", "dsl-kept"], help=argparse.SUPPRESS)
@@ -378,6 +378,16 @@ def main(argv: list[str] | None = None) -> None:
 
         rows, summary = stages(size, args.repeats)
         print_stages(rows, summary, args.repeats)
+    if "ops" not in args.skip:
+        from model_stages import fast_path_ops
+
+        rows = fast_path_ops(max(args.repeats, 5))
+        print(f"Fast-path operations against the calls they replace, median of {max(args.repeats, 5)}\n")
+        print("| operation | shape | replaced (ms) | now (ms) | speed-up |\n|---|---|---:|---:|---:|")
+        for r in rows:
+            ratio = r["ms_ref"] / r["ms_new"]
+            print(f"| {r['op']} | {r['shape']} | {r['ms_ref']:.1f} | {r['ms_new']:.1f} | {ratio:.2f}x |")
+        print()
     if "compile" not in args.skip:
         from model_stages import compiled_backbone
 

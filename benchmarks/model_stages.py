@@ -289,3 +289,81 @@ def compiled_backbone(size: tuple[int, int], repeats: int) -> list[dict]:
                 }
             )
     return rows
+
+
+def fast_path_ops(repeats: int) -> list[dict]:
+    """The operations behind this pass's fast paths, each against the call it replaces, same process.
+
+    Rows ``{op, shape, ms_ref, ms_new}`` (median process CPU time of ``repeats`` calls): the stem's max
+    pooling (inference), the FPN's top-down upsample + add (inference, the three levels), and AWD's logit
+    convolution forward + backward at the paper model's trainable AWD stages (batch 2 folded into the
+    groups, as in training).
+    """
+    import torch.nn.functional as F
+
+    from darkseg.models.awd import window_logits
+    from darkseg.models.fpn import upsample_add
+    from darkseg.models.resnet import stem_pool
+
+    g = torch.Generator().manual_seed(0)
+
+    def median_ms(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            t0 = _clock()
+            fn()
+            times.append(_clock() - t0)
+        return statistics.median(times) * 1e3
+
+    rows = []
+    with torch.no_grad():
+        x = torch.randn(1, 64, 208, 304, generator=g)
+        pool = torch.nn.MaxPool2d(3, 2, 1)
+        rows.append(
+            {
+                "op": "stem max pool 3x3/2 (no grad)",
+                "shape": "1x64x208x304",
+                "ms_ref": median_ms(lambda: pool(x)),
+                "ms_new": median_ms(lambda: stem_pool(pool, x)),
+            }
+        )
+        pairs = [
+            (torch.randn(1, 256, 2 * h, 2 * w, generator=g), torch.randn(1, 256, h, w, generator=g))
+            for h, w in ((52, 76), (26, 38), (13, 19))
+        ]
+
+        def interp_all():
+            for lat, top in pairs:
+                lat + F.interpolate(top, size=lat.shape[-2:], mode="nearest")
+
+        def fused_all():
+            for lat, top in pairs:
+                upsample_add(lat, top)
+
+        rows.append(
+            {
+                "op": "FPN top-down upsample + add, 3 levels (no grad)",
+                "shape": "1x256x104x152 ... 26x38",
+                "ms_ref": median_ms(interp_all),
+                "ms_new": median_ms(fused_all),
+            }
+        )
+    for groups, h, w in ((1024, 52, 76), (2048, 26, 38)):
+        x = torch.randn(1, groups, h, w, generator=g, requires_grad=True)
+        wt = torch.randn(groups * 9, 1, 3, 3, generator=g, requires_grad=True)
+        b = torch.randn(groups * 9, generator=g, requires_grad=True)
+
+        def fwd_bwd(fn, x=x, wt=wt, b=b, groups=groups):
+            z = fn(x, wt, b, (2, 2), (1, 1), 1, groups)
+            z.backward(torch.ones_like(z))
+
+        rows.append(
+            {
+                "op": "AWD logit conv, forward + backward",
+                "shape": f"1x{groups}x{h}x{w}",
+                "ms_ref": median_ms(lambda f=fwd_bwd: f(F.conv2d)),
+                "ms_new": median_ms(lambda f=fwd_bwd: f(window_logits)),
+            }
+        )
+    return rows
