@@ -238,6 +238,17 @@ def print_stages(rows: list[dict], summary: dict, repeats: int) -> None:
     )
 
 
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+    """Median process CPU time of ``repeats`` calls of ``fn`` after one warm-up call, in ms."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = _clock()
+        fn()
+        times.append(_clock() - t0)
+    return statistics.median(times) * 1e3
+
+
 def compiled_backbone(size: tuple[int, int], repeats: int) -> list[dict]:
     """``torch.compile`` (inductor, CPU) of the paper model's trunk + FPN against eager, same process.
 
@@ -255,13 +266,7 @@ def compiled_backbone(size: tuple[int, int], repeats: int) -> list[dict]:
     x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)) * 255 - 100
 
     def median_ms(fn) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            t0 = _clock()
-            fn()
-            times.append(_clock() - t0)
-        return statistics.median(times) * 1e3
+        return _median_ms(fn, repeats)
 
     rows = []
     with torch.no_grad():
@@ -308,13 +313,7 @@ def fast_path_ops(repeats: int) -> list[dict]:
     g = torch.Generator().manual_seed(0)
 
     def median_ms(fn) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            t0 = _clock()
-            fn()
-            times.append(_clock() - t0)
-        return statistics.median(times) * 1e3
+        return _median_ms(fn, repeats)
 
     rows = []
     with torch.no_grad():
