@@ -65,8 +65,14 @@ class NumpyBackend:
 
     @staticmethod
     def mul_wide(y: Any, s: Any) -> np.ndarray:
-        """``y * s`` in the noise accumulation dtype, a new array."""
-        return np.multiply(y, s, dtype=np.float64)
+        """``y * s`` in the noise accumulation dtype, a new C-contiguous array (whatever ``y``'s layout:
+        the noise is drawn in C order, so the shot-noise sampler needs no reordering copy)."""
+        return np.multiply(y, s, dtype=np.float64, order="C")
+
+    @staticmethod
+    def clip_to_f32(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+        """``x`` clipped to ``[lo, hi]`` (in ``x``'s dtype), as a new float32 array (one pass)."""
+        return np.clip(x, lo, hi, out=np.empty(x.shape, dtype=np.float32))
 
     @staticmethod
     def is_scalar(v: Any) -> bool:
@@ -208,6 +214,10 @@ class TorchBackend:
     @staticmethod
     def mul_wide(y: torch.Tensor, s: Any) -> torch.Tensor:
         return y.float() * s
+
+    @staticmethod
+    def clip_to_f32(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+        return x.clamp_(lo, hi).float()
 
     @staticmethod
     def is_scalar(v: Any) -> bool:
