@@ -244,23 +244,39 @@ def sample_unprocess_params(
     return UnprocessParams(*(D.finish(v) for v in (rgb2cam, cam2rgb, rgb_gain, red_gain, blue_gain)))
 
 
-def _white_balance_inverse(x, gray, p: UnprocessParams, channel_rows):
-    """Divide linear camera values ``x`` by the white balance and brightening gains with highlight
-    protection (``gray``: the pixels' mean over R, G, B), clip to ``[0, 1]``. A new compact array: a
-    result that kept ``x``'s (larger) buffer alive made glibc's allocator page-fault more.
-
-    ``channel_rows``: the camera channel (0 R, 1 G, 2 B) of each channel of ``x``.
-    """
-    B = backend_of(x)
-    g = [1.0 / p.red_gain, 1.0, 1.0 / p.blue_gain]
-    gains = B.channels([g[r] for r in channel_rows], x) / B.per_image(p.rgb_gain)
+def _highlight_gains(gray, gains):
+    """``max((1 - m) gains + m, gains)``, ``m = (max(gray - 0.9, 0) / 0.1) ** 2``: the gains raised towards
+    1 for pixels whose grey level is above 0.9 (highlight protection); equal to ``gains`` elsewhere
+    (``m = 0``). Shape: ``gray`` and ``gains`` broadcast."""
+    B = backend_of(gray)
     mask = B.clamp_min_(gray - 0.9, 0.0)  # in place from here: few image-sized temporaries
     mask /= 0.1
     mask *= mask
     safe = (1.0 - mask) * gains
     safe += mask
-    safe = B.maximum_(safe, gains)
-    safe *= x
+    return B.maximum_(safe, gains)
+
+
+def _white_balance_inverse(x, gray, p: UnprocessParams, channel_rows):
+    """Divide linear camera values ``x`` by the white balance and brightening gains with highlight
+    protection (``gray``: the pixels' mean over R, G, B), clip to ``[0, 1]``. A new compact array: a
+    result that kept ``x``'s (larger) buffer alive made glibc's allocator page-fault more.
+
+    ``channel_rows``: the camera channel (0 R, 1 G, 2 B) of each channel of ``x``. NumPy evaluates the
+    protection only where the grey level is above 0.9 (or NaN); elsewhere it is ``x * gains``.
+    """
+    B = backend_of(x)
+    g = [1.0 / p.red_gain, 1.0, 1.0 / p.blue_gain]
+    gains = B.channels([g[r] for r in channel_rows], x) / B.per_image(p.rgb_gain)
+    if isinstance(x, torch.Tensor):
+        safe = _highlight_gains(gray, gains)
+        safe *= x
+    else:
+        safe = x * gains
+        bright = np.broadcast_to(~(gray <= 0.9), safe.shape)
+        if bright.any():
+            wide = np.broadcast_to(gray, safe.shape)[bright], np.broadcast_to(gains, safe.shape)[bright]
+            safe[bright] = _highlight_gains(*wide) * x[bright]
     return B.clip_(safe, 0.0, 1.0)
 
 
