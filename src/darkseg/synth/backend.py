@@ -14,8 +14,8 @@ Layouts (what the layout primitives assume):
 * torch: a batch ``(B, C, H, W)``; per-image parameters are ``(B,)`` tensors (``(B, 3, 3)``,
   ``(B, C)``); noise accumulates in float32.
 
-``planar`` / ``from_planar`` switch an image to and from channel-first planes ``(..., C, H, W)``
-(a copy for NumPy, the identity for torch); ``(...)`` is ``()`` for NumPy and ``(B,)`` for torch.
+``from_planar`` turns channel-first planes ``(..., C, H, W)`` into the image layout (a transposed view
+for NumPy, the identity for torch); ``(...)`` is ``()`` for NumPy and ``(B,)`` for torch.
 """
 
 from __future__ import annotations
@@ -184,10 +184,6 @@ class NumpyBackend:
         return x
 
     @staticmethod
-    def planar(x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(x.transpose(2, 0, 1))
-
-    @staticmethod
     def from_planar(x: np.ndarray) -> np.ndarray:
         return x.transpose(1, 2, 0)
 
@@ -313,10 +309,6 @@ class TorchBackend:
     @staticmethod
     def add_rows_(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         return x.add_(rows)
-
-    @staticmethod
-    def planar(x: torch.Tensor) -> torch.Tensor:
-        return x
 
     @staticmethod
     def from_planar(x: torch.Tensor) -> torch.Tensor:
