@@ -293,3 +293,18 @@ def test_rgb_rendering_is_opencvs_demosaic_up_to_rounding_ties_inside_the_border
     differ = (ours != cv)[1:-1, 1:-1]
     assert differ.any() and np.all((exact % 1 == 0.5)[1:-1, 1:-1][differ])
     assert np.abs(ours - cv)[1:-1, 1:-1].max() == 1
+
+
+@pytest.mark.parametrize("pattern", ["RGGB", "GBRG"])
+@pytest.mark.parametrize("quantize", [True, False])
+def test_rgb_rendering_of_unit_range_planes_needs_no_final_clip(pattern, quantize):
+    """Means of [0, 1] samples and their 8-bit rounding stay in [0, 1]: skipping the clip changes nothing."""
+    from darkseg.synth.render import RenderOptions, render_packed
+
+    rng = np.random.default_rng(0)
+    packed = rng.choice([0.0, 1.0, np.nextafter(1.0, 0.0), 0.5, 1e-30], (9, 7, 4)).astype(np.float32)
+    packed[3:, 3:] = rng.random((6, 4, 4), dtype=np.float32)
+    opts = RenderOptions(pattern=pattern, quantize_8bit=quantize)
+    skipped = render_packed(packed, opts, in_unit_range=True)
+    np.testing.assert_array_equal(skipped, render_packed(packed, opts))
+    assert skipped.min() >= 0.0 and skipped.max() <= 1.0

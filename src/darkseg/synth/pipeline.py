@@ -190,8 +190,9 @@ class LowLightSynthesizer:
         else:
             clean = unprocess_packed(x, p.unprocess, self.pattern, self.srgb8_table)
         noisy = self.noise.apply(clean, p.noise, rng)
-        out_c = render_packed(clean, self.render_options, p.unprocess)
-        out_n = render_packed(noisy, self.render_options, p.unprocess)
+        # both are clipped to [0, 1] by unprocessing / the noise model
+        out_c = render_packed(clean, self.render_options, p.unprocess, in_unit_range=True)
+        out_n = render_packed(noisy, self.render_options, p.unprocess, in_unit_range=True)
         if self.cfg.output != "packed":
             out_c, out_n = out_c[:h, :w], out_n[:h, :w]
         return np.ascontiguousarray(out_c), np.ascontiguousarray(out_n)

@@ -160,7 +160,9 @@ def lis_raw_path(packed: np.ndarray, out_size: tuple[int, int], quantize_8bit: b
     return np.ascontiguousarray(png[0::2, 0::2] / 255.0, dtype=np.float32)
 
 
-def render_packed(packed, opts: RenderOptions, params: UnprocessParams | None = None):
+def render_packed(
+    packed, opts: RenderOptions, params: UnprocessParams | None = None, *, in_unit_range: bool = False
+):
     """Render packed RAW.
 
     Args:
@@ -168,6 +170,9 @@ def render_packed(packed, opts: RenderOptions, params: UnprocessParams | None = 
             the cells at twice the output resolution, :func:`sensor_cells`).
         opts: :class:`RenderOptions`.
         params: the images' unprocessing metadata; needed only for ISP steps.
+        in_unit_range: the caller guarantees ``packed`` in ``[0, 1]``: then the ``"rgb"`` rendering
+            without ISP steps (means of two or four samples, 8-bit rounding: both stay in ``[0, 1]``)
+            skips its final clip, which would change nothing.
 
     Returns:
         ``"rgb"``/``"binned"``: NumPy ``(2h, 2w, 3)`` / torch ``(B, 3, 2h, 2w)``; ``"sensor"``: NumPy
@@ -210,4 +215,6 @@ def render_packed(packed, opts: RenderOptions, params: UnprocessParams | None = 
         return rgb.clamp_(0.0, 1.0)
     # every NumPy branch above made ``rgb`` (or a view of it) here: clip it in place
     rgb = np.asarray(rgb, dtype=np.float32)
-    return np.ascontiguousarray(np.clip(rgb, 0.0, 1.0, out=rgb))
+    if not (in_unit_range and opts.output == "rgb" and not opts.any_isp):
+        np.clip(rgb, 0.0, 1.0, out=rgb)
+    return np.ascontiguousarray(rgb)
