@@ -205,10 +205,10 @@ def _sum_shift(x: torch.Tensor, axis: int, step: int, scale: float = 1.0) -> tor
 
 
 def _pair_sum(x: np.ndarray, axis: int, step: int) -> np.ndarray:
-    """``y[i] = x[i] + x[i + step]`` along ``axis`` (step +-1) with the edge replicated (``2 x`` where the
-    neighbour is missing), a new array; no index array, no copy of ``x``."""
+    """``y[i] = x[i] + x[i + step]`` along ``axis`` (0 or 1 of a 2-D plane; step +-1) with the edge
+    replicated (``2 x`` where the neighbour is missing), a new array; no index array, no copy of ``x``."""
     y = np.empty_like(x)
-    xs, ys = np.moveaxis(x, axis, 0), np.moveaxis(y, axis, 0)
+    xs, ys = (x, y) if axis == 0 else (x.T, y.T)
     if step > 0:
         np.add(xs[:-1], xs[1:], out=ys[:-1])
         np.add(xs[-1], xs[-1], out=ys[-1])
