@@ -65,7 +65,7 @@ PASSES = {
     ("noise: Poisson shot noise", "packed64"): 34,
     ("noise: scale, read, row, quantisation, clip", "packed64"): 9,
     ("noise: Tukey-lambda uniforms and quantile, casts", "packed32"): 10,
-    ("render (clean + noisy): demosaic, 8-bit rounding, clip", "full"): 12,
+    ("render (clean + noisy): demosaic, 8-bit rounding", "full"): 10,
     ("render (clean + noisy): 8-bit rounding of the planes", "packed32"): 6,
 }
 
