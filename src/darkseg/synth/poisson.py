@@ -167,9 +167,10 @@ def _ptrs_round(lam: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, 
         # the other candidates take the exact test unless rejected outright
         t = np.flatnonzero(~accept)
         kt, ut, vt = k[t], us[t], v[t]
-        t = t[(kt >= 0) & ((ut >= 0.013) | (vt <= ut))]
-        bt, ut, kt, lt = b[t], us[t], k[t], lam[t]
-        lhs = np.log(v[t] * (1.1239 + 1.1328 / (bt - 3.4)) / (a[t] / (ut * ut) + bt))
+        keep = (kt >= 0) & ((ut >= 0.013) | (vt <= ut))
+        t, kt, ut, vt = t[keep], kt[keep], ut[keep], vt[keep]
+        bt, lt = b[t], lam[t]
+        lhs = np.log(vt * (1.1239 + 1.1328 / (bt - 3.4)) / (a[t] / (ut * ut) + bt))
         accept[t] = lhs <= kt * np.log(lt) - lt - _log_factorial(kt)
     return k, accept
 
