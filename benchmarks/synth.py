@@ -1,7 +1,8 @@
 """Throughput of the low-light synthesis pipeline (clean + noisy rendering) at 600x400.
 
-Prints images/second for the NumPy path, the torch path one image at a time, and the torch path
-batched, with ratios against the NumPy baseline measured in the same run.
+Prints images/second for the NumPy path (on the float32 test image, and on the same image as 8-bit
+codes, ``uint8``, as photos are decoded), the torch path one image at a time, and the torch path
+batched, with ratios against the NumPy float32 baseline measured in the same run.
 
     python benchmarks/synth.py                     # CPU, 1 thread
     python benchmarks/synth.py --device cuda       # torch paths on the GPU (NumPy stays on CPU)
@@ -51,19 +52,21 @@ def _timeit(fn, n: int, sync, repeat: int) -> tuple[float, float]:
     return best_wall, best_cpu
 
 
-#: Whole-array passes per image of the NumPy path (default config: PGRU, "rgb", 8-bit rounding),
+#: Whole-array passes per image of the NumPy path (default config: PGRU, "rgb", 8-bit rounding, float32
+#: input; a uint8 input replaces the gather and linearisation, 12 of the 13 "unprocess" passes, by a
+#: gather of the 8-bit codes and a table lookup),
 #: counted from the code of src/darkseg/synth and raw/bayer.py; one pass reads one array and writes
 #: one of the same size. Keys: (stage, array); arrays: "full" = (H, W, 3) float32, "packed32" /
 #: "packed64" = (H/2, W/2, 4) float32 / float64. The Poisson sampler's gathers, index arrays and
 #: subset walks are counted as whole passes (roughly: it takes one of two paths per pixel).
 PASSES = {
-    ("unprocess: linearise, planes, CFA sites, colour matrix", "full"): 14,
-    ("unprocess: white balance, highlight mask, clip", "packed32"): 12,
-    ("noise: Poisson shot noise", "packed64"): 35,
-    ("noise: scale, read, row, quantisation, clip", "packed64"): 10,
+    ("unprocess: CFA sites, linearise, colour matrix", "full"): 13,
+    ("unprocess: white balance, highlight test, clip", "packed32"): 5,
+    ("noise: Poisson shot noise", "packed64"): 34,
+    ("noise: scale, read, row, quantisation, clip", "packed64"): 9,
     ("noise: Tukey-lambda uniforms and quantile, casts", "packed32"): 10,
-    ("render (clean + noisy): 8-bit rounding, demosaic, clip", "full"): 14,
-    ("render (clean + noisy): 8-bit rounding of the planes, planes", "packed32"): 8,
+    ("render (clean + noisy): demosaic, 8-bit rounding", "full"): 10,
+    ("render (clean + noisy): 8-bit rounding of the planes", "packed32"): 6,
 }
 
 
@@ -136,7 +139,9 @@ def main() -> None:
 
     synth = LowLightSynthesizer(SynthConfig(noise_model=args.noise_model, output=args.output))
     img = test_image(args.height, args.width)
+    img8 = (img * 255).round().astype(np.uint8)  # the same photo as 8-bit codes
     rng = np.random.default_rng(0)
+    rng8 = np.random.default_rng(0)  # its own stream: the float32 rows draw what they drew before
     gen = torch.Generator(device=dev).manual_seed(0)
     x1 = torch.from_numpy(img).permute(2, 0, 1).contiguous().to(dev)
     xb = x1.unsqueeze(0).repeat(args.batch, 1, 1, 1)
@@ -150,6 +155,8 @@ def main() -> None:
             break
         t = _timeit(lambda: synth.numpy(img, rng), args.n, lambda: None, args.repeat)
         rows.append((f"numpy, 1 image/call (CPU){alloc}", args.n / t[0], args.n / t[1]))
+        t = _timeit(lambda: synth.numpy(img8, rng8), args.n, lambda: None, args.repeat)
+        rows.append((f"numpy, 1 image/call (CPU), uint8 input{alloc}", args.n / t[0], args.n / t[1]))
         t = _timeit(lambda: synth.synth(x1, gen), args.n, sync, args.repeat)
         rows.append((f"torch, 1 image/call ({dev.type}){alloc}", args.n / t[0], args.n / t[1]))
         t = _timeit(lambda: synth.synth(xb, gen), n_batches, sync, args.repeat)
@@ -198,7 +205,7 @@ def main() -> None:
     for k_gain, mean_lam, times in pois_rows:
         for name, ms in times:
             print(f"| {k_gain} | {mean_lam:.1f} | {name} | {ms:.2f} | {times[0][1] / ms:.2f}x |")
-    numpy_rows = [r for r in rows if r[0].startswith("numpy")]
+    numpy_rows = [r for r in rows if r[0].startswith("numpy") and "uint8" not in r[0]]
     if args.output == "rgb" and args.noise_model == "PGRU" and numpy_rows:
         print("\n".join(bandwidth_rows(args.height, args.width, 1e3 / numpy_rows[-1][2])))
 

@@ -12,8 +12,10 @@ from darkseg.synth.unprocess import (
     gamma_expand,
     inverse_smoothstep,
     linearize,
+    linearize_table,
     sample_unprocess_params,
     smoothstep,
+    unprocess_packed,
 )
 
 
@@ -44,6 +46,32 @@ def test_fast_linearisation_matches_the_reference_formula():
         np.testing.assert_allclose(expanded, ref, rtol=1e-12, atol=0)
     np.testing.assert_array_equal(x, x0)  # the input is not written to
     np.testing.assert_array_equal(xt.numpy(), x0)
+
+
+def test_uint8_table_lookup_equals_linearising_k_over_255_bit_for_bit():
+    """uint8 images are linearised by looking their codes up; every code gives the bits of the float path
+    (``float32(k) / 255``), in the table, the unprocessing functions and the whole synthesis."""
+    codes = np.arange(256, dtype=np.uint8)
+    table = linearize_table()
+    assert table.dtype == np.float32 and table.shape == (256,) and not table.flags.writeable
+    np.testing.assert_array_equal(table, linearize(codes.astype(np.float32) / 255.0))
+    rng = np.random.default_rng(3)
+    img = rng.permutation(np.tile(codes, 3 * 37 * 31 // 256 + 1))[: 37 * 31 * 3].reshape(37, 31, 3)
+    img[:16, :16] = codes.reshape(16, 16, 1)  # every code in every channel at every CFA site
+    as_float = img.astype(np.float32) / 255.0
+    p = sample_unprocess_params(rng, "random")
+    np.testing.assert_array_equal(unprocess(img, p), unprocess(as_float, p))
+    even = img[:36, :30]
+    for pattern in ("RGGB", "GBRG"):
+        got = unprocess_packed(even, p, pattern)
+        np.testing.assert_array_equal(got, unprocess_packed(even.astype(np.float32) / 255.0, p, pattern))
+        np.testing.assert_array_equal(got, unprocess_packed(even, p, pattern, table))
+    for output in ("rgb", "sensor", "binned"):
+        synth = LowLightSynthesizer(SynthConfig(output=output))
+        for a, b in zip(
+            synth.numpy(img, np.random.default_rng(5)), synth.numpy(as_float, np.random.default_rng(5))
+        ):
+            np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("ccm", ["calibrated", "random"])
@@ -265,3 +293,18 @@ def test_rgb_rendering_is_opencvs_demosaic_up_to_rounding_ties_inside_the_border
     differ = (ours != cv)[1:-1, 1:-1]
     assert differ.any() and np.all((exact % 1 == 0.5)[1:-1, 1:-1][differ])
     assert np.abs(ours - cv)[1:-1, 1:-1].max() == 1
+
+
+@pytest.mark.parametrize("pattern", ["RGGB", "GBRG"])
+@pytest.mark.parametrize("quantize", [True, False])
+def test_rgb_rendering_of_unit_range_planes_needs_no_final_clip(pattern, quantize):
+    """Means of [0, 1] samples and their 8-bit rounding stay in [0, 1]: skipping the clip changes nothing."""
+    from darkseg.synth.render import RenderOptions, render_packed
+
+    rng = np.random.default_rng(0)
+    packed = rng.choice([0.0, 1.0, np.nextafter(1.0, 0.0), 0.5, 1e-30], (9, 7, 4)).astype(np.float32)
+    packed[3:, 3:] = rng.random((6, 4, 4), dtype=np.float32)
+    opts = RenderOptions(pattern=pattern, quantize_8bit=quantize)
+    skipped = render_packed(packed, opts, in_unit_range=True)
+    np.testing.assert_array_equal(skipped, render_packed(packed, opts))
+    assert skipped.min() >= 0.0 and skipped.max() <= 1.0

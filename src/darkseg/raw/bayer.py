@@ -198,23 +198,53 @@ def _shift(x, axis: int, step: int):
     return np.take(x, idx, axis=axis)
 
 
-def _sum_shift(x, axis: int, step: int, scale: float = 1.0):
-    """``scale * (x + _shift(x, axis, step))``; for NumPy without an index array or a second copy."""
-    if isinstance(x, torch.Tensor):
-        s = x + _shift(x, axis, step)
-        return s if scale == 1.0 else scale * s
-    y = x.copy()
-    a = np.moveaxis(y, axis, 0)
-    b = np.moveaxis(x, axis, 0)
+def _sum_shift(x: torch.Tensor, axis: int, step: int, scale: float = 1.0) -> torch.Tensor:
+    """``scale * (x + _shift(x, axis, step))`` of a tensor."""
+    s = x + _shift(x, axis, step)
+    return s if scale == 1.0 else scale * s
+
+
+def _pair_sum(x: np.ndarray, axis: int, step: int) -> np.ndarray:
+    """``y[i] = x[i] + x[i + step]`` along ``axis`` (0 or 1 of a 2-D plane; step +-1) with the edge
+    replicated (``2 x`` where the neighbour is missing), a new array; no index array, no copy of ``x``."""
+    y = np.empty_like(x)
+    xs, ys = (x, y) if axis == 0 else (x.T, y.T)
     if step > 0:
-        a[:-1] += b[1:]
-        a[-1] += b[-1]
+        np.add(xs[:-1], xs[1:], out=ys[:-1])
+        np.add(xs[-1], xs[-1], out=ys[-1])
     else:
-        a[1:] += b[:-1]
-        a[0] += b[0]
-    if scale != 1.0:
-        y *= np.float32(scale)
+        np.add(xs[1:], xs[:-1], out=ys[1:])
+        np.add(xs[0], xs[0], out=ys[0])
     return y
+
+
+def _demosaic_planes(planes: np.ndarray, offs: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """:func:`demosaic_packed` of contiguous float32 planes ``(4, h, w)`` (R, G1, B, G2) -> ``(2h, 2w, 3)``.
+
+    Each interpolated phase is computed in a contiguous half-resolution buffer and written once into
+    the interleaved output (the last scaling writes it); the R / B values between two rows of samples
+    are reused for the diagonal phase. The sums and their order are those of the torch branch.
+    """
+    h, w = planes.shape[1:]
+    out = np.empty((2 * h, 2 * w, 3), dtype=np.float32)
+    half, quarter = np.float32(0.5), np.float32(0.25)
+    for plane, ch in ((0, 0), (2, 2)):  # R, B: the sample, its row / column means, the diagonal
+        (y, x), src = offs[plane], planes[plane]
+        out[y::2, x::2, ch] = src
+        np.multiply(_pair_sum(src, 1, 1 - 2 * x), half, out=out[y::2, 1 - x :: 2, ch])
+        vert = _pair_sum(src, 0, 1 - 2 * y)
+        vert *= half
+        out[1 - y :: 2, x::2, ch] = vert
+        np.multiply(_pair_sum(vert, 1, 1 - 2 * x), half, out=out[1 - y :: 2, 1 - x :: 2, ch])
+    (g1y, g1x), (g2y, g2x) = offs[1], offs[3]
+    out[g1y::2, g1x::2, 1] = planes[1]
+    out[g2y::2, g2x::2, 1] = planes[3]
+    for a, b in (offs[0], offs[2]):  # G at an R or B site: its row's green left / right + the other up / down
+        hp, vp = (1, 3) if a == g1y else (3, 1)
+        green = _pair_sum(planes[hp], 1, 1 if b > offs[hp][1] else -1)
+        green += _pair_sum(planes[vp], 0, 1 if a > offs[vp][0] else -1)
+        np.multiply(green, quarter, out=out[a::2, b::2, 1])
+    return out
 
 
 def demosaic_packed(packed: Array, pattern: str = "RGGB") -> Array:
@@ -226,55 +256,41 @@ def demosaic_packed(packed: Array, pattern: str = "RGGB") -> Array:
     ``(..., 3, 2h, 2w)``.
     """
     offs = pattern_offsets(pattern)
-    is_t = isinstance(packed, torch.Tensor)
-    if is_t:
-        if packed.ndim < 3 or packed.shape[-3] != 4:
-            raise ValueError(
-                f"demosaic_packed: torch packed must be (..., 4, h, w), got {tuple(packed.shape)}"
-            )
-        planes = [packed[..., c, :, :] for c in range(4)]
-        ra, ca = -2, -1  # row / column axes of a plane
-        h, w = packed.shape[-2:]
-        out = packed.new_empty((*packed.shape[:-3], 3, 2 * h, 2 * w))
-    else:
+    if not isinstance(packed, torch.Tensor):
         p = np.asarray(packed, dtype=np.float32)
         if p.ndim != 3 or p.shape[2] != 4:
             raise ValueError(f"demosaic_packed: NumPy packed must be (h, w, 4), got {p.shape}")
-        planes = list(np.ascontiguousarray(p.transpose(2, 0, 1)))  # contiguous planes: faster shifts
-        ra, ca = 0, 1
-        h, w = p.shape[:2]
-        out = np.empty((2 * h, 2 * w, 3), dtype=np.float32)
-
-    def put(ch: int, a: int, b: int, v) -> None:
-        if is_t:
-            out[..., ch, a::2, b::2] = v
-        else:
-            out[a::2, b::2, ch] = v
+        return _demosaic_planes(np.ascontiguousarray(p.transpose(2, 0, 1)), offs)
+    if packed.ndim < 3 or packed.shape[-3] != 4:
+        raise ValueError(f"demosaic_packed: torch packed must be (..., 4, h, w), got {tuple(packed.shape)}")
+    planes = [packed[..., c, :, :] for c in range(4)]
+    h, w = packed.shape[-2:]
+    out = packed.new_empty((*packed.shape[:-3], 3, 2 * h, 2 * w))
 
     def interp(x, dy: int, dx: int, a: int, b: int):
         """Plane sampled at phase (dy, dx), evaluated at phase (a, b): mean of the nearest samples."""
         if a != dy:
-            x = _sum_shift(x, ra, 1 if a > dy else -1, 0.5)
+            x = _sum_shift(x, -2, 1 if a > dy else -1, 0.5)
         if b != dx:
-            x = _sum_shift(x, ca, 1 if b > dx else -1, 0.5)
+            x = _sum_shift(x, -1, 1 if b > dx else -1, 0.5)
         return x
 
     (ry, rx), (g1y, g1x), (by, bx), (g2y, g2x) = offs
     for a in (0, 1):
         for b in (0, 1):
-            put(0, a, b, interp(planes[0], ry, rx, a, b))
-            put(2, a, b, interp(planes[2], by, bx, a, b))
+            out[..., 0, a::2, b::2] = interp(planes[0], ry, rx, a, b)
+            out[..., 2, a::2, b::2] = interp(planes[2], by, bx, a, b)
             if (a, b) == (g1y, g1x):
-                put(1, a, b, planes[1])
+                out[..., 1, a::2, b::2] = planes[1]
             elif (a, b) == (g2y, g2x):
-                put(1, a, b, planes[3])
+                out[..., 1, a::2, b::2] = planes[3]
             else:  # an R or B site: its row's green plane left/right, the other green plane up/down
                 hp, vp = (1, 3) if a == g1y else (3, 1)
                 hx = offs[hp][1]
                 vy = offs[vp][0]
-                horiz = _sum_shift(planes[hp], ca, 1 if b > hx else -1)
-                horiz += _sum_shift(planes[vp], ra, 1 if a > vy else -1)
-                put(1, a, b, 0.25 * horiz)
+                horiz = _sum_shift(planes[hp], -1, 1 if b > hx else -1)
+                horiz += _sum_shift(planes[vp], -2, 1 if a > vy else -1)
+                out[..., 1, a::2, b::2] = 0.25 * horiz
     return out
 
 

@@ -14,8 +14,8 @@ Layouts (what the layout primitives assume):
 * torch: a batch ``(B, C, H, W)``; per-image parameters are ``(B,)`` tensors (``(B, 3, 3)``,
   ``(B, C)``); noise accumulates in float32.
 
-``planar`` / ``from_planar`` switch an image to and from channel-first planes ``(..., C, H, W)``
-(a copy for NumPy, the identity for torch); ``(...)`` is ``()`` for NumPy and ``(B,)`` for torch.
+``from_planar`` turns channel-first planes ``(..., C, H, W)`` into the image layout (a transposed view
+for NumPy, the identity for torch); ``(...)`` is ``()`` for NumPy and ``(B,)`` for torch.
 """
 
 from __future__ import annotations
@@ -65,8 +65,14 @@ class NumpyBackend:
 
     @staticmethod
     def mul_wide(y: Any, s: Any) -> np.ndarray:
-        """``y * s`` in the noise accumulation dtype, a new array."""
-        return np.multiply(y, s, dtype=np.float64)
+        """``y * s`` in the noise accumulation dtype, a new C-contiguous array (whatever ``y``'s layout:
+        the noise is drawn in C order, so the shot-noise sampler needs no reordering copy)."""
+        return np.multiply(y, s, dtype=np.float64, order="C")
+
+    @staticmethod
+    def clip_to_f32(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+        """``x`` clipped to ``[lo, hi]`` (in ``x``'s dtype), as a new float32 array (one pass)."""
+        return np.clip(x, lo, hi, out=np.empty(x.shape, dtype=np.float32))
 
     @staticmethod
     def is_scalar(v: Any) -> bool:
@@ -178,10 +184,6 @@ class NumpyBackend:
         return x
 
     @staticmethod
-    def planar(x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(x.transpose(2, 0, 1))
-
-    @staticmethod
     def from_planar(x: np.ndarray) -> np.ndarray:
         return x.transpose(1, 2, 0)
 
@@ -208,6 +210,10 @@ class TorchBackend:
     @staticmethod
     def mul_wide(y: torch.Tensor, s: Any) -> torch.Tensor:
         return y.float() * s
+
+    @staticmethod
+    def clip_to_f32(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+        return x.clamp_(lo, hi).float()
 
     @staticmethod
     def is_scalar(v: Any) -> bool:
@@ -303,10 +309,6 @@ class TorchBackend:
     @staticmethod
     def add_rows_(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         return x.add_(rows)
-
-    @staticmethod
-    def planar(x: torch.Tensor) -> torch.Tensor:
-        return x
 
     @staticmethod
     def from_planar(x: torch.Tensor) -> torch.Tensor:

@@ -423,7 +423,7 @@ class NoiseModel:
                 else B.per_image(p.quant)
             )
         z *= 1.0 / scale
-        return B.to_f32(B.clip_(z, 0.0, 1.0))
+        return B.clip_to_f32(z, 0.0, 1.0)
 
 
 class PGNoise(NoiseModel):

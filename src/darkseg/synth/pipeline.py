@@ -21,6 +21,7 @@ from darkseg.synth.noise import NAMED_MODELS, NoiseModel, NoiseParams, build_noi
 from darkseg.synth.render import OUTPUTS, RenderOptions, render_packed, sensor_cells
 from darkseg.synth.unprocess import (
     UnprocessParams,
+    linearize_table,
     sample_unprocess_params,
     unprocess,
     unprocess_packed,
@@ -144,6 +145,8 @@ class LowLightSynthesizer:
             tone=c.render_tone,
             legacy_swap_rb=c.legacy_swap_rb,
         )
+        #: linear value of every 8-bit sRGB code: how :meth:`numpy` linearises ``uint8`` images
+        self.srgb8_table = linearize_table()
 
     def __repr__(self) -> str:
         return f"LowLightSynthesizer({self.cfg})"
@@ -169,23 +172,27 @@ class LowLightSynthesizer:
 
         Outputs float32 in ``[0, 1]``: ``(H, W, 3)`` for ``"rgb"`` (odd sizes are edge-padded to even
         internally and cropped back; also ``"binned"``, ``"sensor"``), ``(H/2, W/2, 4)`` for ``"packed"``.
+        A ``uint8`` image gives the same bits as ``srgb.astype(np.float32) / 255`` (its codes are
+        linearised by table lookup, :attr:`srgb8_table`).
         """
         x = np.asarray(srgb)
         if x.ndim != 3 or x.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) RGB image, got shape {x.shape}")
-        x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32, copy=False)
+        if x.dtype != np.uint8:
+            x = x.astype(np.float32, copy=False)
         h, w = x.shape[:2]
         self._check_size(h, w)
         if h % 2 or w % 2:
             x = np.pad(x, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         p = params if params is not None else self.sample_numpy(rng)
         if self.cfg.output == "sensor":
-            clean = sensor_cells(unprocess(x, p.unprocess))
+            clean = sensor_cells(unprocess(x, p.unprocess, self.srgb8_table))
         else:
-            clean = unprocess_packed(x, p.unprocess, self.pattern)
+            clean = unprocess_packed(x, p.unprocess, self.pattern, self.srgb8_table)
         noisy = self.noise.apply(clean, p.noise, rng)
-        out_c = render_packed(clean, self.render_options, p.unprocess)
-        out_n = render_packed(noisy, self.render_options, p.unprocess)
+        # both are clipped to [0, 1] by unprocessing / the noise model
+        out_c = render_packed(clean, self.render_options, p.unprocess, in_unit_range=True)
+        out_n = render_packed(noisy, self.render_options, p.unprocess, in_unit_range=True)
         if self.cfg.output != "packed":
             out_c, out_n = out_c[:h, :w], out_n[:h, :w]
         return np.ascontiguousarray(out_c), np.ascontiguousarray(out_n)

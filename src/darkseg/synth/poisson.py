@@ -98,13 +98,11 @@ def _small(lam: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
     Two uniforms per pixel (table, then remainder), each drawn for all pixels at once.
     """
-    mu = lam * (1.0 / STEP)
-    np.floor(mu, out=mu)  # the grid row (lam >= 0)
-    row_start = (mu * _LEN).astype(np.intp)  # the row's offset in the flat CDF table
-    cell = mu.astype(np.intp)
-    cell *= _GUIDE
-    mu *= STEP
-    r = np.subtract(lam, mu, out=mu)  # exact split (STEP = 2**-2)
+    row = np.multiply(lam, 1.0 / STEP).astype(np.intp)  # the grid row, floor(lam / STEP) (lam >= 0)
+    r = np.multiply(row, STEP)
+    np.subtract(lam, r, out=r)  # exact split (STEP = 2**-2)
+    row_start = row * _LEN  # the row's offset in the flat CDF table
+    cell = np.multiply(row, _GUIDE, out=row)
     u = rng.random(lam.size)
     g = u * _GUIDE
     cell += g.astype(np.intp)
@@ -169,9 +167,10 @@ def _ptrs_round(lam: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, 
         # the other candidates take the exact test unless rejected outright
         t = np.flatnonzero(~accept)
         kt, ut, vt = k[t], us[t], v[t]
-        t = t[(kt >= 0) & ((ut >= 0.013) | (vt <= ut))]
-        bt, ut, kt, lt = b[t], us[t], k[t], lam[t]
-        lhs = np.log(v[t] * (1.1239 + 1.1328 / (bt - 3.4)) / (a[t] / (ut * ut) + bt))
+        keep = (kt >= 0) & ((ut >= 0.013) | (vt <= ut))
+        t, kt, ut, vt = t[keep], kt[keep], ut[keep], vt[keep]
+        bt, lt = b[t], lam[t]
+        lhs = np.log(vt * (1.1239 + 1.1328 / (bt - 3.4)) / (a[t] / (ut * ut) + bt))
         accept[t] = lhs <= kt * np.log(lt) - lt - _log_factorial(kt)
     return k, accept
 

@@ -81,10 +81,15 @@ class RenderOptions:
         return self.white_balance or self.brighten or self.ccm or self.gamma or self.tone
 
 
-def _q8(x):
+def _q8(x, order: str = "K", in_place: bool = False):
+    """``round(255 x) / 255`` in float32. NumPy: a new array in memory ``order`` (``"K"``: like ``x``),
+    or ``x`` itself with ``in_place`` (float32 ``x``)."""
     if isinstance(x, torch.Tensor):
         return x.mul(255.0).round_().div_(255.0)
-    y = np.multiply(x, np.float32(255.0), dtype=np.float32)
+    if in_place:
+        y = np.multiply(x, np.float32(255.0), out=x)
+    else:
+        y = np.multiply(x, np.float32(255.0), dtype=np.float32, order=order)
     np.rint(y, out=y)
     y /= np.float32(255.0)
     return y
@@ -155,7 +160,9 @@ def lis_raw_path(packed: np.ndarray, out_size: tuple[int, int], quantize_8bit: b
     return np.ascontiguousarray(png[0::2, 0::2] / 255.0, dtype=np.float32)
 
 
-def render_packed(packed, opts: RenderOptions, params: UnprocessParams | None = None):
+def render_packed(
+    packed, opts: RenderOptions, params: UnprocessParams | None = None, *, in_unit_range: bool = False
+):
     """Render packed RAW.
 
     Args:
@@ -163,6 +170,9 @@ def render_packed(packed, opts: RenderOptions, params: UnprocessParams | None = 
             the cells at twice the output resolution, :func:`sensor_cells`).
         opts: :class:`RenderOptions`.
         params: the images' unprocessing metadata; needed only for ISP steps.
+        in_unit_range: the caller guarantees ``packed`` in ``[0, 1]``: then the ``"rgb"`` rendering
+            without ISP steps (means of two or four samples, 8-bit rounding: both stay in ``[0, 1]``)
+            skips its final clip, which would change nothing.
 
     Returns:
         ``"rgb"``/``"binned"``: NumPy ``(2h, 2w, 3)`` / torch ``(B, 3, 2h, 2w)``; ``"sensor"``: NumPy
@@ -178,8 +188,10 @@ def render_packed(packed, opts: RenderOptions, params: UnprocessParams | None = 
         torch_in = isinstance(packed, torch.Tensor)
         rgb = sensor_combine(bin2x2(packed if torch_in else np.asarray(packed, np.float32)))
     elif opts.output == "rgb":
-        if opts.quantize_8bit:  # rounding the packed planes = rounding the mosaic
+        if opts.quantize_8bit and isinstance(packed, torch.Tensor):  # rounding the planes = the mosaic
             packed = _q8(packed)
+        elif opts.quantize_8bit:  # NumPy: rounded into contiguous planes, the layout demosaicked in
+            packed = _q8(np.asarray(packed).transpose(2, 0, 1), order="C").transpose(1, 2, 0)
         rgb = demosaic_packed(packed, opts.pattern)  # == demosaic_bilinear(unpack_bayer(packed))
     else:
         raise ValueError(f"output must be one of {OUTPUTS}, got {opts.output!r}")
@@ -195,12 +207,14 @@ def render_packed(packed, opts: RenderOptions, params: UnprocessParams | None = 
             gamma=opts.gamma,
             tone=opts.tone,
         )
-    if opts.quantize_8bit:
-        rgb = _q8(rgb)
+    if opts.quantize_8bit:  # every NumPy branch above made ``rgb`` (float32): round it in place
+        rgb = _q8(rgb, in_place=isinstance(rgb, np.ndarray) and rgb.dtype == np.float32)
     if opts.legacy_swap_rb:
         rgb = rgb.flip(-3) if isinstance(rgb, torch.Tensor) else rgb[..., ::-1]
     if isinstance(rgb, torch.Tensor):
         return rgb.clamp_(0.0, 1.0)
     # every NumPy branch above made ``rgb`` (or a view of it) here: clip it in place
     rgb = np.asarray(rgb, dtype=np.float32)
-    return np.ascontiguousarray(np.clip(rgb, 0.0, 1.0, out=rgb))
+    if not (in_unit_range and opts.output == "rgb" and not opts.any_isp):
+        np.clip(rgb, 0.0, 1.0, out=rgb)
+    return np.ascontiguousarray(rgb)

@@ -14,6 +14,8 @@ Each formula is written once against :mod:`darkseg.synth.backend`, for two array
 
 Linearisation (inverse tone curve + inverse gamma) runs in place in one float32 buffer, the power as
 ``exp(2.2 ln x)`` (vectorised ``exp``/``log``; within 4e-7 of ``x ** 2.2`` on ``[0, 1]`` in float32).
+NumPy ``uint8`` images (codes ``k`` meaning ``k / 255``) are linearised by looking the codes up in
+:func:`linearize_table`, which holds the same float32 results for all 256 codes.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "gamma_expand",
     "gamma_compress",
     "linearize",
+    "linearize_table",
     "random_rgb2cam",
     "sample_unprocess_params",
     "unprocess",
@@ -134,6 +137,60 @@ def linearize(x):
     return _gamma_expand_(_inverse_smoothstep_(B.clip(B.to_f32(x), 0.0, 1.0)))
 
 
+def linearize_table() -> np.ndarray:
+    """``(256,)`` float32, read-only: ``linearize(k / 255)`` for the 8-bit codes ``k = 0 .. 255``.
+
+    Computed by :func:`linearize` itself from ``float32(k) / 255`` (what :meth:`LowLightSynthesizer.numpy`
+    makes of a ``uint8`` image), so looking a code up gives the same bits as linearising ``k / 255``.
+    """
+    table = linearize(np.arange(256, dtype=np.float32) / np.float32(255.0))
+    table.flags.writeable = False
+    return table
+
+
+def _lookup(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``table[codes]`` as float32 of ``codes``' shape: ``uint8`` codes, ``(256,)`` float32 table.
+
+    OpenCV's ``LUT`` (about 2x faster than ``np.take``, which first widens the codes to ``intp``).
+    """
+    import cv2
+
+    flat = np.ascontiguousarray(codes).reshape(-1, codes.shape[-1])
+    return cv2.LUT(flat, np.asarray(table, dtype=np.float32)).reshape(codes.shape)
+
+
+def _linearize_image(rgb, table: np.ndarray | None):
+    """:func:`linearize` of an sRGB image, or the :func:`linearize_table` lookup of a NumPy ``uint8`` one
+    (``table``: that table, ``None`` = compute it)."""
+    if isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8:
+        return _lookup(rgb, linearize_table() if table is None else table)
+    return linearize(rgb)
+
+
+def _cfa_sites_linear(rgb, offs, table: np.ndarray | None):
+    """The linearised sRGB values at the four CFA sites of every 2x2 tile.
+
+    ``offs``: the ``(row, col)`` of the R, G1, B, G2 sites. NumPy ``(H, W, 3)`` -> ``(4, 3, H/2, W/2)``
+    float32 (site plane, channel); torch ``(B, 3, H, W)`` -> ``(B, 4, 3, H/2, W/2)``.
+
+    NumPy gathers the sites first, as one copy per site plane, and linearises the gathered values in
+    place (or looks ``uint8`` codes up in ``table``); the values are the same as linearising the image
+    first, without its full-size planar copy. torch linearises the image, then gathers.
+    """
+    if isinstance(rgb, torch.Tensor):
+        planes = linearize(rgb)
+        return torch.stack([planes[..., dy::2, dx::2] for dy, dx in offs], -4)
+    x = np.asarray(rgb)
+    h, w = x.shape[:2]
+    codes = x.dtype == np.uint8
+    sites = np.empty((4, 3, h // 2, w // 2), dtype=np.uint8 if codes else np.float32)
+    for plane, (dy, dx) in zip(sites, offs):
+        np.copyto(plane.transpose(1, 2, 0), x[dy::2, dx::2], casting="unsafe")
+    if codes:
+        return _lookup(sites, linearize_table() if table is None else table)
+    return _gamma_expand_(_inverse_smoothstep_(np.clip(sites, 0.0, 1.0, out=sites)))
+
+
 def smoothstep(x):
     """The tone curve ``3x^2 - 2x^3`` on ``[0, 1]`` (input clipped)."""
     x = backend_of(x).clip(x, 0.0, 1.0)
@@ -187,43 +244,62 @@ def sample_unprocess_params(
     return UnprocessParams(*(D.finish(v) for v in (rgb2cam, cam2rgb, rgb_gain, red_gain, blue_gain)))
 
 
-def _white_balance_inverse(x, gray, p: UnprocessParams, channel_rows):
-    """Divide linear camera values ``x`` by the white balance and brightening gains with highlight
-    protection (``gray``: the pixels' mean over R, G, B), clip to ``[0, 1]``. A new compact array: a
-    result that kept ``x``'s (larger) buffer alive made glibc's allocator page-fault more.
-
-    ``channel_rows``: the camera channel (0 R, 1 G, 2 B) of each channel of ``x``.
-    """
-    B = backend_of(x)
-    g = [1.0 / p.red_gain, 1.0, 1.0 / p.blue_gain]
-    gains = B.channels([g[r] for r in channel_rows], x) / B.per_image(p.rgb_gain)
+def _highlight_gains(gray, gains):
+    """``max((1 - m) gains + m, gains)``, ``m = (max(gray - 0.9, 0) / 0.1) ** 2``: the gains raised towards
+    1 for pixels whose grey level is above 0.9 (highlight protection); equal to ``gains`` elsewhere
+    (``m = 0``). Shape: ``gray`` and ``gains`` broadcast."""
+    B = backend_of(gray)
     mask = B.clamp_min_(gray - 0.9, 0.0)  # in place from here: few image-sized temporaries
     mask /= 0.1
     mask *= mask
     safe = (1.0 - mask) * gains
     safe += mask
-    safe = B.maximum_(safe, gains)
-    safe *= x
+    return B.maximum_(safe, gains)
+
+
+def _white_balance_inverse(x, gray, p: UnprocessParams, channel_rows):
+    """Divide linear camera values ``x`` by the white balance and brightening gains with highlight
+    protection (``gray``: the pixels' mean over R, G, B), clip to ``[0, 1]``. A new compact array: a
+    result that kept ``x``'s (larger) buffer alive made glibc's allocator page-fault more.
+
+    ``channel_rows``: the camera channel (0 R, 1 G, 2 B) of each channel of ``x``. NumPy evaluates the
+    protection only where the grey level is above 0.9 (or NaN); elsewhere it is ``x * gains``.
+    """
+    B = backend_of(x)
+    g = [1.0 / p.red_gain, 1.0, 1.0 / p.blue_gain]
+    gains = B.channels([g[r] for r in channel_rows], x) / B.per_image(p.rgb_gain)
+    if isinstance(x, torch.Tensor):
+        safe = _highlight_gains(gray, gains)
+        safe *= x
+    else:
+        safe = x * gains
+        bright = np.broadcast_to(~(gray <= 0.9), safe.shape)
+        if bright.any():
+            wide = np.broadcast_to(gray, safe.shape)[bright], np.broadcast_to(gains, safe.shape)[bright]
+            safe[bright] = _highlight_gains(*wide) * x[bright]
     return B.clip_(safe, 0.0, 1.0)
 
 
-def unprocess(rgb, p: UnprocessParams):
+def unprocess(rgb, p: UnprocessParams, table: np.ndarray | None = None):
     """sRGB in ``[0, 1]`` -> linear camera RGB in ``[0, 1]`` (docs/synthesis.md, step 2).
 
-    NumPy ``(H, W, 3)`` with single-image params, or torch ``(B, 3, H, W)`` with batched params.
-    Returns float32 of the same layout.
+    NumPy ``(H, W, 3)`` (float, or ``uint8`` codes ``k`` meaning ``k / 255``, linearised by ``table``,
+    :func:`linearize_table`, computed if ``None``) with single-image params, or torch ``(B, 3, H, W)``
+    with batched params. Returns float32 of the same layout.
     """
     B = backend_of(rgb)
-    x = B.colour_matrix(p.rgb2cam, linearize(rgb))
+    x = B.colour_matrix(p.rgb2cam, _linearize_image(rgb, table))
     return _white_balance_inverse(x, B.channel_mean(x), p, (0, 1, 2))
 
 
-def unprocess_packed(rgb, p: UnprocessParams, pattern: str = "RGGB"):
+def unprocess_packed(rgb, p: UnprocessParams, pattern: str = "RGGB", table: np.ndarray | None = None):
     """:func:`unprocess` fused with mosaicking and packing: sRGB -> packed (R, G1, B, G2) camera RAW.
 
     Equal to ``pack_bayer(mosaic_rgb(unprocess(rgb, p), pattern), pattern)`` (to float rounding) but
     the colour matrix, gains and highlight mask are evaluated only at the CFA sites that are kept.
     NumPy ``(H, W, 3)`` -> ``(H/2, W/2, 4)``; torch ``(B, 3, H, W)`` -> ``(B, 4, H/2, W/2)``; H, W even.
+    NumPy ``uint8`` images are codes ``k`` meaning ``k / 255``, linearised by ``table``
+    (:func:`linearize_table`, computed if ``None``).
     """
     from darkseg.raw.bayer import pattern_offsets
 
@@ -236,10 +312,9 @@ def unprocess_packed(rgb, p: UnprocessParams, pattern: str = "RGGB"):
     # ``linear`` is kept until the return on purpose: with glibc's default allocator the result then
     # lands high in the heap and keeps it from being trimmed and page-faulted again by the noise step
     # (measured: docs/benchmarks.md, "Synthesis")
-    linear = linearize(rgb)
-    planes = B.planar(linear)  # (..., 3, H, W); ... = () for NumPy, (B,) for torch
-    lead, hh, ww = planes.shape[:-3], h // 2, w // 2
-    sites = B.stack([planes[..., dy::2, dx::2] for dy, dx in offs], -4).reshape(*lead, 4, 3, hh * ww)
+    linear = _cfa_sites_linear(rgb, offs, table)
+    lead, hh, ww = linear.shape[:-4], h // 2, w // 2
+    sites = linear.reshape(*lead, 4, 3, hh * ww)
     # per plane: its rgb2cam row and the column means (for the highlight mask's grey level), as one
     # (2 x 3) @ (3 x hw) product per plane
     m = B.to_f32(p.rgb2cam)
