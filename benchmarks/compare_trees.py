@@ -1,8 +1,9 @@
-"""darkseg now against an earlier commit, in one run: inference and the DSL training step.
+"""darkseg now against an earlier commit, in one run: inference, the DSL training step and synthesis.
 
 Usage::
 
     python benchmarks/compare_trees.py --base 42b87d5 --rounds 3        # prints a Markdown table
+    python benchmarks/compare_trees.py --base 42b87d5 --rounds 6 --repeats 5 --what synth synth-uint8
 
 The base commit is checked out into a temporary detached work tree. Each measurement is a fresh process
 (``--probe``) that imports darkseg from one tree (``PYTHONPATH``) and runs the same probe code (this
@@ -17,6 +18,10 @@ Probes:
 * ``train``: one DSL step (``model.forward_dsl`` + backward + SGD), caffe R50 + AWD + SCB, batch 2,
   600x400 (``model._train_setup``), after ``keep_freed_memory()`` as ``darkseg train`` runs it; median
   of ``--repeats`` steps after one warm-up step; and the peak resident memory of the process.
+* ``synth`` / ``synth-uint8``: ``LowLightSynthesizer.numpy`` (PGRU, clean + noisy ``rgb`` rendering) on
+  ``benchmarks/synth.py``'s 600x400 test image, as float32 or as 8-bit codes, after
+  ``keep_freed_memory()`` (the ``keep_freed_memory`` NumPy rows of ``benchmarks/synth.py``); best of
+  ``--repeats`` timings of 32 images, per image. Tables of images/s invert it.
 """
 
 from __future__ import annotations
@@ -68,6 +73,29 @@ def probe(kind: str, repeats: int) -> dict:
         _train_step(model, opt, "dsl", clean, noisy, targets)
         times = [_train_step(model, opt, "dsl", clean, noisy, targets) for _ in range(repeats)]
         out.update(ms=statistics.median(times) * 1e3, peak_gib=_vm_hwm_kib() / 2**20)
+    elif kind in ("synth", "synth-uint8"):
+        import numpy as np
+
+        from darkseg.synth import LowLightSynthesizer, SynthConfig
+        from darkseg.utils.runtime import keep_freed_memory
+        from model_stages import _clock
+        from synth import test_image
+
+        keep_freed_memory()
+        synth = LowLightSynthesizer(SynthConfig(noise_model="PGRU", output="rgb"))
+        img = test_image(400, 600)
+        if kind == "synth-uint8":
+            img = (img * 255).round().astype(np.uint8)
+        rng = np.random.default_rng(0)
+        n = 32
+        synth.numpy(img, rng)
+        times = []
+        for _ in range(repeats):
+            t0 = _clock()
+            for _ in range(n):
+                synth.numpy(img, rng)
+            times.append((_clock() - t0) / n)
+        out.update(ms=min(times) * 1e3)  # best of the repeats, per image (as benchmarks/synth.py)
     else:
         raise ValueError(kind)
     return out
@@ -98,8 +126,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--base", help="commit to compare against (e.g. 42b87d5)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3, help="timed calls per probe process")
-    ap.add_argument("--what", nargs="*", default=["inference", "train"], choices=["inference", "train"])
-    ap.add_argument("--probe", choices=["inference", "train"], help=argparse.SUPPRESS)
+    kinds = ["inference", "train", "synth", "synth-uint8"]
+    ap.add_argument("--what", nargs="*", default=kinds, choices=kinds)
+    ap.add_argument("--probe", choices=kinds, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.probe:
         print(json.dumps(probe(args.probe, args.repeats)))
@@ -132,8 +161,9 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
     print(
-        f"darkseg now vs {rev}: {args.rounds} rounds, each a fresh process per tree, median of {args.repeats}"
-        " calls per process; table: median over rounds (range)\n"
+        f"darkseg now vs {rev}: {args.rounds} rounds, each a fresh process per tree, {args.repeats} timings"
+        " per process (model: median of calls; synthesis: best of 32-image runs); table: median over rounds"
+        " (range)\n"
     )
     print(f"| path | {rev} (ms) | now (ms) | now vs {rev} | notes |\n|---|---:|---:|---:|---|")
     for kind in args.what:
@@ -142,17 +172,20 @@ def main(argv: list[str] | None = None) -> None:
         note = ""
         if kind == "inference":
             note = _detection_diff(res[kind]["base"][0], res[kind]["now"][0])
-        else:
+        elif kind == "train":
             pb = max(x["peak_gib"] for x in res[kind]["base"])
             pn = max(x["peak_gib"] for x in res[kind]["now"])
             note = f"peak RSS {pb:.2f} vs {pn:.2f} GiB"
         label = {
             "inference": "R50 Ours inference, mmdet numerics, fused",
             "train": "DSL training step, batch 2",
+            "synth": "synthesis, NumPy, float32 photo, per image",
+            "synth-uint8": "synthesis, NumPy, uint8 photo, per image",
         }
+        d = 0 if min(b + n) >= 100 else 2  # decimals: whole ms for the model, 0.01 ms for synthesis
         print(
-            f"| {label[kind]} | {statistics.median(b):.0f} ({min(b):.0f}–{max(b):.0f}) | "
-            f"{statistics.median(n):.0f} ({min(n):.0f}–{max(n):.0f}) | "
+            f"| {label[kind]} | {statistics.median(b):.{d}f} ({min(b):.{d}f}–{max(b):.{d}f}) | "
+            f"{statistics.median(n):.{d}f} ({min(n):.{d}f}–{max(n):.{d}f}) | "
             f"**{statistics.median(b) / statistics.median(n):.2f}x** | {note} |"
         )
 

@@ -252,13 +252,19 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> float:
 def compiled_backbone(size: tuple[int, int], repeats: int) -> list[dict]:
     """``torch.compile`` (inductor, CPU) of the paper model's trunk + FPN against eager, same process.
 
-    Rows ``{variant, compile_s, ms, rel_err}``: the first call's wall time (compilation), the median
+    Rows ``{variant, compile_s, ms, rel_err}``: the first call's wall time (compilation into a fresh
+    inductor cache; the second variant may reuse kernels of the first), the median
     process CPU time of ``repeats`` calls, and the largest error of any FPN level against the same
     backbone in float64, relative to that level's largest magnitude (eager float32 is the yardstick).
     """
     import copy
+    import os
+    import tempfile
 
     import torch._inductor.config as inductor_config
+
+    # a fresh inductor cache, so that the first call's time is a cold compilation, as in a new install
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="darkseg-inductor-")
 
     model, img = build_paper_model(size)
     bb = model.backbone
