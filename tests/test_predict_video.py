@@ -221,7 +221,10 @@ def _run_and_signal(ckpt, tmp_path, sig: int, n: int = 400) -> tuple[int, Path]:
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "darkseg", "predict", "--checkpoint", str(ckpt), str(vid), "--out", str(out),
            "--no-progress"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # SIGINT at its default in the child: a test run started in the background of a non-interactive
+    # shell (`pytest &`) ignores SIGINT, and an ignored SIGINT is inherited, so Ctrl-C would never arrive
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     avi, jsonl = out / "long_overlay.avi", out / "long_frames.jsonl"
     deadline = time.monotonic() + 180
     try:
