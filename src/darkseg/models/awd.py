@@ -85,7 +85,7 @@ def window_logits(
     zero-padded, strided windows of each channel are stacked to ``(B, g, k*k, oh*ow)`` and multiplied by
     the per-group ``(m, k*k)`` weights; the same sums of nine products. The CPU's grouped-convolution
     backward for this shape runs at 1-2 GFLOP/s; forward + backward of 2 x 512 channels at 52 x 76
-    take 202 ms as a convolution and 109 ms here (``docs/benchmarks.md``). When only the weights need
+    take 277 ms as a convolution and 201 ms here (``docs/benchmarks.md``). When only the weights need
     a gradient (AWD after a frozen stage) or none does, the convolution is as fast or faster and is used;
     on CUDA, cuDNN's grouped convolution is used.
 

@@ -80,7 +80,7 @@ def stem_pool(pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The stem's 3x3 stride-2 max pooling, in channels-last order on the CPU when no gradient is needed.
 
     PyTorch's CPU max pooling is vectorised over channels only for channels-last tensors: on the stem's
-    64 x 208 x 304 map it takes 31 ms in NCHW order and 8 ms with both layout copies included
+    64 x 208 x 304 map it takes 33 ms in NCHW order and 8 ms with both layout copies included
     (``docs/benchmarks.md``). A maximum is exact, so the values are bit for bit the same. With a gradient
     (an unfrozen stem) the channels-last backward is slower, so the plain call is used.
 
