@@ -26,6 +26,14 @@ def _windows(xp: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
     ]
 
 
+def _stacked_windows(x: torch.Tensor, kernel, stride, padding, out) -> torch.Tensor:
+    """The :func:`_windows` of ``x (B, g, H, W)`` zero-padded by ``padding``, stacked and flattened:
+    ``(B, g, kh*kw, oh*ow)`` (a copy)."""
+    (ph, pw), (b, g) = padding, x.shape[:2]
+    taps = torch.stack(_windows(F.pad(x, (pw, pw, ph, ph)), kernel, stride, out), dim=2)
+    return taps.view(b, g, kernel[0] * kernel[1], -1)
+
+
 class _WindowLogits(torch.autograd.Function):
     """:func:`window_logits` with a gradient: the windows are stacked (not saved: recomputed in the
     backward pass, so memory is that of the convolution), and the input gradient is accumulated into one
@@ -41,8 +49,8 @@ class _WindowLogits(torch.autograd.Function):
         ctx.geom = (kernel, stride, padding, out)
         ctx.has_bias = bias is not None
         ctx.save_for_backward(x, weight)
-        taps = torch.stack(_windows(F.pad(x, (pw, pw, ph, ph)), kernel, stride, out), dim=2)
-        z = torch.matmul(weight.view(1, g, m, kk), taps.view(b, g, kk, -1))  # (B, g, m, oh*ow)
+        taps = _stacked_windows(x, kernel, stride, padding, out)
+        z = torch.matmul(weight.view(1, g, m, kk), taps)  # (B, g, m, oh*ow)
         if bias is not None:
             z.add_(bias.view(1, g, m, 1))
         return z.view(b, g * m, *out)
@@ -50,14 +58,15 @@ class _WindowLogits(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         x, weight = ctx.saved_tensors
-        kernel, stride, (ph, pw), out = ctx.geom
+        kernel, stride, padding, out = ctx.geom
+        ph, pw = padding
         b, g, h, w = x.shape
         m, kk = weight.shape[0] // g, kernel[0] * kernel[1]
         gz = grad.reshape(b, g, m, -1)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[1]:
-            taps = torch.stack(_windows(F.pad(x, (pw, pw, ph, ph)), kernel, stride, out), dim=2)
-            grad_w = torch.matmul(gz, taps.view(b, g, kk, -1).transpose(-1, -2)).sum(0).view_as(weight)
+            taps = _stacked_windows(x, kernel, stride, padding, out)
+            grad_w = torch.matmul(gz, taps.transpose(-1, -2)).sum(0).view_as(weight)
         if ctx.needs_input_grad[0]:
             gtaps = torch.matmul(weight.view(1, g, m, kk).transpose(-1, -2), gz)  # (B, g, kk, oh*ow)
             gxp = x.new_zeros(b, g, h + 2 * ph, w + 2 * pw)

@@ -187,7 +187,7 @@ def _cfa_sites_linear(rgb, offs, table: np.ndarray | None):
     for plane, (dy, dx) in zip(sites, offs):
         np.copyto(plane.transpose(1, 2, 0), x[dy::2, dx::2], casting="unsafe")
     if codes:
-        return _lookup(sites, linearize_table() if table is None else table)
+        return _linearize_image(sites, table)
     return _gamma_expand_(_inverse_smoothstep_(np.clip(sites, 0.0, 1.0, out=sites)))
 
 
